@@ -1,0 +1,10 @@
+//! `mirtool login` (being built).
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> ExitCode {
+    eprintln!("mirtool login: not built yet");
+    ExitCode::from(2)
+}
