@@ -1,1 +1,2 @@
+//! `logingate` binary (wired up in a later step).
 fn main() {}

@@ -1,0 +1,406 @@
+//! Gate configuration: the TOML file, command-line overrides and validation.
+//!
+//! Every limit the gate enforces has a key here with a default, so an operator
+//! can see all of them with `--print-config`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for state of the embedded LoginSrv (accounts database).
+    pub data_dir: PathBuf,
+    /// Log line format on stderr.
+    pub log_format: LogFormat,
+    /// Client side: listeners, admission and per-session limits.
+    pub gate: GateConfig,
+    /// LoginSrv side: the one multiplexed link.
+    pub server: ServerConfig,
+    /// Settings passed verbatim to the embedded LoginSrv (its own schema).
+    pub embedded: toml::Table,
+}
+
+/// `[gate]`: everything that faces game clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// Addresses accepting game clients.
+    pub listen: Vec<SocketAddr>,
+    /// Listen backlog handed to the kernel.
+    pub backlog: u32,
+    /// Live client connections at most; further accepts are refused.
+    pub max_connections: usize,
+    /// Live connections per client IP at most (0 = unlimited).
+    pub max_conn_per_ip: u32,
+    /// New connections per second per IP, burst the same (0 = unlimited).
+    pub conn_rate_per_ip: u32,
+    /// A client must send its first byte within this (0 = no limit).
+    pub first_packet_timeout_secs: u64,
+    /// A client silent for this long is closed (0 = no limit).
+    pub idle_timeout_secs: u64,
+    /// Longest client `#…!` message; longer closes the session (`oversize`).
+    pub max_packet_bytes: usize,
+    /// Messages per second per session; more closes it (`flooding`).
+    pub max_packets_per_sec: u32,
+    /// Bytes queued towards one client at most; more closes it (`slow_reader`).
+    pub max_outbound_bytes: usize,
+    /// How long a `%+B` (temporary) block from the LoginSrv lasts.
+    pub temp_block_secs: u64,
+    /// One IP or CIDR per line; reloaded when it changes ("" = none).
+    pub block_list_file: String,
+    /// How often the block list file's mtime is checked.
+    pub block_list_poll_secs: u64,
+    /// On shutdown, how long sessions and the link get to flush.
+    pub shutdown_grace_secs: u64,
+}
+
+/// `[server]`: the link to the LoginSrv.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// LoginSrv gate port; absent = start the embedded LoginSrv.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    /// Link dialect the LoginSrv speaks.
+    pub dialect: DialectName,
+    /// Interval of `%--$` heartbeats.
+    pub heartbeat_secs: u64,
+    /// No heartbeat reply for this long = link dead, reconnect.
+    pub dead_after_secs: u64,
+    /// Reconnect backoff starts at 0.5 s and doubles up to this.
+    pub reconnect_max_secs: u64,
+    /// A connect attempt taking longer than this fails.
+    pub connect_timeout_secs: u64,
+    /// Longest `%…$` frame from the LoginSrv; longer resets the link.
+    pub max_frame_bytes: usize,
+    /// Encoded frames waiting for the link writer at most; a client whose
+    /// data would exceed it is closed (`server_busy`).
+    pub max_link_buffer_bytes: usize,
+}
+
+/// Link dialect names as written in the config and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DialectName {
+    /// The Wemade C++ LoginSrv of the seed.
+    Wemade,
+    /// The Delphi LoginSrv (DelphiMir and ports).
+    Delphi,
+    /// The HappyM2 Delphi LoginSrv.
+    #[serde(rename = "happym2")]
+    HappyM2,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            log_format: LogFormat::Text,
+            gate: GateConfig::default(),
+            server: ServerConfig::default(),
+            embedded: toml::Table::new(),
+        }
+    }
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 7000))],
+            backlog: 1024,
+            max_connections: 10_000,
+            max_conn_per_ip: 20,
+            conn_rate_per_ip: 10,
+            first_packet_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            max_packet_bytes: 2048,
+            max_packets_per_sec: 20,
+            max_outbound_bytes: 64 * 1024,
+            temp_block_secs: 300,
+            block_list_file: String::new(),
+            block_list_poll_secs: 2,
+            shutdown_grace_secs: 5,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: None,
+            dialect: DialectName::Wemade,
+            heartbeat_secs: 5,
+            dead_after_secs: 15,
+            reconnect_max_secs: 10,
+            connect_timeout_secs: 5,
+            max_frame_bytes: 16 * 1024,
+            max_link_buffer_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl DialectName {
+    /// The name used in config and CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DialectName::Wemade => "wemade",
+            DialectName::Delphi => "delphi",
+            DialectName::HappyM2 => "happym2",
+        }
+    }
+}
+
+impl fmt::Display for DialectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DialectName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "wemade" => Ok(DialectName::Wemade),
+            "delphi" => Ok(DialectName::Delphi),
+            "happym2" => Ok(DialectName::HappyM2),
+            other => Err(format!(
+                "unknown dialect {other:?} (expected wemade, delphi or happym2)"
+            )),
+        }
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format {other:?} (expected text or json)"
+            )),
+        }
+    }
+}
+
+/// Why a configuration was refused; the binary exits 2 with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file given with `--config`.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown / mistyped key
+    /// (toml's message names the key and line).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file given with `--config`.
+        path: PathBuf,
+        /// toml's description, naming the key and line.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("config key `{key}`: {problem}")]
+    Invalid {
+        /// Dotted key, e.g. `server.heartbeat_secs`.
+        key: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// Smallest legal client message: `#` + check digit + 16-char header + `!`
+/// is 19; server-style messages without the digit are 18.
+pub const MIN_PACKET_BYTES: usize = 18;
+/// Room an encoded link frame needs around its data (`%A` + id + `/` + `$`).
+const LINK_FRAME_OVERHEAD: usize = 16;
+
+impl Config {
+    /// Parse a TOML document (unknown keys are errors).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Read and parse a TOML file (not yet validated: apply CLI overrides first).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The effective configuration as TOML, every default included.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain data structs cannot fail; fall back to a comment
+        // rather than panic should a future field break that.
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+
+    /// Check every range; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let g = &self.gate;
+        let s = &self.server;
+        if g.listen.is_empty() {
+            return Err(invalid("gate.listen", "needs at least one address"));
+        }
+        if g.max_connections == 0 {
+            return Err(invalid("gate.max_connections", "must be at least 1"));
+        }
+        if g.max_packet_bytes < MIN_PACKET_BYTES {
+            return Err(invalid(
+                "gate.max_packet_bytes",
+                format!(
+                    "must be at least {MIN_PACKET_BYTES} (got {})",
+                    g.max_packet_bytes
+                ),
+            ));
+        }
+        if g.max_packet_bytes > 1 << 20 {
+            return Err(invalid("gate.max_packet_bytes", "must be at most 1048576"));
+        }
+        if g.max_packets_per_sec == 0 {
+            return Err(invalid("gate.max_packets_per_sec", "must be at least 1"));
+        }
+        if g.max_outbound_bytes < 1024 {
+            return Err(invalid("gate.max_outbound_bytes", "must be at least 1024"));
+        }
+        if g.temp_block_secs == 0 {
+            return Err(invalid("gate.temp_block_secs", "must be at least 1"));
+        }
+        if g.block_list_poll_secs == 0 {
+            return Err(invalid("gate.block_list_poll_secs", "must be at least 1"));
+        }
+        if s.heartbeat_secs == 0 {
+            return Err(invalid("server.heartbeat_secs", "must be at least 1"));
+        }
+        if s.dead_after_secs <= s.heartbeat_secs {
+            return Err(invalid(
+                "server.dead_after_secs",
+                format!(
+                    "must be greater than server.heartbeat_secs ({} <= {})",
+                    s.dead_after_secs, s.heartbeat_secs
+                ),
+            ));
+        }
+        if s.reconnect_max_secs == 0 {
+            return Err(invalid("server.reconnect_max_secs", "must be at least 1"));
+        }
+        if s.connect_timeout_secs == 0 {
+            return Err(invalid("server.connect_timeout_secs", "must be at least 1"));
+        }
+        if s.max_frame_bytes < 64 {
+            return Err(invalid("server.max_frame_bytes", "must be at least 64"));
+        }
+        if s.max_link_buffer_bytes < g.max_packet_bytes + LINK_FRAME_OVERHEAD {
+            return Err(invalid(
+                "server.max_link_buffer_bytes",
+                format!(
+                    "must hold at least one client message (>= gate.max_packet_bytes + {LINK_FRAME_OVERHEAD})"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `block_list_file` as a path, `None` when unset.
+    pub fn block_list_path(&self) -> Option<PathBuf> {
+        let f = self.gate.block_list_file.trim();
+        (!f.is_empty()).then(|| PathBuf::from(f))
+    }
+}
+
+/// `Some(secs)` as a duration, `None` for 0 ("no limit").
+pub fn optional_secs(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let text = c.to_toml();
+        let back = Config::from_toml(&text, Path::new("x")).unwrap();
+        assert_eq!(back, c);
+        assert!(text.contains("max_packets_per_sec = 20"), "{text}");
+    }
+
+    #[test]
+    fn server_addr_round_trips() {
+        let mut c = Config::default();
+        c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
+        c.server.dialect = DialectName::HappyM2;
+        let back = Config::from_toml(&c.to_toml(), Path::new("x")).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[gate]\nmax_conections = 5\n", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_conections"), "{err}");
+    }
+
+    #[test]
+    fn ranges_are_checked_by_key() {
+        let mut c = Config::default();
+        c.server.dead_after_secs = c.server.heartbeat_secs;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("server.dead_after_secs"), "{err}");
+
+        let mut c = Config::default();
+        c.gate.max_packet_bytes = 17;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("gate.max_packet_bytes"), "{err}");
+
+        let mut c = Config::default();
+        c.server.heartbeat_secs = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("server.heartbeat_secs"), "{err}");
+    }
+
+    #[test]
+    fn dialect_names_parse() {
+        assert_eq!("HappyM2".parse::<DialectName>(), Ok(DialectName::HappyM2));
+        assert!("ipx".parse::<DialectName>().is_err());
+        let c = Config::from_toml("[server]\ndialect = \"delphi\"\n", Path::new("x")).unwrap();
+        assert_eq!(c.server.dialect, DialectName::Delphi);
+    }
+}
