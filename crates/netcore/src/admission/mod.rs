@@ -1,0 +1,224 @@
+//! Admission: every check runs on the accepted socket's address before the core spends
+//! any per-connection memory (no registration with the reactor, no session, no task).
+//!
+//! Order: block list, per-IP rate, global cap, per-IP concurrency. The permit returned
+//! on success releases the global and per-IP slots when dropped, so the counts cannot
+//! drift (the seed's counters were updated outside its locks).
+
+mod blocklist;
+mod per_ip;
+mod rate;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use parking_lot::RwLock;
+
+pub use blocklist::MAX_RUNTIME_BLOCKS;
+
+use crate::config::Config;
+use crate::metrics::reject;
+use blocklist::BlockList;
+use per_ip::PerIpCounts;
+use rate::RateLimiter;
+
+/// Rate-limiter table slots per allowed connection: room for the live sources plus
+/// as many recent ones, so legitimate reconnects rarely collide.
+const RATE_SLOTS_PER_CONNECTION: usize = 2;
+/// Bounds of the rate-limiter table, in slots (32 bytes each).
+const RATE_SLOTS_MIN: usize = 4096;
+const RATE_SLOTS_MAX: usize = 1 << 20;
+
+struct Inner {
+    /// Static and run-time blocks.
+    blocks: RwLock<BlockList>,
+    /// Per-IP connection rate; `None` when unlimited.
+    rate: Option<RateLimiter>,
+    /// Live sessions per IP; only consulted when `max_per_ip > 0`.
+    per_ip: PerIpCounts,
+    /// `Config::max_conn_per_ip`.
+    max_per_ip: u32,
+    /// Admitted connections not yet released.
+    live: AtomicUsize,
+    /// `Config::max_connections`.
+    max_connections: usize,
+}
+
+/// Admission control, shared with the application (block or unblock at run time).
+#[derive(Clone)]
+pub struct Admission {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("live", &self.inner.live.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Holds one global slot and one per-IP slot; dropping it releases both.
+pub(crate) struct Permit {
+    /// Where to give the slots back.
+    inner: Arc<Inner>,
+    /// The canonical source IP the per-IP slot was taken for.
+    ip: IpAddr,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.inner.max_per_ip > 0 {
+            self.inner.per_ip.release(self.ip);
+        }
+        self.inner.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    pub(crate) fn new(config: &Config) -> Self {
+        let rate = (config.conn_rate_per_ip > 0).then(|| {
+            let slots = config
+                .max_connections
+                .saturating_mul(RATE_SLOTS_PER_CONNECTION)
+                .clamp(RATE_SLOTS_MIN, RATE_SLOTS_MAX);
+            RateLimiter::new(config.conn_rate_per_ip, config.conn_burst_per_ip, slots)
+        });
+        Admission {
+            inner: Arc::new(Inner {
+                blocks: RwLock::new(BlockList::default()),
+                rate,
+                per_ip: PerIpCounts::new(),
+                max_per_ip: config.max_conn_per_ip,
+                live: AtomicUsize::new(0),
+                max_connections: config.max_connections,
+            }),
+        }
+    }
+
+    /// Blocks `net` (a host or a CIDR range) for `ttl`, or until `unblock` when `None`.
+    /// Existing sessions are not touched; close them through `Sessions` if needed.
+    pub fn block(&self, net: IpNet, ttl: Option<Duration>) {
+        let now = Instant::now();
+        let expiry = ttl.map(|ttl| now + ttl);
+        if !self.inner.blocks.write().block(net, expiry, now) {
+            tracing::warn!(%net, max = MAX_RUNTIME_BLOCKS, "run-time block list full of permanent entries; block not recorded");
+        }
+    }
+
+    /// Removes a run-time block (static entries change only through `replace_static`).
+    /// Returns whether an entry was removed.
+    pub fn unblock(&self, net: IpNet) -> bool {
+        self.inner.blocks.write().unblock(&net)
+    }
+
+    /// Replaces the static block list (e.g. on configuration reload).
+    pub fn replace_static(&self, nets: Vec<IpNet>) {
+        self.inner.blocks.write().replace_static(nets);
+    }
+
+    /// Whether a connection from `ip` would be refused as blocked now.
+    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+        self.inner
+            .blocks
+            .read()
+            .is_blocked(ip.to_canonical(), Instant::now())
+    }
+
+    /// Live sessions currently counted against `ip`'s concurrent cap.
+    pub fn connections_from(&self, ip: IpAddr) -> u32 {
+        self.inner.per_ip.get(ip.to_canonical())
+    }
+
+    /// Runs every check for a new connection from `ip`; the error is the rejection label.
+    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Permit, &'static str> {
+        let ip = ip.to_canonical();
+        let inner = &self.inner;
+        let now = Instant::now();
+        if inner.blocks.read().is_blocked(ip, now) {
+            return Err(reject::BLOCKED);
+        }
+        if let Some(rate) = &inner.rate {
+            if !rate.check(ip, now) {
+                return Err(reject::RATE_LIMITED);
+            }
+        }
+        let took_global = inner
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                (live < inner.max_connections).then_some(live + 1)
+            })
+            .is_ok();
+        if !took_global {
+            return Err(reject::MAX_CONNECTIONS);
+        }
+        if inner.max_per_ip > 0 && !inner.per_ip.acquire(ip, inner.max_per_ip) {
+            inner.live.fetch_sub(1, Ordering::AcqRel);
+            return Err(reject::PER_IP_LIMIT);
+        }
+        Ok(Permit {
+            inner: Arc::clone(inner),
+            ip,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max: usize, per_ip: u32, rate: u32, burst: u32) -> Config {
+        Config {
+            max_connections: max,
+            max_conn_per_ip: per_ip,
+            conn_rate_per_ip: rate,
+            conn_burst_per_ip: burst,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn global_and_per_ip_caps_release_on_drop() {
+        let adm = Admission::new(&config(3, 2, 0, 0));
+        let a: IpAddr = "10.0.0.1".parse().expect("ip");
+        let b: IpAddr = "10.0.0.2".parse().expect("ip");
+        let p1 = adm.admit(a).expect("1st");
+        let p2 = adm.admit(a).expect("2nd");
+        assert_eq!(adm.admit(a).err(), Some(reject::PER_IP_LIMIT));
+        let p3 = adm.admit(b).expect("3rd");
+        assert_eq!(adm.admit(b).err(), Some(reject::MAX_CONNECTIONS));
+        drop(p1);
+        assert_eq!(adm.connections_from(a), 1);
+        let p4 = adm.admit(a).expect("slot released");
+        drop((p2, p3, p4));
+        assert_eq!(adm.inner.live.load(Ordering::SeqCst), 0);
+        assert_eq!(adm.connections_from(a), 0);
+    }
+
+    #[test]
+    fn ipv4_mapped_counts_as_ipv4() {
+        let adm = Admission::new(&config(10, 1, 0, 0));
+        let v4: IpAddr = "10.0.0.1".parse().expect("ip");
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
+        let _p = adm.admit(v4).expect("first");
+        assert_eq!(adm.admit(mapped).err(), Some(reject::PER_IP_LIMIT));
+        adm.block("10.0.0.0/8".parse().expect("net"), None);
+        assert!(adm.is_blocked(mapped));
+    }
+
+    #[test]
+    fn blocked_before_rate_and_rate_before_caps() {
+        let adm = Admission::new(&config(10, 10, 1, 2));
+        let ip: IpAddr = "10.9.9.9".parse().expect("ip");
+        let _a = adm.admit(ip).expect("1");
+        let _b = adm.admit(ip).expect("2");
+        assert_eq!(adm.admit(ip).err(), Some(reject::RATE_LIMITED));
+        adm.block(IpNet::from(ip), Some(Duration::from_secs(60)));
+        assert_eq!(adm.admit(ip).err(), Some(reject::BLOCKED));
+        assert!(adm.unblock(IpNet::from(ip)));
+        assert_eq!(adm.admit(ip).err(), Some(reject::RATE_LIMITED));
+    }
+}

@@ -1,0 +1,155 @@
+//! Listening sockets and the accept loop.
+//!
+//! Accepting goes through `AsyncFd<std::net::TcpListener>`: the kernel hands us a plain
+//! fd, admission looks only at its address, and only an admitted socket is registered
+//! with the reactor. A burst is drained up to `ACCEPT_BURST` sockets, then the loop
+//! yields so one listener cannot starve the sessions on its worker.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpStream;
+
+use crate::server::Core;
+use crate::Handler;
+
+/// Sockets accepted per wake-up before yielding to other tasks.
+const ACCEPT_BURST: usize = 64;
+/// Pause after a resource error (EMFILE, ENFILE, ENOBUFS) before accepting again;
+/// retrying at once would spin on a listener that stays readable.
+const RESOURCE_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Binds a non-blocking listener with SO_REUSEADDR and the configured backlog.
+pub(crate) fn bind(
+    addr: SocketAddr,
+    backlog: u32,
+    defer_accept: Option<Duration>,
+) -> io::Result<AsyncFd<StdListener>> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // Explicit so behaviour does not depend on net.ipv6.bindv6only.
+        socket.set_only_v6(true)?;
+    }
+    if let Some(wait) = defer_accept {
+        // socket2 0.5 has no TCP_DEFER_ACCEPT and the workspace forbids unsafe setsockopt.
+        tracing::warn!(%addr, ?wait, "defer_accept is not supported by this build; ignored");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    // `AsyncFd::new` is deprecated because safe code could register an fd it does not
+    // own; here the AsyncFd owns the listener, so the fd lives exactly as long as the
+    // registration. The safe alternative (tokio's TcpListener) registers every accepted
+    // socket with the reactor before admission could refuse it.
+    #[allow(deprecated)]
+    AsyncFd::new(StdListener::from(socket))
+}
+
+/// Accepts until the shutdown token fires.
+pub(crate) async fn accept_loop<H: Handler>(core: Arc<Core<H>>, listener: AsyncFd<StdListener>) {
+    loop {
+        let mut guard = tokio::select! {
+            biased;
+            () = core.token.cancelled() => return,
+            ready = listener.readable() => match ready {
+                Ok(guard) => guard,
+                Err(e) => {
+                    core.log_error("listener_poll", &e);
+                    if core.pause(RESOURCE_BACKOFF).await { return; }
+                    continue;
+                }
+            },
+        };
+        let mut backoff = false;
+        for _ in 0..ACCEPT_BURST {
+            match guard.get_inner().accept() {
+                Ok((stream, peer)) => admit(&core, stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    guard.clear_ready();
+                    break;
+                }
+                // The handshake died in the queue or a signal interrupted us: next one.
+                Err(e) if is_per_connection(&e) => {}
+                Err(e) => {
+                    core.log_error("accept", &e);
+                    backoff = true;
+                    break;
+                }
+            }
+        }
+        drop(guard);
+        if backoff {
+            if core.pause(RESOURCE_BACKOFF).await {
+                return;
+            }
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Admission, then registration, then the session task. Runs on the accept loop, so
+/// it must not block: every step is a few lock-free or short-lock operations.
+fn admit<H: Handler>(core: &Arc<Core<H>>, stream: StdStream, peer: SocketAddr) {
+    core.metrics.accepted.increment(1);
+    let permit = match core.admission.admit(peer.ip()) {
+        Ok(permit) => permit,
+        Err(label) => {
+            core.reject(label, peer);
+            return; // dropping the std socket closes it
+        }
+    };
+    let stream = match prepare(stream, core.config.nodelay) {
+        Ok(stream) => stream,
+        Err(e) => {
+            core.reject("socket_setup", peer);
+            core.log_error("socket_setup", &e);
+            return;
+        }
+    };
+    let local = match stream.local_addr() {
+        Ok(local) => local,
+        Err(e) => {
+            core.reject("socket_setup", peer);
+            core.log_error("socket_setup", &e);
+            return;
+        }
+    };
+    let max_out = core.config.max_outbound_bytes;
+    let overflows = core.metrics.queue_overflows.clone();
+    let Some(session) = core
+        .sessions
+        .register(|id| crate::Session::new(id, peer, local, max_out, overflows))
+    else {
+        core.reject(crate::reason::CloseReason::Shutdown.as_str(), peer);
+        return;
+    };
+    core.tracker.spawn(crate::conn::serve(
+        Arc::clone(core),
+        stream,
+        session,
+        permit,
+    ));
+}
+
+fn prepare(stream: StdStream, nodelay: bool) -> io::Result<TcpStream> {
+    stream.set_nonblocking(true)?;
+    if nodelay {
+        stream.set_nodelay(true)?;
+    }
+    TcpStream::from_std(stream)
+}

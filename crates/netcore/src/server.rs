@@ -1,0 +1,189 @@
+//! The server: binds, runs the accept loops, and shuts down in order.
+//!
+//! Shutdown (after `shutdown_token().cancel()`): the accept loops stop; the registry
+//! refuses new sessions and closes every live one with `Shutdown`; each session task
+//! calls `on_close`, flushes within `shutdown_flush_timeout` and closes; `run` returns
+//! when the task tracker has seen every session task end.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admission::Admission;
+use crate::config::Config;
+use crate::log_limit::LogLimiter;
+use crate::metrics::Metrics;
+use crate::pool::BufferPool;
+use crate::registry::Sessions;
+use crate::Handler;
+
+/// Everything the accept loops and session tasks share.
+pub(crate) struct Core<H: Handler> {
+    /// The limits.
+    pub(crate) config: Config,
+    /// The application.
+    pub(crate) handler: Arc<H>,
+    /// Live sessions by id.
+    pub(crate) sessions: Sessions,
+    /// Block list, rate and concurrency caps.
+    pub(crate) admission: Admission,
+    /// Receive buffers shared by all sessions.
+    pub(crate) pool: BufferPool,
+    /// Metric handles.
+    pub(crate) metrics: Metrics,
+    /// Keeps rejection and error logs to one line per reason per second.
+    pub(crate) log_limit: LogLimiter,
+    /// Tracks session tasks so shutdown can wait for all of them.
+    pub(crate) tracker: TaskTracker,
+    /// Cancelled to start the shutdown.
+    pub(crate) token: CancellationToken,
+}
+
+impl<H: Handler> Core<H> {
+    /// Counts and (rate-limited) logs a rejected connection.
+    pub(crate) fn reject(&self, reason: &'static str, peer: SocketAddr) {
+        self.metrics.rejected(reason);
+        if let Some(suppressed) = self.log_limit.admit(reason) {
+            tracing::info!(%peer, reason, suppressed, "connection rejected");
+        }
+    }
+
+    pub(crate) fn log_error(&self, what: &'static str, error: &io::Error) {
+        if let Some(suppressed) = self.log_limit.admit(what) {
+            tracing::warn!(what, %error, suppressed, "listener error");
+        }
+    }
+
+    /// Sleeps unless shutdown starts first; true when it did.
+    pub(crate) async fn pause(&self, wait: Duration) -> bool {
+        tokio::select! {
+            () = self.token.cancelled() => true,
+            () = tokio::time::sleep(wait) => false,
+        }
+    }
+}
+
+/// A bound server; `run` serves until the shutdown token is cancelled.
+pub struct Server<H: Handler> {
+    /// Shared with every task.
+    core: Arc<Core<H>>,
+    /// Bound listeners, moved into accept loops by `run`.
+    listeners: Vec<AsyncFd<StdListener>>,
+    /// Actual bound addresses (ephemeral ports resolved).
+    local_addrs: Vec<SocketAddr>,
+}
+
+impl<H: Handler> std::fmt::Debug for Server<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addrs", &self.local_addrs)
+            .finish()
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// Binds every `config.listen` address. Must be called inside a tokio runtime.
+    pub async fn bind(config: Config, handler: Arc<H>) -> io::Result<Self> {
+        Self::bind_with_registry(config, handler, Sessions::default()).await
+    }
+
+    pub(crate) async fn bind_with_registry(
+        config: Config,
+        handler: Arc<H>,
+        sessions: Sessions,
+    ) -> io::Result<Self> {
+        validate(&config)?;
+        let mut listeners = Vec::with_capacity(config.listen.len());
+        let mut local_addrs = Vec::with_capacity(config.listen.len());
+        for &addr in &config.listen {
+            let listener = crate::listener::bind(addr, config.backlog, config.defer_accept)?;
+            local_addrs.push(listener.get_ref().local_addr()?);
+            listeners.push(listener);
+        }
+        tracing::info!(addrs = ?local_addrs, max_connections = config.max_connections, "listening");
+        let core = Core {
+            admission: Admission::new(&config),
+            pool: BufferPool::new(config.read_buffer_bytes, config.buffer_pool_max),
+            metrics: Metrics::new(config.metrics_prefix),
+            log_limit: LogLimiter::default(),
+            tracker: TaskTracker::new(),
+            token: CancellationToken::new(),
+            sessions,
+            handler,
+            config,
+        };
+        Ok(Server {
+            core: Arc::new(core),
+            listeners,
+            local_addrs,
+        })
+    }
+
+    /// The bound addresses, in `config.listen` order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.local_addrs.clone()
+    }
+
+    /// The session registry.
+    pub fn sessions(&self) -> Sessions {
+        self.core.sessions.clone()
+    }
+
+    /// Admission control (block list at run time).
+    pub fn admission(&self) -> Admission {
+        self.core.admission.clone()
+    }
+
+    /// Cancelling it starts the orderly shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.core.token.clone()
+    }
+
+    /// Serves until shutdown; returns once every session has had `on_close` and its task ended.
+    pub async fn run(self) {
+        let Server {
+            core, listeners, ..
+        } = self;
+        // A JoinSet aborts the accept loops if this future is dropped.
+        let mut accept_loops = JoinSet::new();
+        for listener in listeners {
+            accept_loops.spawn(crate::listener::accept_loop(Arc::clone(&core), listener));
+        }
+        core.token.cancelled().await;
+        while accept_loops.join_next().await.is_some() {}
+        let live = core.sessions.len();
+        tracing::info!(live, "shutting down");
+        core.sessions.begin_shutdown();
+        core.tracker.close();
+        core.tracker.wait().await;
+        tracing::info!("all sessions closed");
+    }
+}
+
+fn validate(config: &Config) -> io::Result<()> {
+    let invalid = |what: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            what.to_string(),
+        ))
+    };
+    if config.listen.is_empty() {
+        return invalid("config.listen is empty");
+    }
+    if config.max_connections == 0 {
+        return invalid("config.max_connections must be > 0");
+    }
+    if config.read_buffer_bytes < 2 {
+        return invalid("config.read_buffer_bytes must be >= 2");
+    }
+    if config.max_outbound_bytes == 0 {
+        return invalid("config.max_outbound_bytes must be > 0");
+    }
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! The `Session` handle: any task may queue bytes on a session or close it.
+//!
+//! The outbound side is a byte-bounded `VecDeque<Bytes>` under a small mutex plus a
+//! `Notify` that wakes the session's own task. Unlike the seed's `SendText`, which
+//! allocated a buffer per send and failed silently, a send either lands in the queue
+//! (and will be written in order, coalesced with its neighbours) or returns an error.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use metrics::Counter;
+use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+use crate::reason::{CloseReason, SendError};
+
+/// Session id: 1..=i32::MAX, handed out in increasing order; after the space wraps,
+/// ids still live are skipped, so a live id is never given to a second session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(u32);
+
+impl SessionId {
+    /// Largest id; it fits an `i32` because the Mir2 link and Delphi peers use signed ints.
+    pub const MAX: u32 = i32::MAX as u32;
+
+    /// The numeric id.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    pub(crate) fn new(raw: u32) -> Self {
+        debug_assert!((1..=Self::MAX).contains(&raw));
+        SessionId(raw)
+    }
+}
+
+impl From<SessionId> for u32 {
+    fn from(id: SessionId) -> u32 {
+        id.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The outbound queue and the close decision, under one lock so that "closed"
+/// and "accepts bytes" can never disagree.
+#[derive(Default)]
+pub(crate) struct Outbound {
+    /// Bytes waiting to be written, in send order.
+    pub(crate) chunks: VecDeque<Bytes>,
+    /// Sum of `chunks` lengths: the bound is on bytes, not on messages.
+    pub(crate) bytes: usize,
+    /// First close reason recorded; once set, sends are refused.
+    pub(crate) close: Option<CloseReason>,
+}
+
+impl Outbound {
+    /// Drops `written` bytes from the front after a (possibly partial) write.
+    pub(crate) fn consume(&mut self, mut written: usize) {
+        self.bytes = self.bytes.saturating_sub(written);
+        while written > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            if written >= front.len() {
+                written -= front.len();
+                self.chunks.pop_front();
+            } else {
+                let _ = front.split_to(written);
+                written = 0;
+            }
+        }
+        self.release_if_empty();
+    }
+
+    /// Frees everything queued (hard close).
+    pub(crate) fn discard(&mut self) {
+        self.chunks = VecDeque::new();
+        self.bytes = 0;
+    }
+
+    /// An idle session should hold no queue memory; a burst's spine is freed once drained.
+    fn release_if_empty(&mut self) {
+        if self.chunks.is_empty() && self.chunks.capacity() > 8 {
+            self.chunks = VecDeque::new();
+        }
+    }
+}
+
+/// State shared between a session's task and every `Session` handle.
+pub(crate) struct Shared {
+    /// Registry key and the id the application talks about.
+    id: SessionId,
+    /// Remote address, for logs and the application's per-IP policy.
+    peer: SocketAddr,
+    /// Local address the peer connected to (which listener, for multi-homed gates).
+    local: SocketAddr,
+    /// Outbound queue + close decision.
+    out: Mutex<Outbound>,
+    /// Wakes the session task: bytes queued on an empty queue, or close requested.
+    wake: Notify,
+    /// Lock-free copy of `out.close.is_some()` for `is_closed`.
+    closed: AtomicBool,
+    /// Per-session byte bound of `out`.
+    max_outbound_bytes: usize,
+    /// Counts sends refused for a full queue.
+    overflows: Counter,
+}
+
+/// Handle to one session; cheap to clone, usable from any task.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.shared.id)
+            .field("peer", &self.shared.peer)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: SessionId,
+        peer: SocketAddr,
+        local: SocketAddr,
+        max_outbound_bytes: usize,
+        overflows: Counter,
+    ) -> Self {
+        Session {
+            shared: Arc::new(Shared {
+                id,
+                peer,
+                local,
+                out: Mutex::new(Outbound::default()),
+                wake: Notify::new(),
+                closed: AtomicBool::new(false),
+                max_outbound_bytes,
+                overflows,
+            }),
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> SessionId {
+        self.shared.id
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.shared.peer
+    }
+
+    /// The local address the peer connected to.
+    pub fn local(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// Queues `data` for the peer. Refused with `Closed` once the session is closing;
+    /// with `QueueFull` when it would exceed `max_outbound_bytes`, which also closes
+    /// the session as `SlowReader` (a peer that does not read cannot be helped by waiting).
+    pub fn send(&self, data: Bytes) -> Result<(), SendError> {
+        let mut out = self.shared.out.lock();
+        if out.close.is_some() {
+            return Err(SendError::Closed);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if out.bytes.saturating_add(data.len()) > self.shared.max_outbound_bytes {
+            out.close = Some(CloseReason::SlowReader);
+            out.discard();
+            drop(out);
+            self.shared.closed.store(true, Ordering::Release);
+            self.shared.overflows.increment(1);
+            self.shared.wake.notify_one();
+            return Err(SendError::QueueFull);
+        }
+        let was_empty = out.chunks.is_empty();
+        out.bytes += data.len();
+        out.chunks.push_back(data);
+        drop(out);
+        // A non-empty queue is already the task's business: it drains until empty or
+        // until the socket blocks (then it waits for writability, not for us).
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Asks the session to close: reading stops, what is queued is flushed (bounded by
+    /// `shutdown_flush_timeout`), then the socket closes. The first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        self.close_with(reason);
+    }
+
+    /// True once a close reason is recorded (the session refuses sends from then on).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// The winning close reason, if any.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.out.lock().close
+    }
+
+    /// Records `reason` unless one is already set; returns the winning reason.
+    pub(crate) fn close_with(&self, reason: CloseReason) -> CloseReason {
+        let mut out = self.shared.out.lock();
+        let winner = *out.close.get_or_insert(reason);
+        if !winner.flushes() {
+            out.discard();
+        }
+        drop(out);
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+        winner
+    }
+
+    pub(crate) fn outbound(&self) -> MutexGuard<'_, Outbound> {
+        self.shared.out.lock()
+    }
+
+    pub(crate) fn wake(&self) -> &Notify {
+        &self.shared.wake
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(max: usize) -> Session {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        Session::new(SessionId::new(1), addr, addr, max, Counter::noop())
+    }
+
+    #[test]
+    fn queue_is_bounded_in_bytes_and_overflow_closes() {
+        let s = session(10);
+        assert_eq!(s.send(Bytes::from_static(b"12345")), Ok(()));
+        assert_eq!(s.send(Bytes::from_static(b"12345")), Ok(()));
+        assert_eq!(s.outbound().bytes, 10);
+        assert_eq!(s.send(Bytes::from_static(b"x")), Err(SendError::QueueFull));
+        assert!(s.is_closed());
+        assert_eq!(s.close_reason(), Some(CloseReason::SlowReader));
+        assert_eq!(s.outbound().bytes, 0, "a slow reader's queue is freed");
+        assert_eq!(s.send(Bytes::from_static(b"x")), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn first_close_reason_wins_and_soft_close_keeps_queue() {
+        let s = session(100);
+        s.send(Bytes::from_static(b"bye")).expect("queued");
+        s.close(CloseReason::Kicked);
+        s.close(CloseReason::Shutdown);
+        assert_eq!(s.close_reason(), Some(CloseReason::Kicked));
+        assert_eq!(s.outbound().bytes, 3, "kept for the flush");
+        assert_eq!(s.send(Bytes::from_static(b"x")), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn consume_handles_partial_writes() {
+        let s = session(100);
+        s.send(Bytes::from_static(b"abc")).expect("queued");
+        s.send(Bytes::from_static(b"defg")).expect("queued");
+        let mut out = s.outbound();
+        out.consume(4);
+        assert_eq!(out.bytes, 3);
+        assert_eq!(out.chunks.front().map(|b| &b[..]), Some(&b"efg"[..]));
+        out.consume(3);
+        assert!(out.chunks.is_empty());
+        assert_eq!(out.bytes, 0);
+    }
+}

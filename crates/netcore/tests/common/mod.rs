@@ -1,0 +1,252 @@
+//! Shared test fixtures: a counting echo handler (newline frames), a server harness on
+//! an ephemeral loopback port, and a process-wide debugging metrics recorder (each test
+//! uses its own metric prefix, so parallel tests do not see each other's counts).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use netcore::{
+    Admission, CancellationToken, CloseReason, Config, Handler, Server, Session, Sessions,
+};
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+
+/// Counts opens and closes and records every close reason; echoes newline frames.
+#[derive(Default)]
+pub struct Echo {
+    pub opened: AtomicUsize,
+    pub closed: AtomicUsize,
+    pub reasons: Mutex<Vec<(u32, CloseReason)>>,
+    /// Number of `on_open` calls to reject (then accept the rest).
+    pub reject_first: AtomicUsize,
+    /// Live sessions by id, to check the registry from the handler's side.
+    pub live: Mutex<HashMap<u32, Session>>,
+}
+
+pub struct EchoState {
+    /// Lines echoed so far.
+    pub lines: u64,
+}
+
+impl Handler for Echo {
+    type State = EchoState;
+
+    fn on_open(&self, s: &Session) -> Result<EchoState, &'static str> {
+        if self
+            .reject_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err("test_reject");
+        }
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        let previous = self.live.lock().insert(s.id().get(), s.clone());
+        assert!(
+            previous.is_none(),
+            "id {} given to two live sessions",
+            s.id()
+        );
+        Ok(EchoState { lines: 0 })
+    }
+
+    fn on_data(
+        &self,
+        st: &mut EchoState,
+        s: &Session,
+        buf: &mut BytesMut,
+    ) -> Result<(), CloseReason> {
+        if buf.starts_with(b"QUIT") {
+            return Err(CloseReason::Protocol("quit"));
+        }
+        let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
+            return Ok(());
+        };
+        let frames: Bytes = buf.split_to(last_nl + 1).freeze();
+        st.lines += frames.iter().filter(|&&b| b == b'\n').count() as u64;
+        // A refused send closes the session itself (slow reader) or it is closing anyway.
+        let _ = s.send(frames);
+        Ok(())
+    }
+
+    fn on_close(&self, _st: EchoState, s: &Session, reason: CloseReason) {
+        assert!(
+            s.is_closed(),
+            "on_close on a session that still accepts sends"
+        );
+        self.closed.fetch_add(1, Ordering::SeqCst);
+        self.reasons.lock().push((s.id().get(), reason));
+        self.live.lock().remove(&s.id().get());
+    }
+}
+
+impl Echo {
+    pub fn opened(&self) -> usize {
+        self.opened.load(Ordering::SeqCst)
+    }
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
+    }
+    pub fn reasons_of(&self, reason: CloseReason) -> usize {
+        self.reasons
+            .lock()
+            .iter()
+            .filter(|(_, r)| *r == reason)
+            .count()
+    }
+}
+
+/// A running server on 127.0.0.1:0.
+pub struct Harness {
+    pub addr: SocketAddr,
+    pub handler: Arc<Echo>,
+    pub sessions: Sessions,
+    pub admission: Admission,
+    pub token: CancellationToken,
+    pub run: JoinHandle<()>,
+    pub prefix: &'static str,
+}
+
+/// Test defaults: loopback, generous caps, no timers, short flush.
+pub fn config(prefix: &'static str) -> Config {
+    Config {
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        max_connections: 10_000,
+        max_conn_per_ip: 0,
+        conn_rate_per_ip: 0,
+        first_packet_timeout: None,
+        idle_timeout: None,
+        shutdown_flush_timeout: Duration::from_secs(2),
+        metrics_prefix: prefix,
+        ..Config::default()
+    }
+}
+
+pub async fn start(config: Config) -> Harness {
+    start_with(config, Arc::new(Echo::default())).await
+}
+
+pub async fn start_with(config: Config, handler: Arc<Echo>) -> Harness {
+    let _ = snapshotter();
+    let prefix = config.metrics_prefix;
+    let server = Server::bind(config, Arc::clone(&handler))
+        .await
+        .expect("bind");
+    let addr = server.local_addrs()[0];
+    let sessions = server.sessions();
+    let admission = server.admission();
+    let token = server.shutdown_token();
+    let run = tokio::spawn(server.run());
+    Harness {
+        addr,
+        handler,
+        sessions,
+        admission,
+        token,
+        run,
+        prefix,
+    }
+}
+
+impl Harness {
+    /// Shuts down, waits for `run` to return, and checks the universal invariant:
+    /// every opened session was closed exactly once.
+    pub async fn stop(self) -> Arc<Echo> {
+        self.token.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.run)
+            .await
+            .expect("run returns after shutdown")
+            .expect("run did not panic");
+        assert_eq!(
+            self.handler.opened(),
+            self.handler.closed(),
+            "on_close count == on_open count"
+        );
+        assert!(
+            self.sessions.is_empty(),
+            "registry empty after run returned"
+        );
+        assert!(self.handler.live.lock().is_empty());
+        self.handler
+    }
+
+    pub fn counter(&self, name: &str, reason: Option<&str>) -> u64 {
+        counter(&format!("{}{}", self.prefix, name), reason)
+    }
+
+    pub fn gauge(&self, name: &str) -> f64 {
+        let full = format!("{}{}", self.prefix, name);
+        snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find_map(|(key, _, _, value)| match value {
+                DebugValue::Gauge(g) if key.key().name() == full => Some(g.into_inner()),
+                _ => None,
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+pub fn snapshotter() -> &'static Snapshotter {
+    static SNAP: OnceLock<Snapshotter> = OnceLock::new();
+    SNAP.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().expect("install recorder once");
+        snapshotter
+    })
+}
+
+/// Value of counter `name` with label reason=`reason` (or without labels).
+pub fn counter(name: &str, reason: Option<&str>) -> u64 {
+    snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, _, _, _)| key.key().name() == name)
+        .filter(|(key, _, _, _)| match reason {
+            None => true,
+            Some(r) => key
+                .key()
+                .labels()
+                .any(|l| l.key() == "reason" && l.value() == r),
+        })
+        .map(|(_, _, _, value)| match value {
+            DebugValue::Counter(c) => c,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Polls `cond` every 5 ms for up to 10 s.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Reads until EOF or error; returns what arrived and whether it ended in a clean EOF.
+pub async fn read_to_end(stream: &mut tokio::net::TcpStream) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(0)) => return (all, true),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Ok(Err(_)) => return (all, false),
+            Err(_) => panic!("read_to_end timed out"),
+        }
+    }
+}
