@@ -12,7 +12,11 @@ mod inspect;
 mod login;
 
 #[derive(Parser)]
-#[command(name = "mirtool", version, about = "Mir2 client toolbox: packet inspector, scripted login, load generator")]
+#[command(
+    name = "mirtool",
+    version,
+    about = "Mir2 client toolbox: packet inspector, scripted login, load generator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
