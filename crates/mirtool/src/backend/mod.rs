@@ -1,0 +1,123 @@
+//! `mirtool backend`: the servers the benchmarks put behind a proxy.
+//!
+//! - `echo` answers every client message on its own connection: the backend
+//!   behind HAProxy and the no-proxy ceiling ("direct").
+//! - `gate-echo` is LoginSrv-shaped: it accepts the gate's link and answers
+//!   every `%A<id>/<msg>$` with `%<id>/<msg>$`, so the gate's whole forwarding
+//!   path is exercised without any login logic.
+//!
+//! Both batch: every read is answered with at most one write, so the
+//! comparison measures the proxy in front, not the backend.
+
+mod echo;
+mod gate_echo;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use mir2_proto::Dialect;
+use tokio::net::TcpListener;
+
+pub use gate_echo::LinkStats;
+
+/// Which backend to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Answers `%A`/`%D` frames on a gate link (a LoginSrv-shaped echo).
+    GateEcho,
+    /// Answers `#…!` messages on each client connection.
+    Echo,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Which backend to run.
+    #[arg(long, value_enum)]
+    mode: Mode,
+    /// Address to listen on; `127.0.0.1:0` picks a free port (printed as `listening on ADDR`).
+    #[arg(long, default_value = "127.0.0.1:5500")]
+    listen: SocketAddr,
+    /// Link dialect for `gate-echo` (wemade, delphi, happym2).
+    #[arg(long, default_value = "wemade")]
+    dialect: Dialect,
+    /// Runtime worker threads; 1 runs a current-thread runtime (the default: the
+    /// backend shares the machine with the system under test).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// `gate-echo`: write the link counters as JSON to this file every 500 ms and on exit.
+    #[arg(long)]
+    stats_file: Option<PathBuf>,
+    /// Largest frame/message accepted, bytes; a peer exceeding it is disconnected.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_frame_bytes: usize,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    crate::bench::raise_nofile_limit();
+    let runtime = match crate::bench::build_runtime(args.threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mirtool backend: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mirtool backend: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr()?;
+    // Scripts and tests parse this line to learn an ephemeral port.
+    println!("listening on {local}");
+    let _ = std::io::stdout().flush();
+    match args.mode {
+        Mode::Echo => {
+            tokio::select! {
+                r = echo::serve(listener, args.max_frame_bytes) => r?,
+                () = shutdown_signal() => {}
+            }
+        }
+        Mode::GateEcho => {
+            let stats = LinkStats::default();
+            let result = tokio::select! {
+                r = gate_echo::serve(listener, args.dialect, args.max_frame_bytes, stats.clone(), args.stats_file.clone()) => r,
+                () = shutdown_signal() => Ok(()),
+            };
+            // The storm check reads these: every open and close frame the gate sent.
+            let json = stats.to_json();
+            println!("{json}");
+            let _ = std::io::stdout().flush();
+            if let Some(path) = &args.stats_file {
+                gate_echo::write_stats_file(path, &json);
+            }
+            result?;
+        }
+    }
+    Ok(())
+}
+
+/// SIGINT or SIGTERM; if signal handlers cannot be installed, waits forever.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
