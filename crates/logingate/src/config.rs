@@ -157,6 +157,15 @@ impl Default for ServerConfig {
 }
 
 impl DialectName {
+    /// The protocol crate's dialect.
+    pub fn dialect(self) -> mir2_proto::Dialect {
+        match self {
+            DialectName::Wemade => mir2_proto::Dialect::Wemade,
+            DialectName::Delphi => mir2_proto::Dialect::Delphi,
+            DialectName::HappyM2 => mir2_proto::Dialect::HappyM2,
+        }
+    }
+
     /// The name used in config and CLI.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,4 +1,18 @@
 //! Legend of Mir 2 LoginGate: game clients in, one multiplexed link to the LoginSrv.
+//!
+//! - [`config`] / [`cli`]: the TOML file and flags.
+//! - [`client`]: the netcore handler (framing, rate limit, open/data/close frames).
+//! - [`link`]: the LoginSrv link (batching writer, heartbeat, reconnect).
+//! - [`dispatch`]: the LoginSrv's replies, kicks and blocks applied to sessions.
+//! - [`blocklist`]: the block list file.
+//! - [`app`]: wiring and shutdown; [`app::Gate`] runs a gate in-process.
 
+pub mod app;
+pub mod blocklist;
+pub mod cli;
+pub mod client;
 pub mod config;
+pub mod dispatch;
 pub mod embedded;
+pub mod link;
+mod ratelog;

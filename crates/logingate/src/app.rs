@@ -1,0 +1,228 @@
+//! Wiring: embedded LoginSrv (if any), link, netcore server, block list,
+//! and the orderly shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use netcore::{Admission, Server, Sessions};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::blocklist;
+use crate::client::GateHandler;
+use crate::config::{optional_secs, Config};
+use crate::dispatch::NetDispatch;
+use crate::embedded::Embedded;
+use crate::link::{self, Link, LinkOptions};
+
+/// A running gate; tests start one in-process with [`Gate::start`].
+pub struct Gate {
+    /// Addresses the listeners are bound to (ephemeral ports resolved).
+    local_addrs: Vec<SocketAddr>,
+    /// Where the link connects.
+    server_addr: SocketAddr,
+    /// The sessions' side of the link (state, stats).
+    link: Link,
+    /// The client handler (close counts).
+    handler: Arc<GateHandler>,
+    /// Live sessions.
+    sessions: Sessions,
+    /// Admission control (blocks).
+    admission: Admission,
+    /// Starts netcore's orderly shutdown.
+    server_stop: CancellationToken,
+    /// Stops the link (after a final flush) and the block list watcher.
+    link_stop: CancellationToken,
+    /// netcore's accept/session loop; ends when every session had on_close.
+    server_task: JoinHandle<()>,
+    /// The link task.
+    link_task: JoinHandle<()>,
+    /// The in-process LoginSrv when `[server] addr` is absent.
+    embedded: Option<Embedded>,
+    /// Bound on each shutdown phase.
+    grace: Duration,
+}
+
+/// The netcore configuration for the gate's `[gate]` section.
+fn core_config(config: &Config) -> netcore::Config {
+    let g = &config.gate;
+    netcore::Config {
+        listen: g.listen.clone(),
+        backlog: g.backlog,
+        max_connections: g.max_connections,
+        max_conn_per_ip: g.max_conn_per_ip,
+        conn_rate_per_ip: g.conn_rate_per_ip,
+        conn_burst_per_ip: g.conn_rate_per_ip,
+        first_packet_timeout: optional_secs(g.first_packet_timeout_secs),
+        idle_timeout: optional_secs(g.idle_timeout_secs),
+        max_outbound_bytes: g.max_outbound_bytes,
+        // A partial message may stay in the buffer: room for the longest.
+        read_buffer_bytes: (g.max_packet_bytes + 1024).max(8 * 1024),
+        shutdown_flush_timeout: Duration::from_secs(g.shutdown_grace_secs),
+        metrics_prefix: "gate_",
+        ..netcore::Config::default()
+    }
+}
+
+impl Gate {
+    /// Start everything; returns once the listeners are bound (the link
+    /// connects in the background: see [`Gate::wait_link_up`]).
+    pub async fn start(config: Config) -> anyhow::Result<Gate> {
+        config.validate()?;
+        let embedded = match config.server.addr {
+            Some(_) => None,
+            None => Some(Embedded::start(&config).await?),
+        };
+        let server_addr = match (&config.server.addr, &embedded) {
+            (Some(addr), _) => *addr,
+            (None, Some(e)) => e.addr(),
+            (None, None) => anyhow::bail!("no LoginSrv address"),
+        };
+        let dialect = config.server.dialect.dialect();
+        let link = Link::new(dialect, config.server.max_link_buffer_bytes);
+        let handler = Arc::new(GateHandler::new(link.clone(), &config));
+        let server = Server::bind(core_config(&config), handler.clone())
+            .await
+            .with_context(|| format!("cannot listen on {:?}", config.gate.listen))?;
+        let local_addrs = server.local_addrs();
+        let sessions = server.sessions();
+        let admission = server.admission();
+        let server_stop = server.shutdown_token();
+        let link_stop = CancellationToken::new();
+
+        let block_file = config.block_list_path();
+        if let Some(path) = &block_file {
+            let stamp = blocklist::stamp(path);
+            blocklist::load_into(path, &admission);
+            tokio::spawn(blocklist::watch(
+                path.clone(),
+                stamp,
+                admission.clone(),
+                Duration::from_secs(config.gate.block_list_poll_secs),
+                link_stop.clone(),
+            ));
+        }
+
+        let dispatch = Arc::new(NetDispatch::new(
+            sessions.clone(),
+            admission.clone(),
+            Duration::from_secs(config.gate.temp_block_secs),
+            block_file,
+        ));
+        let link_task = tokio::spawn(link::run(
+            link.clone(),
+            LinkOptions::from_config(&config, server_addr),
+            dispatch,
+            link_stop.clone(),
+        ));
+        let server_task = tokio::spawn(server.run());
+
+        let g = &config.gate;
+        info!(
+            listen = ?local_addrs,
+            server = %server_addr,
+            embedded = embedded.is_some(),
+            dialect = %config.server.dialect,
+            max_connections = g.max_connections,
+            max_conn_per_ip = g.max_conn_per_ip,
+            conn_rate_per_ip = g.conn_rate_per_ip,
+            max_packet_bytes = g.max_packet_bytes,
+            max_packets_per_sec = g.max_packets_per_sec,
+            max_outbound_bytes = g.max_outbound_bytes,
+            first_packet_timeout_secs = g.first_packet_timeout_secs,
+            idle_timeout_secs = g.idle_timeout_secs,
+            heartbeat_secs = config.server.heartbeat_secs,
+            dead_after_secs = config.server.dead_after_secs,
+            "logingate started"
+        );
+        Ok(Gate {
+            local_addrs,
+            server_addr,
+            link,
+            handler,
+            sessions,
+            admission,
+            server_stop,
+            link_stop,
+            server_task,
+            link_task,
+            embedded,
+            grace: Duration::from_secs(config.gate.shutdown_grace_secs),
+        })
+    }
+
+    /// Bound listener addresses.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The LoginSrv address the link uses.
+    pub fn server_addr(&self) -> SocketAddr {
+        self.server_addr
+    }
+
+    /// The link handle (state and counters).
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The client handler (close counts by reason).
+    pub fn handler(&self) -> &GateHandler {
+        &self.handler
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Admission control.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Wait until the link is up; `false` after `timeout`.
+    pub async fn wait_link_up(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.link.is_up() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Orderly shutdown: stop accepting, close every session (each sends its
+    /// close frame), flush the link, stop the embedded LoginSrv.
+    pub async fn shutdown(self) {
+        info!(sessions = self.sessions.len(), "logingate shutting down");
+        self.server_stop.cancel();
+        // netcore bounds each session's flush by the same grace; the extra
+        // second covers the close bookkeeping.
+        let bound = self.grace + Duration::from_secs(1);
+        if tokio::time::timeout(bound, self.server_task).await.is_err() {
+            warn!("sessions did not finish closing within the grace period");
+        }
+        self.link_stop.cancel();
+        match tokio::time::timeout(self.grace, self.link_task).await {
+            Ok(_) => {}
+            Err(_) => warn!("link did not flush within the grace period"),
+        }
+        if let Some(e) = self.embedded {
+            e.shutdown().await;
+        }
+        info!("logingate stopped");
+    }
+}
+
+/// Run the gate until SIGINT/SIGTERM, then shut down in order.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let gate = Gate::start(config).await?;
+    netcore::shutdown_signal().await;
+    gate.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! The block list file: one IP or CIDR per line, `#` comments, blank lines.
+//! Polled for changes; its entries replace the static blocks in netcore's
+//! admission. Permanent blocks ordered by the LoginSrv are appended to it.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use netcore::Admission;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Block list reloads, by `outcome` (`ok`, `bad_line`, `unreadable`).
+pub const METRIC_RELOADS: &str = "gate_blocklist_reloads_total";
+/// Entries in force from the file.
+pub const METRIC_ENTRIES: &str = "gate_blocklist_entries";
+
+/// A line that is neither an IP, a CIDR, a comment nor blank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// The offending text.
+    pub text: String,
+}
+
+/// Parse the file's text; bad lines are returned, not fatal.
+pub fn parse(text: &str) -> (Vec<IpNet>, Vec<BadLine>) {
+    let mut nets = Vec::new();
+    let mut bad = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let entry = raw.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        match entry.parse::<IpNet>().map(|n| n.trunc()).or_else(|_| {
+            entry
+                .parse::<IpAddr>()
+                .map(|ip| IpNet::from(ip.to_canonical()))
+        }) {
+            Ok(net) => nets.push(net),
+            Err(_) => bad.push(BadLine {
+                line: i + 1,
+                text: entry.chars().take(80).collect(),
+            }),
+        }
+    }
+    (nets, bad)
+}
+
+/// Read, parse and install the file into `admission`; logs bad lines.
+pub fn load_into(path: &Path, admission: &Admission) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let (nets, bad) = parse(&text);
+            for b in &bad {
+                warn!(file = %path.display(), line = b.line, text = %b.text, "block list: bad line skipped");
+            }
+            let outcome = if bad.is_empty() { "ok" } else { "bad_line" };
+            metrics::counter!(METRIC_RELOADS, "outcome" => outcome).increment(1);
+            metrics::gauge!(METRIC_ENTRIES).set(nets.len() as f64);
+            info!(file = %path.display(), entries = nets.len(), bad_lines = bad.len(), "block list loaded");
+            admission.replace_static(nets);
+        }
+        Err(e) => {
+            // The file is the source of truth: gone means nothing is blocked.
+            metrics::counter!(METRIC_RELOADS, "outcome" => "unreadable").increment(1);
+            metrics::gauge!(METRIC_ENTRIES).set(0.0);
+            warn!(file = %path.display(), error = %e, "block list unreadable; static blocks cleared");
+            admission.replace_static(Vec::new());
+        }
+    }
+}
+
+/// What identifies a version of the file cheaply (mtime and size).
+pub type Stamp = Option<(SystemTime, u64)>;
+
+/// The file's current [`Stamp`]; take it before [`load_into`] so a change
+/// racing the load is seen by [`watch`].
+pub fn stamp(path: &Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reload the file whenever its mtime or size differs from `last`, checking
+/// every `poll`, until `stop`. (Local file metadata calls are short enough
+/// to make on the runtime thread.)
+pub async fn watch(
+    path: PathBuf,
+    mut last: Stamp,
+    admission: Admission,
+    poll: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let now = stamp(&path);
+        if now != last {
+            last = now;
+            load_into(&path, &admission);
+        }
+    }
+}
+
+/// Append `ip` to the file (creating it), on its own line.
+pub fn append(path: &Path, ip: IpAddr, note: &str) -> io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    // Start on a fresh line if an operator left the last one unterminated.
+    let len = f.seek(SeekFrom::End(0))?;
+    let mut line = String::new();
+    if len > 0 {
+        f.seek(SeekFrom::End(-1))?;
+        let mut last = [0u8; 1];
+        f.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            line.push('\n');
+        }
+    }
+    line.push_str(&format!("{ip} # {note}\n"));
+    f.write_all(line.as_bytes())?;
+    f.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_ips_cidrs_comments_and_reports_bad_lines() {
+        let text = "# header\n\n10.0.0.0/8\n 1.2.3.4  # a note\nnot-an-ip\n::1\n192.168.1.7/24\n300.1.1.1\n";
+        let (nets, bad) = parse(text);
+        let want: Vec<IpNet> = ["10.0.0.0/8", "1.2.3.4/32", "::1/128", "192.168.1.0/24"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(nets, want);
+        assert_eq!(
+            bad,
+            vec![
+                BadLine {
+                    line: 5,
+                    text: "not-an-ip".into()
+                },
+                BadLine {
+                    line: 8,
+                    text: "300.1.1.1".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn append_starts_a_fresh_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("block.txt");
+        std::fs::write(&p, "10.0.0.1").unwrap();
+        append(&p, "10.0.0.2".parse().unwrap(), "kick").unwrap();
+        append(&p, "10.0.0.3".parse().unwrap(), "kick").unwrap();
+        let (nets, bad) = parse(&std::fs::read_to_string(&p).unwrap());
+        assert!(bad.is_empty());
+        assert_eq!(nets.len(), 3);
+    }
+}

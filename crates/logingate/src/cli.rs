@@ -1,0 +1,62 @@
+//! Command line: flags override the TOML file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{Config, ConfigError, DialectName, LogFormat};
+
+/// Legend of Mir 2 LoginGate: game clients in, one link to the LoginSrv.
+#[derive(Debug, Parser)]
+#[command(name = "logingate", version, about)]
+pub struct Cli {
+    /// TOML configuration file (defaults apply to every missing key).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to accept clients on; repeat for several (replaces gate.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<SocketAddr>,
+    /// LoginSrv gate address (server.addr); without it the embedded LoginSrv runs.
+    #[arg(long, value_name = "ADDR")]
+    pub server: Option<SocketAddr>,
+    /// Link dialect: wemade, delphi or happym2 (server.dialect).
+    #[arg(long, value_name = "DIALECT")]
+    pub dialect: Option<DialectName>,
+    /// Print the effective configuration as TOML, every default included, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Log format: text or json (log_format).
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Directory for the embedded LoginSrv's data (data_dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The file (or defaults) with the flags applied, validated.
+    pub fn effective_config(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if !self.listen.is_empty() {
+            config.gate.listen = self.listen.clone();
+        }
+        if let Some(addr) = self.server {
+            config.server.addr = Some(addr);
+        }
+        if let Some(d) = self.dialect {
+            config.server.dialect = d;
+        }
+        if let Some(f) = self.log_format {
+            config.log_format = f;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,164 @@
+//! The netcore [`Handler`]: frames client bytes and forwards each whole
+//! `#…!` as one link data frame; sends open and close frames.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use mir2_proto::ClientFramer;
+use netcore::{CloseReason, Handler, Session};
+use parking_lot::Mutex;
+use tracing::{debug, info};
+
+use crate::config::Config;
+use crate::link::{Generation, Link, PushError};
+use crate::ratelog::LogLimiter;
+
+/// Close labels the gate itself uses (netcore adds its own, see README).
+pub mod reason {
+    /// Client refused because the LoginSrv link is down.
+    pub const SERVER_UNAVAILABLE: &str = "server_unavailable";
+    /// More than `max_packets_per_sec` messages in a second.
+    pub const FLOODING: &str = "flooding";
+    /// The link's pending buffer is full.
+    pub const SERVER_BUSY: &str = "server_busy";
+    /// The link the session was opened on dropped.
+    pub const SERVER_LOST: &str = "server_lost";
+}
+
+/// The gate's per-connection logic, shared by all sessions.
+pub struct GateHandler {
+    /// Where frames go.
+    link: Link,
+    /// Longest accepted client message.
+    max_packet_bytes: usize,
+    /// Per-session message rate (and burst).
+    max_packets_per_sec: u32,
+    /// Closes by reason label, for operators' summaries and tests.
+    closes: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// Protocol state of one client, owned by its session task.
+pub struct ClientState {
+    /// Splits the byte stream into whole `#…!` messages.
+    framer: ClientFramer,
+    /// Link connection the open frame went out on.
+    generation: Generation,
+    /// Messages the client may still send right now (token bucket).
+    tokens: f64,
+    /// When `tokens` was last refilled.
+    refilled: Instant,
+}
+
+static REJECT_LOG: LogLimiter = LogLimiter::new(10);
+
+impl GateHandler {
+    /// A handler forwarding to `link` with the limits of `config`.
+    pub fn new(link: Link, config: &Config) -> Self {
+        GateHandler {
+            link,
+            max_packet_bytes: config.gate.max_packet_bytes,
+            max_packets_per_sec: config.gate.max_packets_per_sec,
+            closes: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// How many sessions closed with `reason` (a `CloseReason::as_str` label).
+    pub fn closes(&self, reason: &str) -> u64 {
+        self.closes.lock().get(reason).copied().unwrap_or(0)
+    }
+
+    /// All close counts by reason.
+    pub fn close_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.closes.lock().clone()
+    }
+
+    /// Take one message token; `false` when the client is over its rate.
+    fn admit_message(&self, st: &mut ClientState, now: Instant) -> bool {
+        let rate = f64::from(self.max_packets_per_sec);
+        let elapsed = now.saturating_duration_since(st.refilled).as_secs_f64();
+        st.refilled = now;
+        st.tokens = (st.tokens + elapsed * rate).min(rate);
+        if st.tokens >= 1.0 {
+            st.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn reject(s: &Session, reason: &'static str, detail: std::fmt::Arguments<'_>) -> CloseReason {
+    if let Some(suppressed) = REJECT_LOG.check() {
+        info!(session = s.id().get(), peer = %s.peer(), reason, suppressed, "closing client: {detail}");
+    }
+    CloseReason::Protocol(reason)
+}
+
+/// Clients reaching an IPv6 listener from IPv4 appear as `::ffff:a.b.c.d`;
+/// the LoginSrv and block lists want the plain IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+impl Handler for GateHandler {
+    type State = ClientState;
+
+    fn on_open(&self, s: &Session) -> Result<ClientState, &'static str> {
+        let id = s.id().get();
+        let generation = self
+            .link
+            .open(id, canonical(s.peer().ip()), canonical(s.local().ip()))
+            .ok_or(reason::SERVER_UNAVAILABLE)?;
+        debug!(session = id, peer = %s.peer(), "client opened");
+        Ok(ClientState {
+            framer: ClientFramer::new(self.max_packet_bytes),
+            generation,
+            tokens: f64::from(self.max_packets_per_sec),
+            refilled: Instant::now(),
+        })
+    }
+
+    fn on_data(
+        &self,
+        st: &mut ClientState,
+        s: &Session,
+        buf: &mut BytesMut,
+    ) -> Result<(), CloseReason> {
+        let id = s.id().get();
+        let now = Instant::now();
+        loop {
+            let msg = match st.framer.decode(buf) {
+                Ok(Some(msg)) => msg,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(reject(s, e.reason(), format_args!("{e}"))),
+            };
+            if !self.admit_message(st, now) {
+                return Err(reject(
+                    s,
+                    reason::FLOODING,
+                    format_args!("more than {} messages per second", self.max_packets_per_sec),
+                ));
+            }
+            match self.link.data(st.generation, id, &msg) {
+                Ok(()) => {}
+                Err(PushError::Down) => return Err(CloseReason::Protocol(reason::SERVER_LOST)),
+                Err(PushError::Busy) => {
+                    return Err(reject(
+                        s,
+                        reason::SERVER_BUSY,
+                        format_args!("link buffer full"),
+                    ))
+                }
+            }
+        }
+    }
+
+    fn on_close(&self, st: ClientState, s: &Session, why: CloseReason) {
+        let id = s.id().get();
+        let sent = self.link.close(st.generation, id);
+        *self.closes.lock().entry(why.as_str()).or_insert(0) += 1;
+        debug!(session = id, peer = %s.peer(), reason = %why, close_frame_sent = sent, "client closed");
+    }
+}

@@ -1,0 +1,108 @@
+//! The link's orders carried out on netcore sessions: deliver replies,
+//! kick, block, and drop everyone when the link is lost.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ipnet::IpNet;
+use netcore::{Admission, CloseReason, SendError, Sessions};
+use tracing::{error, info};
+
+use crate::blocklist;
+use crate::client::reason;
+use crate::link::Dispatch;
+
+/// Blocks ordered by the LoginSrv, by `kind` (`temporary`, `permanent`).
+pub const METRIC_BLOCKS: &str = "gate_blocks_total";
+/// Kicks ordered by the LoginSrv.
+pub const METRIC_KICKS: &str = "gate_kicks_total";
+
+/// [`Dispatch`] over the netcore registry and admission.
+pub struct NetDispatch {
+    /// Live sessions by id.
+    sessions: Sessions,
+    /// Where blocks are enforced.
+    admission: Admission,
+    /// Duration of a temporary block (`%+B`).
+    temp_block: Duration,
+    /// Where permanent blocks are recorded, if configured.
+    block_file: Option<PathBuf>,
+}
+
+impl NetDispatch {
+    /// Dispatch onto `sessions` and `admission`.
+    pub fn new(
+        sessions: Sessions,
+        admission: Admission,
+        temp_block: Duration,
+        block_file: Option<PathBuf>,
+    ) -> Self {
+        NetDispatch {
+            sessions,
+            admission,
+            temp_block,
+            block_file,
+        }
+    }
+
+    fn record_permanent(&self, ip: IpAddr, id: u32) {
+        let Some(path) = self.block_file.clone() else {
+            return;
+        };
+        // File I/O off the link reader's thread.
+        tokio::task::spawn_blocking(move || {
+            let note = format!("blocked by LoginSrv (session {id})");
+            if let Err(e) = blocklist::append(&path, ip, &note) {
+                error!(file = %path.display(), %ip, error = %e, "block list: cannot record permanent block");
+            }
+        });
+    }
+}
+
+impl Dispatch for NetDispatch {
+    fn deliver(&self, id: u32, data: Bytes) -> Result<(), &'static str> {
+        let session = self.sessions.get(id).ok_or("unknown_session")?;
+        session.send(data).map_err(|e| match e {
+            SendError::Closed => "session_closed",
+            // netcore has closed the session as a slow reader.
+            SendError::QueueFull => "slow_reader",
+        })
+    }
+
+    fn kick(&self, id: u32) -> Result<(), &'static str> {
+        let session = self.sessions.get(id).ok_or("unknown_session")?;
+        metrics::counter!(METRIC_KICKS).increment(1);
+        info!(session = id, peer = %session.peer(), "LoginSrv kicked client");
+        session.close(CloseReason::Kicked);
+        Ok(())
+    }
+
+    fn block(&self, id: u32, permanent: bool) -> Result<(), &'static str> {
+        let session = self.sessions.get(id).ok_or("unknown_session")?;
+        let ip = session.peer().ip().to_canonical();
+        let (kind, expiry) = if permanent {
+            ("permanent", None)
+        } else {
+            ("temporary", Some(self.temp_block))
+        };
+        self.admission.block(IpNet::from(ip), expiry);
+        metrics::counter!(METRIC_BLOCKS, "kind" => kind).increment(1);
+        info!(session = id, %ip, kind, secs = expiry.map(|d| d.as_secs()), "LoginSrv blocked client IP");
+        if permanent {
+            self.record_permanent(ip, id);
+        }
+        session.close(CloseReason::Kicked);
+        Ok(())
+    }
+
+    fn link_lost(&self) {
+        let n = self.sessions.len();
+        if n > 0 {
+            info!(sessions = n, "closing every client: LoginSrv link lost");
+        }
+        self.sessions
+            .close_all(CloseReason::Protocol(reason::SERVER_LOST));
+    }
+}

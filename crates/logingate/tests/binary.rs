@@ -1,0 +1,159 @@
+//! The real `logingate` binary: `--print-config`, exit code 2 on bad
+//! configuration, and SIGTERM → close frames → exit 0.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use logingate::config::{Config, DialectName};
+
+const BIN: &str = env!("CARGO_BIN_EXE_logingate");
+
+#[test]
+fn print_config_parses_back_with_flags_applied() {
+    let out = Command::new(BIN)
+        .args([
+            "--print-config",
+            "--listen",
+            "127.0.0.1:7100",
+            "--listen",
+            "[::1]:7101",
+            "--server",
+            "127.0.0.1:5600",
+            "--dialect",
+            "happym2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let c = Config::from_toml(&text, Path::new("stdout")).expect("printed config parses");
+    c.validate().unwrap();
+    assert_eq!(c.gate.listen.len(), 2);
+    assert_eq!(c.server.addr, Some("127.0.0.1:5600".parse().unwrap()));
+    assert_eq!(c.server.dialect, DialectName::HappyM2);
+    assert_eq!(
+        c.gate.max_packets_per_sec,
+        Config::default().gate.max_packets_per_sec
+    );
+}
+
+fn exits_2_naming(config: &str, key: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gate.toml");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "config {config:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(key), "stderr {err:?} should name {key}");
+}
+
+#[test]
+fn bad_configs_exit_2_naming_the_key() {
+    exits_2_naming("[server]\nheartbeat_secs = 0\n", "server.heartbeat_secs");
+    exits_2_naming(
+        "[server]\nheartbeat_secs = 5\ndead_after_secs = 5\n",
+        "server.dead_after_secs",
+    );
+    exits_2_naming("[gate]\nmax_packet_bytes = 10\n", "gate.max_packet_bytes");
+    exits_2_naming("[gate]\nmax_conections = 10\n", "max_conections");
+    exits_2_naming("[server]\ndialect = \"ipx\"\n", "dialect");
+    let out = Command::new(BIN)
+        .args(["--dialect", "ipx"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Reads the binary's stderr until the startup line and returns the
+/// listen address it reports.
+fn listen_addr_from_log(stderr: std::process::ChildStderr) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if !sent && line.contains("logingate started") {
+                let start = line.find("listen=[").expect("listen field") + "listen=[".len();
+                let end = start + line[start..].find(']').expect("end of list");
+                let _ = tx.send(line[start..end].parse::<SocketAddr>().expect("address"));
+                sent = true;
+            }
+        }
+    });
+    rx.recv_timeout(STEP).expect("startup line")
+}
+
+#[tokio::test]
+async fn sigterm_sends_close_frames_and_exits_0() {
+    let srv = Srv::bind().await;
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--server",
+            &srv.addr().to_string(),
+            "--dialect",
+            "delphi",
+        ])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let addr = tokio::task::spawn_blocking(move || listen_addr_from_log(stderr))
+        .await
+        .unwrap();
+    let mut link = srv.accept().await;
+
+    // The link may still be settling: retry until a client is admitted.
+    let mut client;
+    let id;
+    loop {
+        client = connect(addr).await;
+        let mut peek = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(200), link.frame()).await {
+            Ok(f) => {
+                id = open_id(&String::from_utf8(f).unwrap());
+                break;
+            }
+            Err(_) => {
+                let _ = tokio::io::AsyncReadExt::read(&mut client, &mut peek).await;
+            }
+        }
+    }
+
+    let pid = child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let frames = link.frames_until_eof().await;
+    assert_eq!(frames, vec![format!("%X{id}$")]);
+    assert!(read_to_close(&mut client).await.is_empty());
+
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert_eq!(st.code(), Some(0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "gate did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

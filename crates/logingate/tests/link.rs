@@ -1,0 +1,156 @@
+//! The LoginSrv link: heartbeats, death, reconnect after a LoginSrv restart,
+//! bad server frames, and the shutdown's close frames.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use logingate::app::Gate;
+use logingate::config::DialectName;
+use tokio::io::AsyncWriteExt;
+
+fn fast_heartbeat(c: &mut logingate::config::Config) {
+    c.server.heartbeat_secs = 1;
+    c.server.dead_after_secs = 2;
+}
+
+#[tokio::test]
+async fn silent_server_is_declared_dead_and_clients_dropped() {
+    let (gate, srv, mut link) = gate_with_srv(fast_heartbeat, DialectName::Delphi).await;
+    let mut client = connect(gate_addr(&gate)).await;
+    let id = link.open_id().await;
+    let t0 = tokio::time::Instant::now();
+    assert_eq!(link.frame().await, b"%--$");
+    // No reply: the gate gives up after dead_after_secs and drops everyone
+    // (no close frame: the link that knew the session is gone).
+    let rest = link.frames_until_eof().await;
+    assert!(rest.iter().all(|f| f == "%--$"), "{rest:?}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(read_to_close(&mut client).await.is_empty());
+    assert_eq!(gate.handler().closes("server_lost"), 1);
+
+    // And reconnects; the old session is not mentioned on the new link.
+    let mut link2 = srv.accept().await;
+    assert!(gate.wait_link_up(STEP).await);
+    let _c2 = connect(gate_addr(&gate)).await;
+    let id2 = link2.open_id().await;
+    assert_ne!(id2, id);
+}
+
+#[tokio::test]
+async fn answered_heartbeats_keep_the_link() {
+    let (gate, _srv, mut link) = gate_with_srv(fast_heartbeat, DialectName::Wemade).await;
+    // Three heartbeats answered (Wemade style, 0x00 after) span longer than
+    // dead_after_secs, and the link stays.
+    for _ in 0..3 {
+        assert_eq!(link.frame().await, b"%--$");
+        link.send(b"%++$\0").await;
+    }
+    assert!(gate.link().is_up());
+    assert_eq!(gate.link().stats().connects, 1);
+    assert!(gate.link().stats().heartbeats >= 3);
+}
+
+#[tokio::test]
+async fn restarted_login_server_is_reconnected_and_service_resumes() {
+    let srv = Srv::bind().await;
+    let addr = srv.addr();
+    let gate = Gate::start(test_config(addr, DialectName::Delphi))
+        .await
+        .unwrap();
+    let mut link = srv.accept().await;
+    assert!(gate.wait_link_up(STEP).await);
+    let mut client = connect(gate_addr(&gate)).await;
+    let id = link.open_id().await;
+
+    // The LoginSrv dies.
+    drop(link);
+    drop(srv);
+    assert!(read_to_close(&mut client).await.is_empty());
+    eventually("link down", || !gate.link().is_up()).await;
+    // While down, clients are refused.
+    let mut refused = connect(gate_addr(&gate)).await;
+    assert!(read_to_close(&mut refused).await.is_empty());
+
+    // Back on the same port.
+    let srv = Srv::bind_at(addr).await;
+    let mut link = srv.accept().await;
+    assert!(gate.wait_link_up(STEP).await);
+    let mut client = connect(gate_addr(&gate)).await;
+    let id2 = link.open_id().await;
+    assert!(id2 > id);
+    client.write_all(LOGIN).await.unwrap();
+    assert_eq!(
+        link.text().await,
+        format!("%A{id2}/{}$", String::from_utf8_lossy(LOGIN))
+    );
+    link.send(format!("%{id2}/").as_bytes()).await;
+    link.send(REPLY).await;
+    link.send(b"$").await;
+    assert_eq!(read_n(&mut client, REPLY.len()).await, REPLY);
+    assert_eq!(gate.link().stats().connects, 2);
+    assert_eq!(gate.handler().closes("server_lost"), 1);
+}
+
+#[tokio::test]
+async fn bad_server_frames_are_skipped_and_an_overlong_one_resets_the_link() {
+    let (gate, srv, mut link) =
+        gate_with_srv(|c| c.server.max_frame_bytes = 64, DialectName::Delphi).await;
+    let mut client = connect(gate_addr(&gate)).await;
+    let id = link.open_id().await;
+
+    // Junk, NULs, unknown commands and bad ids between good frames.
+    let mut mixed = b"\0\0garbage%Zzz$%12x/#a!$%/#b!$".to_vec();
+    mixed.extend_from_slice(format!("%{id}/#ok!$\0").as_bytes());
+    link.send(&mixed).await;
+    assert_eq!(read_n(&mut client, 4).await, b"#ok!");
+    assert_eq!(gate.link().stats().parse_errors, 3);
+    assert!(gate.link().is_up());
+
+    // A frame that never ends within max_frame_bytes: reset, reconnect.
+    let mut long = format!("%{id}/#").into_bytes();
+    long.extend_from_slice(&[b'<'; 100]);
+    link.send(&long).await;
+    let after = link.frames_until_eof().await;
+    assert!(after.is_empty(), "{after:?}");
+    assert!(read_to_close(&mut client).await.is_empty());
+    let _link2 = srv.accept().await;
+    assert!(gate.wait_link_up(STEP).await);
+}
+
+#[tokio::test]
+async fn shutdown_sends_every_close_frame_then_ends_the_link() {
+    let (gate, _srv, mut link) = gate_with_srv(|_| {}, DialectName::HappyM2).await;
+    let mut clients = Vec::new();
+    let mut ids = BTreeSet::new();
+    for _ in 0..5 {
+        clients.push(connect(gate_addr(&gate)).await);
+        ids.insert(link.open_id().await);
+    }
+    let started = tokio::time::Instant::now();
+    gate.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let frames = link.frames_until_eof().await;
+    let closed: BTreeSet<u32> = frames
+        .iter()
+        .map(|f| {
+            f.strip_prefix("%C")
+                .and_then(|r| r.strip_suffix('$'))
+                .expect("only close frames")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(frames.len(), 5, "exactly one close frame each");
+    assert_eq!(closed, ids);
+    for c in &mut clients {
+        assert!(read_to_close(c).await.is_empty());
+    }
+}
