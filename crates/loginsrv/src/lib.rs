@@ -1,1 +1,160 @@
-//! placeholder
+//! Reference Legend of Mir 2 LoginSrv.
+//!
+//! Gates connect over the `%…$` link (any of the three dialects); each
+//! client session gets its own task so a slow hash or query for one player
+//! never delays another. Accounts live in SQLite (default) or PostgreSQL,
+//! passwords as Argon2id hashes.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let server = loginsrv::start(loginsrv::Config::default()).await?;
+//! println!("gates connect to {}", server.local_addr());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod gate;
+mod handlers;
+mod online;
+mod password;
+mod reject;
+pub mod routes;
+mod session;
+mod store;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mir2_proto::ids::IdTable;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{Config, ConfigError, SecurityConfig, ServerRoute};
+pub use handlers::code;
+
+/// How long `shutdown` waits for client tasks to finish their current message.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// State shared by every gate and client task.
+pub(crate) struct Shared {
+    /// Effective configuration.
+    pub config: Config,
+    /// Message ids of the client build served.
+    pub ids: IdTable,
+    /// Accounts.
+    pub store: store::Store,
+    /// Argon2id with the configured cost.
+    pub hasher: password::Hasher,
+    /// Accounts logged in now.
+    pub online: online::Online,
+    /// Servers and issued session ids.
+    pub routes: routes::Routes,
+    /// Source of per-session tokens.
+    pub next_token: AtomicU64,
+}
+
+/// A LoginSrv serving gates.
+pub struct RunningServer {
+    /// Bound listen address (the real port when configured with port 0).
+    local_addr: SocketAddr,
+    /// Cancels the accept loop and every gate link.
+    cancel: CancellationToken,
+    /// The accept loop, gate readers/writers and client tasks.
+    tracker: TaskTracker,
+    /// For closing the database after the tasks end.
+    shared: Arc<Shared>,
+}
+
+/// Open the database (migrating it), bind the listener and serve gates.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    config.validate()?;
+    let mut ids = IdTable::delphi();
+    for (name, id) in &config.ids {
+        ids.set(name, *id)
+            .map_err(|_| anyhow::anyhow!("config key `ids.{name}`: unknown message name"))?;
+    }
+    let hasher = password::Hasher::new(&config.security)?;
+    let store = store::Store::open(&config.database, config.db_max_connections).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the gate listener on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let routes = routes::Routes::new(
+        config.servers.clone(),
+        Duration::from_secs(config.session_ttl_secs),
+    );
+    tracing::info!(
+        %local_addr,
+        database = store.backend(),
+        servers = config.servers.len(),
+        "LoginSrv listening for gates"
+    );
+    let shared = Arc::new(Shared {
+        config,
+        ids,
+        store,
+        hasher,
+        online: online::Online::default(),
+        routes,
+        next_token: AtomicU64::new(1),
+    });
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tracker.spawn(gate::accept_loop(
+        listener,
+        shared.clone(),
+        cancel.clone(),
+        tracker.clone(),
+    ));
+    Ok(RunningServer {
+        local_addr,
+        cancel,
+        tracker,
+        shared,
+    })
+}
+
+impl RunningServer {
+    /// The address gates connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Live session ids handed out for server `name` (what a SelGate would check against).
+    pub fn sessions_in_use(&self, name: &str) -> u32 {
+        self.shared.routes.used(name)
+    }
+
+    /// The account a live session id was issued to.
+    pub fn session_account(&self, session_id: i32) -> Option<String> {
+        self.shared.routes.ticket(session_id).map(|t| t.account)
+    }
+
+    /// Accounts logged in right now.
+    pub fn online_accounts(&self) -> usize {
+        self.shared.online.len()
+    }
+
+    /// Stop accepting, close every gate link, let in-flight messages finish
+    /// (bounded by a grace period) and close the database.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("LoginSrv shutdown: tasks still busy after {SHUTDOWN_GRACE:?}");
+        }
+        self.shared.store.close().await;
+        tracing::info!("LoginSrv stopped");
+    }
+}

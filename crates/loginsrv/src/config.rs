@@ -1,0 +1,383 @@
+//! LoginSrv configuration: the TOML schema, defaults and validation.
+//!
+//! Every limit the server enforces has a key here, so `--print-config` shows
+//! an operator all of them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address gates connect to (the originals used 5500).
+    pub listen: SocketAddr,
+    /// `sqlite://path`, a bare file path (SQLite), or `postgres://…`.
+    pub database: String,
+    /// Upper bound on pooled database connections.
+    pub db_max_connections: u32,
+    /// Link dialect assumed for a gate until its frames reveal one.
+    pub default_dialect: DialectName,
+    /// Gates are unauthenticated in the protocol; only these source networks may link.
+    pub allow_gates: Vec<IpNet>,
+    /// Concurrent gate links; a gate beyond this is refused.
+    pub max_gates: usize,
+    /// Client sessions one gate may open; further opens are kicked.
+    pub max_clients_per_gate: usize,
+    /// Longest `%…$` frame from a gate; longer is fatal for that link.
+    pub max_link_frame_bytes: usize,
+    /// Longest `#…!` client message inside a frame.
+    pub max_client_message_bytes: usize,
+    /// Messages queued per client session while an earlier one is processed.
+    pub client_queue_messages: usize,
+    /// Link dropped when a gate sends nothing (not even `%--$`) for this long.
+    pub gate_idle_timeout_secs: u64,
+    /// Oldest client build accepted in CM_PROTOCOL (a yyyymmdd date); 0 accepts all.
+    pub min_client_version: i32,
+    /// How long a server-selection session id stays valid for the SelGate.
+    pub session_ttl_secs: u64,
+    /// Password hashing and brute-force limits.
+    pub security: SecurityConfig,
+    /// Message id overrides for a client build, e.g. `CM_GETBACKPASSWORD = 2010`.
+    pub ids: BTreeMap<String, u16>,
+    /// Game servers offered after login, in list order.
+    pub servers: Vec<ServerRoute>,
+}
+
+/// `[security]`: Argon2id cost and login throttling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Argon2id memory cost in KiB (OWASP minimum 19456).
+    pub argon2_m_kib: u32,
+    /// Argon2id iterations.
+    pub argon2_t: u32,
+    /// Argon2id lanes.
+    pub argon2_p: u32,
+    /// Hashes computed at once (each holds `argon2_m_kib`); 0 = number of CPUs.
+    pub max_concurrent_hashes: usize,
+    /// Consecutive wrong passwords (or recovery answers) before the account locks.
+    pub max_failed_logins: u32,
+    /// How long a locked account refuses logins.
+    pub lockout_secs: u64,
+    /// Shortest password accepted for new accounts and changes.
+    pub min_password_len: usize,
+}
+
+/// One `[[servers]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerRoute {
+    /// Name shown in the client's server list and sent back in CM_SELECTSERVER.
+    pub name: String,
+    /// SelGates handed out round-robin.
+    pub selgates: Vec<SocketAddr>,
+    /// Live session ids this server accepts; drives the list status and SM_STARTFAIL.
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+}
+
+fn default_capacity() -> u32 {
+    1000
+}
+
+/// Link dialect names as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DialectName {
+    /// The Wemade C++ gate of the seed.
+    Wemade,
+    /// Delphi gates (DelphiMir and ports).
+    Delphi,
+    /// HappyM2 Delphi gates.
+    #[serde(rename = "happym2")]
+    HappyM2,
+}
+
+impl From<DialectName> for mir2_proto::Dialect {
+    fn from(d: DialectName) -> Self {
+        match d {
+            DialectName::Wemade => mir2_proto::Dialect::Wemade,
+            DialectName::Delphi => mir2_proto::Dialect::Delphi,
+            DialectName::HappyM2 => mir2_proto::Dialect::HappyM2,
+        }
+    }
+}
+
+impl From<mir2_proto::Dialect> for DialectName {
+    fn from(d: mir2_proto::Dialect) -> Self {
+        match d {
+            mir2_proto::Dialect::Wemade => DialectName::Wemade,
+            mir2_proto::Dialect::Delphi => DialectName::Delphi,
+            mir2_proto::Dialect::HappyM2 => DialectName::HappyM2,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5500)),
+            database: "sqlite://accounts.db".to_owned(),
+            db_max_connections: 8,
+            default_dialect: DialectName::Delphi,
+            allow_gates: vec![
+                IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)),
+                IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ],
+            max_gates: 64,
+            max_clients_per_gate: 20_000,
+            max_link_frame_bytes: 16 * 1024,
+            max_client_message_bytes: 8 * 1024,
+            client_queue_messages: 16,
+            gate_idle_timeout_secs: 60,
+            min_client_version: 0,
+            session_ttl_secs: 60,
+            security: SecurityConfig::default(),
+            ids: BTreeMap::new(),
+            servers: vec![ServerRoute {
+                name: "demo".to_owned(),
+                selgates: vec![SocketAddr::from(([127, 0, 0, 1], 7100))],
+                capacity: default_capacity(),
+            }],
+        }
+    }
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            argon2_m_kib: 19_456,
+            argon2_t: 2,
+            argon2_p: 1,
+            max_concurrent_hashes: 0,
+            max_failed_logins: 5,
+            lockout_secs: 60,
+            min_password_len: 3,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// The cheapest legal Argon2id cost: for tests and benchmarks only.
+    pub fn test_speed() -> Self {
+        SecurityConfig {
+            argon2_m_kib: 8,
+            argon2_t: 1,
+            argon2_p: 1,
+            ..SecurityConfig::default()
+        }
+    }
+}
+
+/// A configuration value that cannot be used, naming its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `security.argon2_t`.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config key `{}`: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Server names travel inside `name/status/…/` lists and GBK client text.
+const MAX_SERVER_NAME_BYTES: usize = 30;
+
+impl Config {
+    /// Parse a TOML document and validate it; errors name the key.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            // toml's message names the offending key and line; keep it whole.
+            bad(
+                "<file>",
+                e.message().to_owned() + &span_hint(text, e.span()),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Build from an already-parsed TOML table (the gate's `[embedded]` section).
+    pub fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| bad("embedded", e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Effective configuration as TOML, defaults included.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Check every value the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.database.trim().is_empty() {
+            return Err(bad("database", "must not be empty"));
+        }
+        if self.db_max_connections == 0 {
+            return Err(bad("db_max_connections", "must be at least 1"));
+        }
+        if self.allow_gates.is_empty() {
+            return Err(bad("allow_gates", "empty: no gate could ever connect"));
+        }
+        nonzero("max_gates", self.max_gates)?;
+        nonzero("max_clients_per_gate", self.max_clients_per_gate)?;
+        nonzero("client_queue_messages", self.client_queue_messages)?;
+        if self.max_link_frame_bytes < 64 {
+            return Err(bad("max_link_frame_bytes", "must be at least 64"));
+        }
+        if self.max_client_message_bytes < 64
+            || self.max_client_message_bytes > self.max_link_frame_bytes
+        {
+            return Err(bad(
+                "max_client_message_bytes",
+                "must be at least 64 and at most max_link_frame_bytes",
+            ));
+        }
+        if self.gate_idle_timeout_secs == 0 {
+            return Err(bad("gate_idle_timeout_secs", "must be at least 1"));
+        }
+        if self.session_ttl_secs == 0 {
+            return Err(bad("session_ttl_secs", "must be at least 1"));
+        }
+        self.validate_security()?;
+        let mut ids = mir2_proto::ids::IdTable::delphi();
+        for (name, id) in &self.ids {
+            ids.set(name, *id)
+                .map_err(|_| bad(format!("ids.{name}"), "unknown message name"))?;
+        }
+        if self.servers.is_empty() {
+            return Err(bad("servers", "at least one [[servers]] entry is needed"));
+        }
+        for (i, s) in self.servers.iter().enumerate() {
+            let key = format!("servers[{i}]");
+            let gbk = mir2_proto::text::gbk_encode(&s.name)
+                .map_err(|_| bad(format!("{key}.name"), "not representable in GBK"))?;
+            if gbk.is_empty() || gbk.len() > MAX_SERVER_NAME_BYTES {
+                return Err(bad(
+                    format!("{key}.name"),
+                    format!("must be 1..={MAX_SERVER_NAME_BYTES} GBK bytes"),
+                ));
+            }
+            if s.name
+                .chars()
+                .any(|c| c == '/' || c.is_control() || "#!%$".contains(c))
+            {
+                return Err(bad(
+                    format!("{key}.name"),
+                    "contains / # ! % $ or a control character",
+                ));
+            }
+            if self.servers[..i].iter().any(|o| o.name == s.name) {
+                return Err(bad(format!("{key}.name"), "duplicate server name"));
+            }
+            if s.selgates.is_empty() {
+                return Err(bad(format!("{key}.selgates"), "needs at least one address"));
+            }
+            if s.capacity == 0 {
+                return Err(bad(format!("{key}.capacity"), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        let s = &self.security;
+        argon2::Params::new(s.argon2_m_kib, s.argon2_t, s.argon2_p, None)
+            .map_err(|e| bad("security.argon2_m_kib / argon2_t / argon2_p", e.to_string()))?;
+        if s.max_failed_logins == 0 {
+            return Err(bad("security.max_failed_logins", "must be at least 1"));
+        }
+        if s.lockout_secs == 0 {
+            return Err(bad("security.lockout_secs", "must be at least 1"));
+        }
+        if !(1..=MAX_PASSWORD_BYTES).contains(&s.min_password_len) {
+            return Err(bad(
+                "security.min_password_len",
+                format!("must be 1..={MAX_PASSWORD_BYTES} (the client's password field)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The classic client's TUserEntry password field holds 10 bytes.
+pub const MAX_PASSWORD_BYTES: usize = 10;
+
+fn nonzero(key: &str, v: usize) -> Result<(), ConfigError> {
+    if v == 0 {
+        Err(bad(key, "must be at least 1"))
+    } else {
+        Ok(())
+    }
+}
+
+fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(r) => {
+            let line = text.get(..r.start).map_or(0, |t| t.matches('\n').count()) + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let back = Config::from_toml(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml("[security]\nargon2_t = 0\n").unwrap_err();
+        assert!(e.key.starts_with("security.argon2"), "{e}");
+        let e = Config::from_toml("max_gates = 0\n").unwrap_err();
+        assert_eq!(e.key, "max_gates");
+        let e = Config::from_toml("[ids]\nCM_NOPE = 5\n").unwrap_err();
+        assert_eq!(e.key, "ids.CM_NOPE");
+        let e = Config::from_toml("[[servers]]\nname = \"a/b\"\nselgates = [\"127.0.0.1:1\"]\n")
+            .unwrap_err();
+        assert_eq!(e.key, "servers[0].name");
+        let e = Config::from_toml("bogus = 1\n").unwrap_err();
+        assert!(e.reason.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn servers_and_ids_parse() {
+        let c = Config::from_toml(
+            "allow_gates = [\"10.0.0.0/8\"]\n[ids]\nCM_GETBACKPASSWORD = 2010\n[[servers]]\nname = \"传奇\"\nselgates = [\"127.0.0.1:7100\", \"127.0.0.1:7101\"]\ncapacity = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.servers[0].selgates.len(), 2);
+        assert_eq!(c.servers[0].capacity, 5);
+        assert_eq!(c.ids.get("CM_GETBACKPASSWORD"), Some(&2010));
+    }
+}

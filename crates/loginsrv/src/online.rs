@@ -1,0 +1,74 @@
+//! Accounts logged in right now, for duplicate-login detection.
+//!
+//! An account is "online" from a successful CM_IDPASSWORD until that client
+//! session closes on its gate (or is kicked by a newer login).
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+
+use crate::gate::GateLink;
+
+/// Who holds an account.
+#[derive(Clone)]
+pub struct Holder {
+    /// The gate link the holding client is on (to kick it).
+    pub gate: GateLink,
+    /// The gate's id for the client.
+    pub client: u32,
+    /// Unique per client session in this process (gate ids repeat across gates).
+    pub token: u64,
+}
+
+/// Outcome of a login's claim on an account.
+pub enum Claim {
+    /// The caller now holds the account.
+    Claimed,
+    /// Another session held it; it was removed and must be kicked.
+    Evicted(Holder),
+}
+
+/// The registry of online accounts.
+#[derive(Default)]
+pub struct Online {
+    /// Account key → holder.
+    map: Mutex<HashMap<String, Holder>>,
+}
+
+impl Online {
+    /// Claim `key` for `holder`. If a different session holds it, that
+    /// session is evicted and nobody holds the account afterwards: the
+    /// Delphi servers answer the new login "already logged in" and let the
+    /// player retry once the old session is gone.
+    pub fn claim(&self, key: &str, holder: Holder) -> Claim {
+        let mut map = self.map.lock();
+        match map.get(key) {
+            Some(old) if old.token != holder.token => match map.remove(key) {
+                Some(old) => Claim::Evicted(old),
+                None => Claim::Claimed,
+            },
+            _ => {
+                map.insert(key.to_owned(), holder);
+                Claim::Claimed
+            }
+        }
+    }
+
+    /// Whether session `token` still holds `key` (false once kicked).
+    pub fn holds(&self, key: &str, token: u64) -> bool {
+        self.map.lock().get(key).is_some_and(|h| h.token == token)
+    }
+
+    /// Drop `key` if session `token` holds it.
+    pub fn release(&self, key: &str, token: u64) {
+        let mut map = self.map.lock();
+        if map.get(key).is_some_and(|h| h.token == token) {
+            map.remove(key);
+        }
+    }
+
+    /// Accounts online.
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+}

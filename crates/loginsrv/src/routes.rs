@@ -1,0 +1,280 @@
+//! Game servers offered after login, their SelGates and the session ids
+//! handed out for them.
+//!
+//! A session id is what the client presents to the SelGate / game server,
+//! so it is random (not a counter), positive, unique among live ids, and
+//! expires after `session_ttl_secs`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rand::Rng as _;
+
+use crate::config::ServerRoute;
+
+/// Status numbers the Delphi LoginSrv (`TFrmMasSoc.ServerStatus`) sends in
+/// the server list: load against the configured limit.
+pub mod status {
+    /// 空闲 idle: at most half full.
+    pub const IDLE: u8 = 1;
+    /// 良好 good: at most 80 % full.
+    pub const GOOD: u8 = 2;
+    /// 繁忙 busy: below the limit.
+    pub const BUSY: u8 = 3;
+    /// 满员 full.
+    pub const FULL: u8 = 4;
+}
+
+/// Delphi's thresholds: ≤ max/2 idle, ≤ max − max/5 good, < max busy, else
+/// full. Full is tested first: with Delphi's order a server of capacity < 5
+/// would show "good" while refusing everyone.
+pub fn status_for(used: u32, capacity: u32) -> u8 {
+    if used >= capacity {
+        status::FULL
+    } else if used <= capacity / 2 {
+        status::IDLE
+    } else if used <= capacity - capacity / 5 {
+        status::GOOD
+    } else {
+        status::BUSY
+    }
+}
+
+/// A live session id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// Account key it was issued to.
+    pub account: String,
+    /// Index into the server list.
+    pub server: usize,
+    /// SelGate the client was sent to.
+    pub selgate: SocketAddr,
+    /// When it stops being valid.
+    pub expires: Instant,
+}
+
+/// Result of a server selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Go to `selgate` with `session_id`.
+    Ok {
+        /// The SelGate chosen round-robin.
+        selgate: SocketAddr,
+        /// Random positive id.
+        session_id: i32,
+    },
+    /// No server by that name.
+    Unknown,
+    /// The server has `capacity` live session ids.
+    Full,
+}
+
+/// Servers, their round-robin cursors and the live session ids.
+pub struct Routes {
+    /// Configured servers in list order.
+    servers: Vec<ServerRoute>,
+    /// How long an id stays valid.
+    ttl: Duration,
+    /// Mutable state behind one short-held lock.
+    state: Mutex<RouteState>,
+}
+
+struct RouteState {
+    /// Live ids.
+    tickets: HashMap<i32, Ticket>,
+    /// Ids in issue order (= expiry order, the TTL is fixed) for O(1) purging.
+    expiry: VecDeque<(Instant, i32)>,
+    /// Live ids per server (index as `servers`).
+    used: Vec<u32>,
+    /// Next SelGate per server.
+    cursor: Vec<usize>,
+}
+
+impl Routes {
+    /// Build from the (validated) server list.
+    pub fn new(servers: Vec<ServerRoute>, ttl: Duration) -> Routes {
+        let n = servers.len();
+        Routes {
+            servers,
+            ttl,
+            state: Mutex::new(RouteState {
+                tickets: HashMap::new(),
+                expiry: VecDeque::new(),
+                used: vec![0; n],
+                cursor: vec![0; n],
+            }),
+        }
+    }
+
+    /// The SM_PASSOK_SELECTSERVER list: (count, `name/status/…/`).
+    pub fn server_list(&self) -> (u16, String) {
+        let mut st = self.state.lock();
+        st.purge(Instant::now());
+        let mut body = String::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            let used = st.used.get(i).copied().unwrap_or(0);
+            body.push_str(&s.name);
+            body.push('/');
+            body.push_str(&status_for(used, s.capacity).to_string());
+            body.push('/');
+        }
+        (u16::try_from(self.servers.len()).unwrap_or(u16::MAX), body)
+    }
+
+    /// Issue a session id for `account` on server `name`.
+    pub fn select(&self, account: &str, name: &str) -> Selection {
+        let Some(index) = self.servers.iter().position(|s| s.name == name) else {
+            return Selection::Unknown;
+        };
+        let Some(server) = self.servers.get(index) else {
+            return Selection::Unknown;
+        };
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        st.purge(now);
+        let (Some(used), Some(cursor)) =
+            (st.used.get(index).copied(), st.cursor.get(index).copied())
+        else {
+            return Selection::Unknown;
+        };
+        if used >= server.capacity {
+            return Selection::Full;
+        }
+        let Some(&selgate) = server.selgates.get(cursor % server.selgates.len().max(1)) else {
+            return Selection::Unknown;
+        };
+        let mut rng = rand::rng();
+        let session_id = loop {
+            // Live ids are at most the sum of capacities, far below i32::MAX: this ends.
+            let id = rng.random_range(1..=i32::MAX);
+            if !st.tickets.contains_key(&id) {
+                break id;
+            }
+        };
+        let expires = now + self.ttl;
+        st.tickets.insert(
+            session_id,
+            Ticket {
+                account: account.to_owned(),
+                server: index,
+                selgate,
+                expires,
+            },
+        );
+        st.expiry.push_back((expires, session_id));
+        if let Some(u) = st.used.get_mut(index) {
+            *u += 1;
+        }
+        if let Some(c) = st.cursor.get_mut(index) {
+            *c = c.wrapping_add(1);
+        }
+        Selection::Ok {
+            selgate,
+            session_id,
+        }
+    }
+
+    /// What a SelGate / game server checks: the live ticket for `session_id`.
+    pub fn ticket(&self, session_id: i32) -> Option<Ticket> {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        st.purge(now);
+        st.tickets.get(&session_id).cloned()
+    }
+
+    /// Live session ids for server `name`.
+    pub fn used(&self, name: &str) -> u32 {
+        let index = self.servers.iter().position(|s| s.name == name);
+        let mut st = self.state.lock();
+        st.purge(Instant::now());
+        index.and_then(|i| st.used.get(i).copied()).unwrap_or(0)
+    }
+}
+
+impl RouteState {
+    fn purge(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.expiry.front() {
+            if at > now {
+                break;
+            }
+            self.expiry.pop_front();
+            if let Some(t) = self.tickets.remove(&id) {
+                if let Some(u) = self.used.get_mut(t.server) {
+                    *u = u.saturating_sub(1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn routes(capacity: u32, ttl: Duration) -> Routes {
+        Routes::new(
+            vec![ServerRoute {
+                name: "s1".into(),
+                selgates: vec![
+                    "127.0.0.1:7100".parse().unwrap(),
+                    "127.0.0.1:7101".parse().unwrap(),
+                ],
+                capacity,
+            }],
+            ttl,
+        )
+    }
+
+    #[test]
+    fn delphi_status_thresholds() {
+        assert_eq!(status_for(0, 10), status::IDLE);
+        assert_eq!(status_for(5, 10), status::IDLE);
+        assert_eq!(status_for(6, 10), status::GOOD);
+        assert_eq!(status_for(8, 10), status::GOOD);
+        assert_eq!(status_for(9, 10), status::BUSY);
+        assert_eq!(status_for(10, 10), status::FULL);
+    }
+
+    #[test]
+    fn round_robin_capacity_and_unique_ids() {
+        let r = routes(3, Duration::from_secs(60));
+        let mut ids = Vec::new();
+        let mut gates = Vec::new();
+        for _ in 0..3 {
+            match r.select("a", "s1") {
+                Selection::Ok {
+                    selgate,
+                    session_id,
+                } => {
+                    assert!(session_id > 0);
+                    ids.push(session_id);
+                    gates.push(selgate.port());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(gates, vec![7100, 7101, 7100]);
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(r.select("a", "s1"), Selection::Full);
+        assert_eq!(r.select("a", "nope"), Selection::Unknown);
+        assert_eq!(r.server_list(), (1, "s1/4/".to_owned()));
+        assert_eq!(r.ticket(ids[0]).unwrap().account, "a");
+    }
+
+    #[test]
+    fn ids_expire() {
+        let r = routes(1, Duration::from_millis(1));
+        let Selection::Ok { session_id, .. } = r.select("a", "s1") else {
+            panic!()
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(r.ticket(session_id), None);
+        assert_eq!(r.used("s1"), 0);
+        assert!(matches!(r.select("a", "s1"), Selection::Ok { .. }));
+    }
+}

@@ -1,0 +1,174 @@
+//! One client session (one gate id on one gate link): its task, framing,
+//! dispatch and replies. The message logic lives in `handlers`.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use mir2_proto::ids::MsgKind;
+use mir2_proto::packet::{write_server_packet, Packet};
+use mir2_proto::{ClientFramer, MsgHeader};
+use tokio::sync::mpsc;
+
+use crate::gate::{GateLink, Outbound};
+use crate::reject::reject;
+use crate::Shared;
+
+/// A reply to send: message kind, recog, series and plain (not yet 6-bit) body.
+pub(crate) struct Reply {
+    /// Which message (mapped to the client build's id).
+    pub kind: MsgKind,
+    /// Header recog (reason codes, session id).
+    pub recog: i32,
+    /// Header series (server count).
+    pub series: u16,
+    /// Body bytes before encoding; empty for none.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A reply without body.
+    pub fn code(kind: MsgKind, recog: i32) -> Reply {
+        Reply {
+            kind,
+            recog,
+            series: 0,
+            body: Vec::new(),
+        }
+    }
+}
+
+/// State of one client session.
+pub(crate) struct Client {
+    /// Server-wide state.
+    pub shared: Arc<Shared>,
+    /// The gate this client is on.
+    pub gate: GateLink,
+    /// The gate's id for this client.
+    pub id: u32,
+    /// Client address as reported by the gate (for logs).
+    pub ip: IpAddr,
+    /// Unique in this process; tells this session from a later one with the same gate id.
+    pub token: u64,
+    /// Account key after a successful CM_IDPASSWORD (until kicked or closed).
+    pub account: Option<String>,
+    /// Set when CM_PROTOCOL announced a build older than `min_client_version`.
+    pub refused: bool,
+    /// Splits the gate's bytes into `#…!` messages.
+    framer: ClientFramer,
+    /// Bytes of a message split across frames.
+    pending: BytesMut,
+}
+
+impl Client {
+    /// A session for gate id `id`.
+    pub fn new(shared: Arc<Shared>, gate: GateLink, id: u32, ip: IpAddr) -> Client {
+        let token = shared.next_token.fetch_add(1, Ordering::Relaxed);
+        let framer = ClientFramer::new(shared.config.max_client_message_bytes);
+        Client {
+            shared,
+            gate,
+            id,
+            ip,
+            token,
+            account: None,
+            refused: false,
+            framer,
+            pending: BytesMut::new(),
+        }
+    }
+
+    /// Process this client's messages in order until the gate closes it.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Bytes>) {
+        metrics::gauge!("loginsrv_clients").increment(1.0);
+        while let Some(data) = rx.recv().await {
+            self.pending.extend_from_slice(&data);
+            loop {
+                match self.framer.decode(&mut self.pending) {
+                    Ok(Some(frame)) => self.message(frame).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        reject(e.reason(), format_args!("{}: {e}", self.who()));
+                        // A framer error ends its stream: start afresh at the next '#'.
+                        self.pending.clear();
+                        self.framer =
+                            ClientFramer::new(self.shared.config.max_client_message_bytes);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(key) = self.account.take() {
+            self.shared.online.release(&key, self.token);
+        }
+        metrics::gauge!("loginsrv_clients").decrement(1.0);
+    }
+
+    /// For log lines: gate, id and client address.
+    pub fn who(&self) -> String {
+        format!("gate {} client {} ({})", self.gate.peer(), self.id, self.ip)
+    }
+
+    async fn message(&mut self, frame: Bytes) {
+        let packet = match Packet::parse(frame) {
+            Ok(p) => p,
+            Err(e) => {
+                reject("bad_packet", format_args!("{}: {e}", self.who()));
+                return;
+            }
+        };
+        let ident = packet.header.ident;
+        let Some(kind) = self.shared.ids.kind(ident) else {
+            reject(
+                "unknown_ident",
+                format_args!("{}: ident {ident}", self.who()),
+            );
+            return;
+        };
+        if self.refused && kind != MsgKind::CmProtocol {
+            reject(
+                "client_version_refused",
+                format_args!("{}: {}", self.who(), kind.name()),
+            );
+            return;
+        }
+        metrics::counter!("loginsrv_messages_total", "kind" => kind.name()).increment(1);
+        let reply = match kind {
+            MsgKind::CmProtocol => Some(self.protocol(packet.header.recog)),
+            MsgKind::CmIdPassword => Some(self.id_password(&packet).await),
+            MsgKind::CmAddNewUser => Some(self.add_new_user(&packet).await),
+            MsgKind::CmChangePassword => Some(self.change_password(&packet).await),
+            MsgKind::CmUpdateUser => Some(self.update_user(&packet).await),
+            MsgKind::CmSelectServer => Some(self.select_server(&packet)),
+            MsgKind::CmGetBackPassword => Some(self.get_back_password(&packet).await),
+            other => {
+                reject(
+                    "unexpected_ident",
+                    format_args!("{}: {}", self.who(), other.name()),
+                );
+                None
+            }
+        };
+        if let Some(reply) = reply {
+            self.send(reply).await;
+        }
+    }
+
+    /// Encode and queue a reply to this client.
+    pub async fn send(&self, r: Reply) {
+        let header = MsgHeader::new(self.shared.ids.id(r.kind), r.recog, 0, 0, r.series);
+        let mut out = BytesMut::with_capacity(MsgHeader::ENCODED_LEN + 2 + r.body.len() * 2);
+        if r.body.is_empty() {
+            write_server_packet(&mut out, &header, &[]);
+        } else {
+            write_server_packet(&mut out, &header, &[&r.body]);
+        }
+        self.gate
+            .send(Outbound::Reply {
+                id: self.id,
+                data: out.freeze(),
+            })
+            .await;
+    }
+}

@@ -1,0 +1,280 @@
+//! Account storage: SQLite (default) or PostgreSQL through sqlx.
+//!
+//! One portable schema (`migrations/`) and one set of `$n`-parameterised
+//! statements serve both backends; `on_pool!` runs a statement on whichever
+//! pool is configured. No SQL is ever built from client text.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row as _;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How long a statement waits for SQLite's write lock before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The configured database.
+#[derive(Clone)]
+pub struct Store {
+    /// The backend's pool; cloning shares it.
+    pool: Pool,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Run `$body` with `$p` bound to the concrete pool (each arm type-checks separately).
+macro_rules! on_pool {
+    ($store:expr, |$p:ident| $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// What a login needs to know about an account.
+#[derive(Debug, Clone)]
+pub struct AccountAuth {
+    /// Argon2id PHC string of the password.
+    pub password_hash: String,
+    /// Argon2id PHC string of the recovery answers, if any were given.
+    pub recovery_hash: Option<String>,
+    /// Failures since the last success (for the reset-on-success write).
+    pub failed_logins: i64,
+    /// Unix time until which the account is locked.
+    pub locked_until: i64,
+}
+
+/// Profile fields kept from TUserEntry / TUserEntryAdd (never the password).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// Player's real name.
+    pub user_name: String,
+    /// Contact phone.
+    pub phone: String,
+    /// Contact e-mail.
+    pub email: String,
+    /// Contact mobile phone.
+    pub mobile_phone: String,
+    /// Free text.
+    pub memo: String,
+    /// Free text.
+    pub memo2: String,
+}
+
+/// A row to insert on CM_ADDNEWUSER.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Lookup key (ASCII-lowercased name).
+    pub key: String,
+    /// Name as typed.
+    pub account: String,
+    /// Argon2id of the password.
+    pub password_hash: String,
+    /// Argon2id of the recovery answers.
+    pub recovery_hash: Option<String>,
+    /// Contact details.
+    pub profile: Profile,
+}
+
+impl Store {
+    /// Connect (creating a SQLite file if needed) and apply migrations.
+    pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Store> {
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect(url)
+                .await
+                .context("connecting to PostgreSQL")?;
+            Pool::Postgres(pool)
+        } else {
+            let opts = sqlite_options(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a write the client was told about survives kill -9 and power loss.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(opts)
+                .await
+                .with_context(|| format!("opening SQLite database {url}"))?;
+            Pool::Sqlite(pool)
+        };
+        let store = Store { pool };
+        on_pool!(store, |p| MIGRATOR.run(p).await).context("applying database migrations")?;
+        Ok(store)
+    }
+
+    /// Short backend name for logs.
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Close every pooled connection.
+    pub async fn close(&self) {
+        on_pool!(self, |p| p.close().await)
+    }
+
+    /// Whether an account exists (cheap check before an expensive hash).
+    pub async fn exists(&self, key: &str) -> sqlx::Result<bool> {
+        let sql = "SELECT 1 FROM accounts WHERE account_key = $1";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(p)
+            .await
+            .map(|r| r.is_some()))
+    }
+
+    /// Insert a new account; `false` when the name is taken.
+    pub async fn insert(&self, a: &NewAccount, now: i64) -> sqlx::Result<bool> {
+        let sql = "INSERT INTO accounts (account_key, account, password_hash, recovery_hash, \
+                   user_name, phone, email, mobile_phone, memo, memo2, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+                   ON CONFLICT (account_key) DO NOTHING";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(&a.key)
+            .bind(&a.account)
+            .bind(&a.password_hash)
+            .bind(a.recovery_hash.as_deref())
+            .bind(&a.profile.user_name)
+            .bind(&a.profile.phone)
+            .bind(&a.profile.email)
+            .bind(&a.profile.mobile_phone)
+            .bind(&a.profile.memo)
+            .bind(&a.profile.memo2)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected() == 1))
+    }
+
+    /// Credentials and lock state of an account.
+    pub async fn auth(&self, key: &str) -> sqlx::Result<Option<AccountAuth>> {
+        let sql = "SELECT password_hash, recovery_hash, failed_logins, locked_until \
+                   FROM accounts WHERE account_key = $1";
+        on_pool!(self, |p| {
+            match sqlx::query(sql).bind(key).fetch_optional(p).await? {
+                None => Ok(None),
+                Some(row) => Ok(Some(AccountAuth {
+                    password_hash: row.try_get("password_hash")?,
+                    recovery_hash: row.try_get("recovery_hash")?,
+                    failed_logins: row.try_get("failed_logins")?,
+                    locked_until: row.try_get("locked_until")?,
+                })),
+            }
+        })
+    }
+
+    /// Count one failed attempt; locks the account when the count reaches
+    /// `max_failures`. Returns the new `locked_until` (> now when locked).
+    pub async fn record_failure(
+        &self,
+        key: &str,
+        max_failures: i64,
+        lock_until: i64,
+    ) -> sqlx::Result<i64> {
+        // Every SET expression reads the old row, in SQLite and PostgreSQL alike.
+        let sql = "UPDATE accounts SET \
+                   locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END, \
+                   failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END \
+                   WHERE account_key = $1 RETURNING locked_until";
+        on_pool!(self, |p| {
+            let row = sqlx::query(sql)
+                .bind(key)
+                .bind(max_failures)
+                .bind(lock_until)
+                .fetch_optional(p)
+                .await?;
+            match row {
+                Some(r) => r.try_get("locked_until"),
+                None => Ok(0),
+            }
+        })
+    }
+
+    /// Forget earlier failures after a success.
+    pub async fn reset_failures(&self, key: &str) -> sqlx::Result<()> {
+        let sql = "UPDATE accounts SET failed_logins = 0 WHERE account_key = $1";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(key)
+            .execute(p)
+            .await
+            .map(|_| ()))
+    }
+
+    /// Replace the password hash and clear failures.
+    pub async fn set_password(
+        &self,
+        key: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> sqlx::Result<bool> {
+        let sql = "UPDATE accounts SET password_hash = $2, failed_logins = 0, locked_until = 0, \
+                   updated_at = $3 WHERE account_key = $1";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(key)
+            .bind(password_hash)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected() == 1))
+    }
+
+    /// Replace the profile, and the recovery hash when one is given.
+    pub async fn update_profile(
+        &self,
+        key: &str,
+        profile: &Profile,
+        recovery_hash: Option<&str>,
+        now: i64,
+    ) -> sqlx::Result<bool> {
+        let sql = "UPDATE accounts SET user_name = $2, phone = $3, email = $4, mobile_phone = $5, \
+                   memo = $6, memo2 = $7, recovery_hash = COALESCE($8, recovery_hash), updated_at = $9 \
+                   WHERE account_key = $1";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(key)
+            .bind(&profile.user_name)
+            .bind(&profile.phone)
+            .bind(&profile.email)
+            .bind(&profile.mobile_phone)
+            .bind(&profile.memo)
+            .bind(&profile.memo2)
+            .bind(recovery_hash)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected() == 1))
+    }
+}
+
+/// `sqlite://path`, `sqlite:path` or a bare path.
+fn sqlite_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
+    if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url).with_context(|| format!("bad SQLite URL {url}"))
+    } else if url.contains("://") {
+        anyhow::bail!(
+            "unsupported database URL {url} (expected sqlite://, postgres:// or a file path)"
+        )
+    } else {
+        Ok(SqliteConnectOptions::new().filename(Path::new(url)))
+    }
+}
