@@ -34,7 +34,7 @@ async fn echoes_lines_and_closes_once_on_peer_close() {
 async fn handler_error_closes_with_its_label() {
     let h = start(config("echo_quit_")).await;
     let mut c = TcpStream::connect(h.addr).await.unwrap();
-    c.write_all(b"QUIT\n").await.unwrap();
+    c.write_all(b"!QUIT\n").await.unwrap();
     let (_, clean) = read_to_end(&mut c).await;
     assert!(clean);
     eventually("closed", || h.handler.closed() == 1).await;

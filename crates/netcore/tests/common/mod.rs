@@ -25,6 +25,8 @@ pub struct Echo {
     pub reasons: Mutex<Vec<(u32, CloseReason)>>,
     /// Number of `on_open` calls to reject (then accept the rest).
     pub reject_first: AtomicUsize,
+    /// `!BIG` replies fully queued.
+    pub big_queued: AtomicUsize,
     /// Live sessions by id, to check the registry from the handler's side.
     pub live: Mutex<HashMap<u32, Session>>,
 }
@@ -61,16 +63,38 @@ impl Handler for Echo {
         s: &Session,
         buf: &mut BytesMut,
     ) -> Result<(), CloseReason> {
-        if buf.starts_with(b"QUIT") {
-            return Err(CloseReason::Protocol("quit"));
-        }
         let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
             return Ok(());
         };
         let frames: Bytes = buf.split_to(last_nl + 1).freeze();
-        st.lines += frames.iter().filter(|&&b| b == b'\n').count() as u64;
-        // A refused send closes the session itself (slow reader) or it is closing anyway.
-        let _ = s.send(frames);
+        if !frames.starts_with(b"!") && !frames.windows(2).any(|w| w == b"\n!") {
+            st.lines += frames.iter().filter(|&&b| b == b'\n').count() as u64;
+            // A refused send closed the session itself (slow reader) or it is closing anyway.
+            let _ = s.send(frames);
+            return Ok(());
+        }
+        // Slow path: line by line, with test commands.
+        for line in frames.split_inclusive(|&b| b == b'\n') {
+            st.lines += 1;
+            match line {
+                b"!QUIT\n" => return Err(CloseReason::Protocol("quit")),
+                b"!KICK\n" => s.close(CloseReason::Kicked),
+                _ if line.starts_with(b"!BIG ") => {
+                    // "!BIG <bytes>": queue that many bytes of a counting pattern, 16 KiB per send.
+                    let text = std::str::from_utf8(&line[5..line.len() - 1]).unwrap_or("0");
+                    let total: usize = text.parse().unwrap_or(0);
+                    let all_queued = big_pattern(total)
+                        .chunks(16 * 1024)
+                        .all(|chunk| s.send(Bytes::copy_from_slice(chunk)).is_ok());
+                    if all_queued {
+                        self.big_queued.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                _ => {
+                    let _ = s.send(Bytes::copy_from_slice(line));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -99,6 +123,11 @@ impl Echo {
             .filter(|(_, r)| *r == reason)
             .count()
     }
+}
+
+/// The bytes `!BIG <total>` answers with.
+pub fn big_pattern(total: usize) -> Vec<u8> {
+    (0..total).map(|i| (i % 251) as u8).collect()
 }
 
 /// A running server on 127.0.0.1:0.
@@ -249,4 +278,28 @@ pub async fn read_to_end(stream: &mut tokio::net::TcpStream) -> (Vec<u8>, bool) 
             Err(_) => panic!("read_to_end timed out"),
         }
     }
+}
+
+/// Connects from `source` (any 127.0.0.0/8 address works on Linux loopback).
+pub async fn connect_from(source: [u8; 4], to: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind source address");
+    socket.connect(to).await.expect("connect")
+}
+
+/// True when the server closed the connection without sending anything (a rejection).
+pub async fn is_rejected(stream: &mut tokio::net::TcpStream) -> bool {
+    let (data, _) = read_to_end(stream).await;
+    data.is_empty()
+}
+
+/// True when the connection is still open after `wait` (nothing to read, no EOF).
+pub async fn stays_open(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut one = [0u8; 1];
+    tokio::time::timeout(wait, stream.read(&mut one))
+        .await
+        .is_err()
 }
