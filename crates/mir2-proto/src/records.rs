@@ -207,6 +207,18 @@ mod tests {
     }
 
     #[test]
+    fn parsed_records_always_serialise_again() {
+        // Found by the `records` fuzz target: GB18030's four-byte form C9 30 C9 37 decoded,
+        // then could not be written back as GBK.
+        let mut raw = [0u8; UserEntryAdd::SIZE];
+        raw[80..85].copy_from_slice(&[4, 0xC9, 0x30, 0xC9, 0x37]);
+        assert!(matches!(
+            UserEntryAdd::from_bytes(&raw),
+            Err(RecordError::Text { field: "memo2", .. })
+        ));
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let mut e = entry();
         e.account = "elevenchars".into();

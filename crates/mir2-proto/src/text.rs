@@ -42,13 +42,52 @@ pub fn gbk_decode(b: &[u8]) -> Result<String, TextError> {
     let mut out = String::with_capacity(b.len() * 3 / 2 + 4);
     let (result, read) = decoder.decode_to_string_without_replacement(b, &mut out, true);
     match result {
-        DecoderResult::InputEmpty => Ok(out),
+        DecoderResult::InputEmpty => {
+            // encoding_rs decodes GBK as GB18030 (four-byte forms, a few legacy mappings).
+            // Strict means the bytes are exactly the GBK form of the text: re-encode and compare.
+            match gbk_encode(&out) {
+                Ok(again) if again == b => Ok(out),
+                Ok(again) => {
+                    let offset = again.iter().zip(b).take_while(|(x, y)| x == y).count();
+                    Err(TextError::Malformed { offset })
+                }
+                Err(_) => {
+                    let offset = first_non_gbk(b);
+                    Err(TextError::Malformed { offset })
+                }
+            }
+        }
         DecoderResult::Malformed(bad, unread) => {
             let offset = read.saturating_sub(usize::from(bad) + usize::from(unread));
             Err(TextError::Malformed { offset })
         }
         DecoderResult::OutputFull => Err(TextError::Malformed { offset: read }),
     }
+}
+
+/// Offset of the first character of `b` whose bytes do not survive a GBK round trip.
+fn first_non_gbk(b: &[u8]) -> usize {
+    let mut at = 0;
+    while at < b.len() {
+        let width = if b[at] < 0x80 {
+            1
+        } else if b.get(at + 1).is_some_and(|t| t.is_ascii_digit()) {
+            4
+        } else {
+            2
+        };
+        let end = (at + width).min(b.len());
+        let chunk = &b[at..end];
+        let ok = GBK
+            .decode_without_bom_handling_and_without_replacement(chunk)
+            .and_then(|s| gbk_encode(&s).ok())
+            .is_some_and(|again| again == chunk);
+        if !ok {
+            return at;
+        }
+        at = end;
+    }
+    0
 }
 
 /// Lossy GBK decoding: invalid sequences become U+FFFD. For display only.
@@ -87,5 +126,14 @@ mod tests {
         assert!(matches!(gbk_decode(&bad), Err(TextError::Malformed { .. })));
         assert!(gbk_decode_lossy(&bad).starts_with("ab\u{FFFD}"));
         assert!(gbk_decode(&[0xB4]).is_err(), "truncated double-byte char");
+    }
+
+    #[test]
+    fn gb18030_only_forms_are_not_gbk() {
+        // 0x81 0x30 0x81 0x30 is GB18030's four-byte form of U+0080: not GBK.
+        assert_eq!(
+            gbk_decode(b"ab\x81\x30\x81\x30"),
+            Err(TextError::Malformed { offset: 2 })
+        );
     }
 }
