@@ -1,18 +1,61 @@
 //! Embedded LoginSrv for the default run (owned by the LoginSrv work).
+//!
+//! When no `[server] addr` is configured the gate starts the reference
+//! LoginSrv in-process on `127.0.0.1:<ephemeral>` with SQLite in
+//! `<data_dir>/accounts.db`, production Argon2id cost and one demo server
+//! route, and links to it in the gate's own dialect. Keys under the gate's
+//! `[embedded]` table override LoginSrv defaults (same schema as its own
+//! config file); the listen address is always loopback-ephemeral.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use anyhow::Context as _;
+use tracing::info;
+
+/// File name of the accounts database inside `data_dir`.
+const DB_FILE: &str = "accounts.db";
 
 /// The in-process LoginSrv the gate links to when `[server] addr` is absent.
 pub struct Embedded {
     /// Where the embedded LoginSrv accepts the gate link.
     addr: SocketAddr,
+    /// The running LoginSrv, stopped by `shutdown`.
+    server: loginsrv::RunningServer,
 }
 
 impl Embedded {
     /// Start the embedded LoginSrv; returns the address the link must connect to.
     pub async fn start(config: &crate::config::Config) -> anyhow::Result<Embedded> {
-        let _ = config;
-        anyhow::bail!("no [server] addr configured and the embedded LoginSrv is not built yet: set [server] addr or --server")
+        let overrides = &config.embedded;
+        let mut ls =
+            loginsrv::Config::from_table(overrides.clone()).context("gate config [embedded]")?;
+        ls.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        ls.default_dialect = config.server.dialect.dialect().into();
+        let db_path = config.data_dir.join(DB_FILE);
+        if !overrides.contains_key("database") {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+            ls.database = db_path.to_string_lossy().into_owned();
+        }
+        if !overrides.contains_key("servers") {
+            ls.servers = vec![loginsrv::ServerRoute {
+                name: "demo".to_owned(),
+                selgates: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 7100))],
+                capacity: 1000,
+            }];
+        }
+        let database = ls.database.clone();
+        let server = loginsrv::start(ls)
+            .await
+            .context("starting the embedded LoginSrv")?;
+        let addr = server.local_addr();
+        info!(
+            loginsrv = %addr,
+            %database,
+            "no [server] addr configured: the gate runs with an embedded LoginSrv; \
+             to use an external LoginSrv instead pass --server HOST:PORT or set [server] addr"
+        );
+        Ok(Embedded { addr, server })
     }
 
     /// The address the gate link must connect to.
@@ -21,5 +64,7 @@ impl Embedded {
     }
 
     /// Stop the embedded LoginSrv.
-    pub async fn shutdown(self) {}
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
 }

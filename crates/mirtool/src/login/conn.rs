@@ -1,0 +1,123 @@
+//! A client connection to a LoginGate: `#<digit><header><body>!` out,
+//! `#<header><body>!` back, every read and write under a deadline.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mir2_proto::ids::{IdTable, MsgKind};
+use mir2_proto::packet::{write_client_packet, Packet};
+use mir2_proto::{ClientFramer, MsgHeader};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use super::Failure;
+
+/// Largest reply accepted from the gate (real ones are under 500 bytes).
+const MAX_REPLY_BYTES: usize = 8 * 1024;
+
+/// One decoded reply.
+pub struct Reply {
+    /// The message kind, if the id table knows it.
+    pub kind: Option<MsgKind>,
+    /// Its header (recog carries reason codes and the session id).
+    pub header: MsgHeader,
+    /// The decoded body bytes.
+    pub body: Vec<u8>,
+}
+
+/// The connection and the per-build id table.
+pub struct Conn {
+    /// Socket to the gate.
+    stream: TcpStream,
+    /// Ids of the client build imitated.
+    ids: IdTable,
+    /// Per-step deadline.
+    timeout: Duration,
+    /// Check digit counter (1..9 cycling, like real clients).
+    seq: u8,
+    /// Splits the gate's byte stream into messages.
+    framer: ClientFramer,
+    /// Bytes read but not yet framed.
+    buf: BytesMut,
+}
+
+impl Conn {
+    /// Connect within `timeout`.
+    pub async fn connect(addr: &str, ids: IdTable, timeout: Duration) -> Result<Conn, Failure> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                Failure::Connection(format!("connecting to {addr} timed out after {timeout:?}"))
+            })?
+            .map_err(|e| Failure::Connection(format!("cannot connect to {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            ids,
+            timeout,
+            seq: 0,
+            framer: ClientFramer::new(MAX_REPLY_BYTES),
+            buf: BytesMut::with_capacity(1024),
+        })
+    }
+
+    /// Send one message; body parts are 6-bit encoded separately.
+    pub async fn send(
+        &mut self,
+        kind: MsgKind,
+        recog: i32,
+        parts: &[&[u8]],
+    ) -> Result<(), Failure> {
+        self.seq = self.seq % 9 + 1;
+        let header = MsgHeader::new(self.ids.id(kind), recog, 0, 0, 0);
+        let mut out = BytesMut::new();
+        write_client_packet(&mut out, Some(self.seq), &header, parts);
+        tokio::time::timeout(self.timeout, self.stream.write_all(&out))
+            .await
+            .map_err(|_| Failure::Connection(format!("sending {} timed out", kind.name())))?
+            .map_err(|e| Failure::Connection(format!("sending {}: {e}", kind.name())))
+    }
+
+    /// The next reply whose kind is in `expect`; others are skipped, except
+    /// SM_OUTOFCONNECTION which ends the session.
+    pub async fn reply(&mut self, expect: &[MsgKind]) -> Result<Reply, Failure> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            while let Some(frame) = self
+                .framer
+                .decode(&mut self.buf)
+                .map_err(|e| Failure::Connection(format!("bad bytes from the gate: {e}")))?
+            {
+                let packet = Packet::parse(frame)
+                    .map_err(|e| Failure::Connection(format!("bad reply: {e}")))?;
+                let body = packet
+                    .body_decoded()
+                    .map_err(|e| Failure::Connection(format!("bad reply body: {e}")))?;
+                let kind = self.ids.kind(packet.header.ident);
+                if kind == Some(MsgKind::SmOutOfConnection) {
+                    return Err(Failure::Refused(
+                        "the gate is closing the connection (SM_OUTOFCONNECTION)".into(),
+                    ));
+                }
+                if kind.is_some_and(|k| expect.contains(&k)) {
+                    return Ok(Reply {
+                        kind,
+                        header: packet.header,
+                        body,
+                    });
+                }
+                eprintln!(
+                    "  (ignoring unexpected message ident {})",
+                    packet.header.ident
+                );
+            }
+            let n = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf))
+                .await
+                .map_err(|_| Failure::Connection(format!("no reply within {:?}", self.timeout)))?
+                .map_err(|e| Failure::Connection(format!("reading the reply: {e}")))?;
+            if n == 0 {
+                return Err(Failure::Connection("the gate closed the connection".into()));
+            }
+        }
+    }
+}

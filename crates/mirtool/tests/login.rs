@@ -1,0 +1,194 @@
+//! `mirtool login` (the binary) against a real in-process gate and LoginSrv
+//! on loopback: success path, refusals (exit 1 with the reason), and
+//! connection errors (exit 2).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::process::Output;
+use std::time::Duration;
+
+use logingate::app::Gate;
+use logingate::config::{Config as GateConfig, DialectName};
+
+struct Stack {
+    srv: loginsrv::RunningServer,
+    gate: Gate,
+    _dir: tempfile::TempDir,
+}
+
+async fn stack() -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = loginsrv::start(loginsrv::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: dir.path().join("accounts.db").display().to_string(),
+        security: loginsrv::SecurityConfig::test_speed(),
+        ..loginsrv::Config::default()
+    })
+    .await
+    .expect("LoginSrv starts");
+    let mut c = GateConfig::default();
+    c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.gate.max_conn_per_ip = 0;
+    c.gate.conn_rate_per_ip = 0;
+    c.server.addr = Some(srv.local_addr());
+    c.server.dialect = DialectName::Delphi;
+    let gate = Gate::start(c).await.expect("gate starts");
+    assert!(
+        gate.wait_link_up(Duration::from_secs(10)).await,
+        "gate links to the LoginSrv"
+    );
+    Stack {
+        srv,
+        gate,
+        _dir: dir,
+    }
+}
+
+async fn mirtool(addr: SocketAddr, extra: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mirtool"));
+    cmd.arg("login")
+        .arg("--addr")
+        .arg(addr.to_string())
+        .args(extra);
+    // Blocking wait off the reactor: the gate and LoginSrv run on this runtime.
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("mirtool task")
+        .expect("mirtool runs")
+}
+
+fn last_line(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_login_select_then_refusals() {
+    let s = stack().await;
+    let addr = s.gate.local_addrs()[0];
+
+    let o = mirtool(
+        addr,
+        &["--user", "hero1", "--password", "pw1234", "--register"],
+    )
+    .await;
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout {out} stderr {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("account hero1 created"), "{out}");
+    assert!(out.contains("demo (idle 空闲)"), "{out}");
+    let last = last_line(&o);
+    let prefix = "selected demo: SelGate 127.0.0.1:7100 session ";
+    assert!(last.starts_with(prefix), "{last}");
+    let sid: i32 = last[prefix.len()..].parse().expect("numeric session id");
+    assert_eq!(
+        s.srv.session_account(sid).as_deref(),
+        Some("hero1"),
+        "the id is live on the LoginSrv"
+    );
+
+    // Registering again is refused with the reason.
+    let o = mirtool(
+        addr,
+        &["--user", "hero1", "--password", "pw1234", "--register"],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(last_line(&o), "refused: account name already taken");
+
+    let o = mirtool(addr, &["--user", "hero1", "--password", "nope"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(last_line(&o), "refused: wrong password");
+
+    let o = mirtool(addr, &["--user", "ghost", "--password", "nope"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(last_line(&o), "refused: no such account");
+
+    let o = mirtool(
+        addr,
+        &[
+            "--user",
+            "hero1",
+            "--password",
+            "pw1234",
+            "--server",
+            "elsewhere",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        last_line(&o).contains("full or unknown"),
+        "{}",
+        last_line(&o)
+    );
+
+    // Change the password, then the new one works and the old one does not.
+    let o = mirtool(
+        addr,
+        &[
+            "--user",
+            "hero1",
+            "--password",
+            "pw1234",
+            "--change-password",
+            "newpw1",
+        ],
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("password changed"));
+    let o = mirtool(addr, &["--user", "hero1", "--password", "pw1234"]).await;
+    assert_eq!(o.status.code(), Some(1));
+
+    s.gate.shutdown().await;
+    s.srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_errors_exit_2() {
+    // A port nobody listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let o = mirtool(free, &["--user", "a", "--password", "b"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot connect"));
+
+    // A server that accepts and never answers: the timeout applies.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let (_s, _) = silent.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(20)).await;
+    });
+    let o = mirtool(
+        addr,
+        &["--user", "a", "--password", "b", "--timeout-secs", "1"],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no reply"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    hold.abort();
+
+    // Usage error.
+    let o = mirtool(free, &["--user", "a", "--password", "b", "--id", "bogus"]).await;
+    assert_eq!(o.status.code(), Some(2));
+}
