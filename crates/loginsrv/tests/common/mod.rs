@@ -2,6 +2,8 @@
 //! and a scripted gate speaking the `%…$` link over a real socket.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod client;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 

@@ -1,0 +1,210 @@
+//! The gate link itself: dialect detection and replies in all three
+//! dialects, heartbeats, the allow-list, hostile or broken input, ordering
+//! per client and concurrency across clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{assert_reply, config, start, Backend, Db, Gate};
+use loginsrv::{code, SecurityConfig};
+use mir2_proto::ids::MsgKind;
+use mir2_proto::link::ServerFrame;
+use mir2_proto::Dialect;
+
+fn db() -> Db {
+    Db::new(Backend::Sqlite).expect("sqlite")
+}
+
+#[tokio::test]
+async fn wemade_gate_gets_nul_after_each_frame() {
+    let db = db();
+    let server = start(config(&db)).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Wemade).await;
+    gate.heartbeat().await;
+    let raw = gate.read_raw().await;
+    // Default dialect is Delphi: before any %O the heartbeat reply has no NUL.
+    assert_eq!(raw, b"%++$");
+    gate.open(5).await; // two-field %O reveals Wemade
+    gate.send(5, MsgKind::CmProtocol, 20_020_522, &[]).await;
+    let mut raw = Vec::new();
+    while !raw.ends_with(b"$\0") {
+        raw.extend(gate.read_raw().await);
+    }
+    assert!(
+        raw.starts_with(b"%5/#"),
+        "{:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    assert!(
+        raw.ends_with(b"!$\0"),
+        "{:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    gate.heartbeat().await;
+    assert_eq!(gate.read_raw().await, b"%++$\0");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn happym2_and_delphi_gates_are_served() {
+    let db = db();
+    let server = start(config(&db)).await;
+    for dialect in [Dialect::HappyM2, Dialect::Delphi] {
+        let mut gate = Gate::connect(server.local_addr(), dialect).await;
+        gate.open(9).await;
+        gate.send(9, MsgKind::CmProtocol, 20_020_522, &[]).await;
+        let mut raw = Vec::new();
+        while !raw.ends_with(b"$") {
+            raw.extend(gate.read_raw().await);
+        }
+        assert!(
+            raw.starts_with(b"%9/#") && !raw.contains(&0),
+            "{dialect}: {raw:?}"
+        );
+        let user = db.account(&format!("h{}", dialect.as_str().len()));
+        assert_reply(
+            &gate.register(9, &user, "pw1234").await,
+            MsgKind::SmNewIdSuccess,
+            0,
+        );
+        assert_reply(
+            &gate.login(9, &user, "pw1234").await,
+            MsgKind::SmPassOkSelectServer,
+            0,
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn gates_outside_allow_list_are_refused() {
+    let db = db();
+    let mut c = config(&db);
+    c.allow_gates = vec!["10.0.0.0/8".parse().unwrap()];
+    let server = start(c).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    gate.heartbeat().await;
+    assert!(
+        gate.closed_by_server().await,
+        "link from 127.0.0.1 must be closed"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn old_client_versions_are_refused() {
+    let db = db();
+    let mut c = config(&db);
+    c.min_client_version = 20_200_101;
+    let server = start(c).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    gate.open(1).await;
+    gate.send(1, MsgKind::CmProtocol, 20_190_101, &[]).await;
+    assert_reply(&gate.reply(1).await, MsgKind::SmCertificationFail, 0);
+    // Refused sessions get no service; CM_PROTOCOL again with a good build reopens it.
+    gate.send(1, MsgKind::CmIdPassword, 0, &[b"someone/pw"])
+        .await;
+    gate.send(1, MsgKind::CmProtocol, 20_200_101, &[]).await;
+    assert_reply(&gate.reply(1).await, MsgKind::SmCertificationSuccess, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_is_counted_and_others_keep_working() {
+    let db = db();
+    let server = start(config(&db)).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    let user = db.account("ok");
+    gate.open(1).await;
+    gate.open(2).await;
+    // Junk between frames, an unknown frame command, data for a never-opened client.
+    gate.write(b"\0\0junk%Zzz$%A77/#1<<<<<I@C<<<<<<<<!$").await;
+    // Forbidden bytes in a client message, a short message, an unknown ident.
+    gate.send_raw(1, b"#1<<<<\x01<<!").await;
+    gate.send_raw(1, b"#1<<<!").await;
+    gate.send_raw(1, b"#1<<<<<<<<<<<<<<<<!").await; // ident 0
+                                                    // Body that is not 6-bit text / has no '/'.
+    gate.send(1, MsgKind::CmIdPassword, 0, &[b"no-slash-here"])
+        .await;
+    assert_reply(&gate.reply(1).await, MsgKind::SmPasswdFail, code::MALFORMED);
+    // Registration with a truncated record.
+    gate.send(1, MsgKind::CmAddNewUser, 0, &[b"short"]).await;
+    assert_reply(&gate.reply(1).await, MsgKind::SmNewIdFail, code::INVALID);
+    // Wrong field count for recovery.
+    gate.send(1, MsgKind::CmGetBackPassword, 0, &[b"a\tb"])
+        .await;
+    assert_reply(
+        &gate.reply(1).await,
+        MsgKind::SmGetBackPasswdFail,
+        code::NO_ACCOUNT,
+    );
+    // The same client, and its neighbour, are still served.
+    assert_reply(
+        &gate.register(1, &user, "pw1234").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    assert_reply(
+        &gate.login(2, &user, "pw1234").await,
+        MsgKind::SmPassOkSelectServer,
+        0,
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversize_frame_drops_only_that_link() {
+    let db = db();
+    let mut c = config(&db);
+    c.max_link_frame_bytes = 1024;
+    c.max_client_message_bytes = 512;
+    let server = start(c).await;
+    let mut bad = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    let mut good = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    let mut huge = b"%A1/#1".to_vec();
+    huge.extend(std::iter::repeat_n(b'<', 4096));
+    bad.write(&huge).await;
+    assert!(bad.closed_by_server().await, "oversize frame ends the link");
+    good.heartbeat().await;
+    good.frame(|f| matches!(f, ServerFrame::HeartbeatReply))
+        .await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_order_and_cross_client_concurrency() {
+    let db = db();
+    let mut c = config(&db);
+    // A cost that takes a visible while (especially in debug builds).
+    c.security = SecurityConfig {
+        argon2_m_kib: 16 * 1024,
+        argon2_t: 2,
+        ..SecurityConfig::default()
+    };
+    let server = start(c).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    let user = db.account("slow");
+    gate.open(1).await;
+    gate.open(2).await;
+    assert_reply(
+        &gate.register(1, &user, "pw1234").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    // Client 1 pipelines a (slow) login and a selection; client 2 asks something cheap.
+    let body = format!("{user}/pw1234");
+    gate.send(1, MsgKind::CmIdPassword, 0, &[body.as_bytes()])
+        .await;
+    gate.send(1, MsgKind::CmSelectServer, 0, &[b"alpha"]).await;
+    gate.send(2, MsgKind::CmProtocol, 20_020_522, &[]).await;
+    // The first data frame back is client 2's: the hash did not hold it up.
+    let first = gate.frame(|f| matches!(f, ServerFrame::Data { .. })).await;
+    assert!(
+        matches!(first, ServerFrame::Data { id: 2, .. }),
+        "{first:?}"
+    );
+    // Client 1's replies come in its own order.
+    assert_reply(&gate.reply(1).await, MsgKind::SmPassOkSelectServer, 0);
+    assert_eq!(gate.reply(1).await.kind(), Some(MsgKind::SmSelectServerOk));
+    server.shutdown().await;
+}
