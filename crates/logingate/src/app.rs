@@ -119,6 +119,15 @@ impl Gate {
             link_stop.clone(),
         ));
         let server_task = tokio::spawn(server.run());
+        if let Some(every) = optional_secs(config.gate.stats_log_secs) {
+            tokio::spawn(log_stats(
+                every,
+                link.clone(),
+                handler.clone(),
+                sessions.clone(),
+                link_stop.clone(),
+            ));
+        }
 
         let g = &config.gate;
         info!(
@@ -216,6 +225,43 @@ impl Gate {
             e.shutdown().await;
         }
         info!("logingate stopped");
+    }
+}
+
+/// A periodic summary line, so an operator without a metrics scraper still
+/// sees load, batching and why clients leave.
+async fn log_stats(
+    every: Duration,
+    link: Link,
+    handler: Arc<GateHandler>,
+    sessions: Sessions,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let s = link.stats();
+        let per_write = if s.writes > 0 {
+            s.frames as f64 / s.writes as f64
+        } else {
+            0.0
+        };
+        info!(
+            sessions = sessions.len(),
+            link_up = link.is_up(),
+            link_connects = s.connects,
+            link_frames = s.frames,
+            link_writes = s.writes,
+            frames_per_write = format_args!("{per_write:.2}"),
+            replies_dropped = s.replies_dropped,
+            parse_errors = s.parse_errors,
+            closes = ?handler.close_counts(),
+            "stats"
+        );
     }
 }
 

@@ -59,6 +59,8 @@ pub struct GateConfig {
     pub block_list_poll_secs: u64,
     /// On shutdown, how long sessions and the link get to flush.
     pub shutdown_grace_secs: u64,
+    /// Interval of the summary log line (sessions, link batching, closes; 0 = off).
+    pub stats_log_secs: u64,
 }
 
 /// `[server]`: the link to the LoginSrv.
@@ -137,6 +139,7 @@ impl Default for GateConfig {
             block_list_file: String::new(),
             block_list_poll_secs: 2,
             shutdown_grace_secs: 5,
+            stats_log_secs: 60,
         }
     }
 }

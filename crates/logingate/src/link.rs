@@ -176,6 +176,11 @@ struct Pending {
     generation: Option<Generation>,
 }
 
+/// Initial capacity of each of the two batch buffers.
+const BATCH_START_BYTES: usize = 64 * 1024;
+/// A batch buffer grown past this by a burst is freed after its write.
+const SPARE_KEEP_BYTES: usize = 1024 * 1024;
+
 static PARSE_LOG: LogLimiter = LogLimiter::new(5);
 static DROP_LOG: LogLimiter = LogLimiter::new(5);
 
@@ -187,7 +192,7 @@ impl Link {
                 dialect,
                 max_pending,
                 pending: Mutex::new(Pending {
-                    buf: BytesMut::with_capacity(64 * 1024),
+                    buf: BytesMut::with_capacity(BATCH_START_BYTES),
                     frames: 0,
                     generation: None,
                 }),
@@ -448,7 +453,7 @@ async fn write_loop(link: &Link, mut wr: OwnedWriteHalf, stop: &CancellationToke
     let shared = &link.shared;
     // The buffer last written, kept to be swapped in next: no allocation
     // per batch once both have grown.
-    let mut spare = BytesMut::with_capacity(64 * 1024);
+    let mut spare = BytesMut::with_capacity(BATCH_START_BYTES);
     loop {
         let stopping = tokio::select! {
             biased;
@@ -466,6 +471,10 @@ async fn write_loop(link: &Link, mut wr: OwnedWriteHalf, stop: &CancellationToke
             metrics::counter!(metric::FRAMES).increment(frames);
             metrics::counter!(metric::WRITES).increment(1);
             metrics::counter!(metric::BYTES_OUT).increment(spare.len() as u64);
+            // Give back memory after a burst instead of keeping it forever.
+            if spare.capacity() > SPARE_KEEP_BYTES {
+                spare = BytesMut::with_capacity(BATCH_START_BYTES);
+            }
         }
         if stopping {
             if let Err(e) = wr.shutdown().await {
@@ -556,5 +565,69 @@ fn parse_error(link: &Link, e: &LinkError) {
     metrics::counter!(metric::PARSE_ERRORS, "reason" => e.reason()).increment(1);
     if let Some(suppressed) = PARSE_LOG.check() {
         warn!(error = %e, suppressed, "link: bad frame from LoginSrv skipped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn drain(link: &Link) -> (Vec<u8>, u64) {
+        let mut spare = BytesMut::new();
+        let frames = link.take(&mut spare);
+        (spare.to_vec(), frames)
+    }
+
+    #[test]
+    fn frames_are_batched_in_order() {
+        let link = Link::new(Dialect::Wemade, 1024);
+        link.mark_up(Generation(1));
+        let g = link.open(7, IP, IP).unwrap();
+        link.data(g, 7, b"#1abc!").unwrap();
+        assert!(link.close(g, 7));
+        link.heartbeat(g);
+        assert_eq!(
+            drain(&link),
+            (b"%O7/127.0.0.1$%A7/#1abc!$%X7$%--$".to_vec(), 4)
+        );
+        assert_eq!(drain(&link), (Vec::new(), 0));
+    }
+
+    #[test]
+    fn pending_bytes_are_bounded_for_data_but_not_open_or_close() {
+        let link = Link::new(Dialect::Delphi, 100);
+        link.mark_up(Generation(1));
+        let g = link.open(1, IP, IP).unwrap();
+        link.data(g, 1, &[b'<'; 50]).unwrap();
+        assert_eq!(link.data(g, 1, &[b'<'; 50]), Err(PushError::Busy));
+        for id in 2..20 {
+            assert!(link.open(id, IP, IP).is_some());
+            assert!(link.close(g, id));
+        }
+        let (bytes, frames) = drain(&link);
+        assert_eq!(frames, 1 + 1 + 18 * 2);
+        assert!(bytes.len() > 100);
+        // Drained: room again.
+        link.data(g, 1, &[b'<'; 50]).unwrap();
+    }
+
+    #[test]
+    fn sessions_are_tied_to_their_generation() {
+        let link = Link::new(Dialect::HappyM2, 1024);
+        assert!(link.open(1, IP, IP).is_none(), "refused while down");
+        link.mark_up(Generation(1));
+        let old = link.open(1, IP, IP).unwrap();
+        link.data(old, 1, b"#1x!").unwrap();
+        assert!(link.mark_down() > 0, "pending bytes discarded");
+        assert_eq!(link.data(old, 1, b"#1x!"), Err(PushError::Down));
+        assert!(!link.close(old, 1));
+        link.mark_up(Generation(2));
+        // The new LoginSrv connection never heard of session 1.
+        assert_eq!(link.data(old, 1, b"#1x!"), Err(PushError::Down));
+        assert!(!link.close(old, 1));
+        assert_eq!(drain(&link), (Vec::new(), 0));
     }
 }
