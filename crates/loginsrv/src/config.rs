@@ -198,6 +198,9 @@ fn bad(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Keeps live session ids a vanishing fraction of the i32 id space (ids are drawn at random).
+const MAX_CAPACITY: u32 = 1_000_000;
+
 /// Server names travel inside `name/status/…/` lists and GBK client text.
 const MAX_SERVER_NAME_BYTES: usize = 30;
 
@@ -205,11 +208,9 @@ impl Config {
     /// Parse a TOML document and validate it; errors name the key.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            // toml's message names the offending key and line; keep it whole.
-            bad(
-                "<file>",
-                e.message().to_owned() + &span_hint(text, e.span()),
-            )
+            let (key, line) = key_at(text, e.span());
+            let at = line.map_or_else(String::new, |l| format!(" (line {l})"));
+            bad(key, format!("{}{at}", e.message().trim_end()))
         })?;
         config.validate()?;
         Ok(config)
@@ -294,8 +295,11 @@ impl Config {
             if s.selgates.is_empty() {
                 return Err(bad(format!("{key}.selgates"), "needs at least one address"));
             }
-            if s.capacity == 0 {
-                return Err(bad(format!("{key}.capacity"), "must be at least 1"));
+            if s.capacity == 0 || s.capacity > MAX_CAPACITY {
+                return Err(bad(
+                    format!("{key}.capacity"),
+                    format!("must be 1..={MAX_CAPACITY}"),
+                ));
             }
         }
         Ok(())
@@ -332,14 +336,38 @@ fn nonzero(key: &str, v: usize) -> Result<(), ConfigError> {
     }
 }
 
-fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    match span {
-        Some(r) => {
-            let line = text.get(..r.start).map_or(0, |t| t.matches('\n').count()) + 1;
-            format!(" (line {line})")
-        }
-        None => String::new(),
-    }
+/// The dotted key (`section.key`) and 1-based line at a parse error's span.
+fn key_at(text: &str, span: Option<std::ops::Range<usize>>) -> (String, Option<usize>) {
+    let Some(start) = span.map(|r| r.start) else {
+        return ("<file>".to_owned(), None);
+    };
+    let before = text.get(..start).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text
+        .get(line_start..)
+        .unwrap_or("")
+        .lines()
+        .next()
+        .unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_owned());
+    let section = before
+        .get(..line_start)
+        .unwrap_or("")
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    let key = match (section, key) {
+        (Some(s), Some(k)) => format!("{s}.{k}"),
+        (None, Some(k)) => k,
+        (Some(s), None) => s,
+        (None, None) => "<file>".to_owned(),
+    };
+    (key, Some(line_no))
 }
 
 #[cfg(test)]
@@ -368,6 +396,8 @@ mod tests {
         assert_eq!(e.key, "servers[0].name");
         let e = Config::from_toml("bogus = 1\n").unwrap_err();
         assert!(e.reason.contains("bogus"), "{e}");
+        let e = Config::from_toml("max_gates = 1\n[security]\nargon2_t = \"x\"\n").unwrap_err();
+        assert_eq!(e.key, "security.argon2_t", "{e}");
     }
 
     #[test]

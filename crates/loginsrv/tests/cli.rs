@@ -1,0 +1,146 @@
+//! The `loginsrv` binary: config errors exit 2 naming the key,
+//! `--print-config`, and a confirmed registration surviving `kill -9`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{assert_reply, Gate};
+use mir2_proto::ids::MsgKind;
+use mir2_proto::Dialect;
+
+fn loginsrv() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_loginsrv"))
+}
+
+#[test]
+fn print_config_shows_defaults_and_overrides() {
+    let out = loginsrv()
+        .args([
+            "--print-config",
+            "--listen",
+            "127.0.0.1:5511",
+            "--database",
+            "/tmp/x.db",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:5511\""), "{text}");
+    assert!(text.contains("database = \"/tmp/x.db\""), "{text}");
+    assert!(text.contains("argon2_m_kib = 19456"), "{text}");
+    assert!(text.contains("[[servers]]"), "{text}");
+    // The printed config is itself a valid config file.
+    loginsrv::Config::from_toml(&text).unwrap();
+}
+
+#[test]
+fn bad_config_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (body, key) in [
+        ("[security]\nlockout_secs = 0\n", "security.lockout_secs"),
+        ("allow_gates = [\"not-a-net\"]\n", "allow_gates"),
+        (
+            "[[servers]]\nname = \"x\"\nselgates = []\n",
+            "servers[0].selgates",
+        ),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, body).unwrap();
+        let out = loginsrv().arg("--config").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{body}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{body}: {err}");
+    }
+    let out = loginsrv()
+        .args(["--config", "/nonexistent/loginsrv.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Kills the child on drop so a failing test leaves no process behind.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_registration_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("accounts.db");
+    let cfg = dir.path().join("loginsrv.toml");
+    std::fs::write(&cfg, "[security]\nargon2_m_kib = 8\nargon2_t = 1\n").unwrap();
+    let mut child = Child(
+        loginsrv()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--listen", "127.0.0.1:0", "--database"])
+            .arg(&db)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // The startup log line names the bound address; keep draining stderr after it.
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("local_addr=").nth(1) {
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send(addr);
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let addr: std::net::SocketAddr = tokio::task::spawn_blocking(move || {
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("listening line")
+    })
+    .await
+    .unwrap()
+    .parse()
+    .unwrap();
+
+    let mut gate = Gate::connect(addr, Dialect::Delphi).await;
+    gate.open(1).await;
+    assert_reply(
+        &gate.register(1, "durable", "pw1234").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    // SIGKILL right after the confirmation: no chance to flush anything.
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let lines = log.join().unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("account created")),
+        "{lines:#?}"
+    );
+
+    let mut config = common::config(&common::Db::new(common::Backend::Sqlite).unwrap());
+    config.database = db.display().to_string();
+    let server = common::start(config).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    gate.open(1).await;
+    assert_reply(
+        &gate.login(1, "durable", "pw1234").await,
+        MsgKind::SmPassOkSelectServer,
+        0,
+    );
+    server.shutdown().await;
+}
