@@ -6,7 +6,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::codec::{self, ByteDisplay};
+use crate::codec::{first_non_alphabet, ByteDisplay};
 use crate::header::MsgHeader;
 use crate::packet::check_digit;
 
@@ -46,32 +46,6 @@ pub struct ClientFramer {
     scanned: usize,
     /// Stream offset of the buffer's first byte, for error reports.
     consumed: u64,
-}
-
-/// Position of the first byte outside the 6-bit alphabet, if any.
-///
-/// Checks 32-byte blocks without early exit (the compiler vectorises the fold), then
-/// pinpoints the culprit inside the first failing block.
-#[inline]
-pub(crate) fn first_non_alphabet(s: &[u8]) -> Option<usize> {
-    const BLOCK: usize = 32;
-    let mut blocks = s.chunks_exact(BLOCK);
-    let mut base = 0;
-    for block in &mut blocks {
-        let all_ok = block.iter().fold(true, |ok, &b| ok & codec::is_alphabet(b));
-        if !all_ok {
-            return block
-                .iter()
-                .position(|&b| !codec::is_alphabet(b))
-                .map(|p| base + p);
-        }
-        base += BLOCK;
-    }
-    blocks
-        .remainder()
-        .iter()
-        .position(|&b| !codec::is_alphabet(b))
-        .map(|p| base + p)
 }
 
 impl ClientFramer {

@@ -72,24 +72,32 @@ impl MsgHeader {
     }
 
     /// Decodes exactly 16 chars; anything else is [`DecodeError::BadLength`].
+    #[inline]
     pub fn decode(s: &[u8]) -> Result<Self, DecodeError> {
         let s: &[u8; 16] = s
             .try_into()
             .map_err(|_| DecodeError::BadLength { len: s.len() })?;
-        // Validate all 16 chars in one branch-free pass; locate the culprit only on failure.
-        if !s.iter().fold(true, |ok, &b| ok & codec::is_alphabet(b)) {
+        // Map and validate in one branch-free pass; locate the culprit only on failure.
+        let mut v = [0u8; 16];
+        let mut bad = 0u8;
+        for (out, &c) in v.iter_mut().zip(s) {
+            let x = c.wrapping_sub(codec::ALPHABET_FIRST);
+            bad |= x & 0xC0;
+            *out = x;
+        }
+        if bad != 0 {
             let offset = s.iter().position(|&b| !codec::is_alphabet(b)).unwrap_or(0);
             return Err(DecodeError::BadChar {
                 offset,
                 byte: s[offset],
             });
         }
+        // 16 six-bit values = 96 bits = the 12 header bytes, MSB first.
         let mut raw = [0u8; 12];
-        for (src, dst) in s.chunks_exact(4).zip(raw.chunks_exact_mut(3)) {
-            let v = |i: usize| src[i] - codec::ALPHABET_FIRST;
-            dst[0] = (v(0) << 2) | (v(1) >> 4);
-            dst[1] = (v(1) << 4) | (v(2) >> 2);
-            dst[2] = (v(2) << 6) | v(3);
+        for (q, r) in v.chunks_exact(4).zip(raw.chunks_exact_mut(3)) {
+            r[0] = (q[0] << 2) | (q[1] >> 4);
+            r[1] = (q[1] << 4) | (q[2] >> 2);
+            r[2] = (q[2] << 6) | q[3];
         }
         Ok(Self::from_bytes(&raw))
     }
