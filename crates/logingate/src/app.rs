@@ -269,6 +269,10 @@ async fn log_stats(
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let gate = Gate::start(config).await?;
     netcore::shutdown_signal().await;
-    gate.shutdown().await;
+    tokio::select! {
+        () = gate.shutdown() => {}
+        // An operator who asks twice does not want to wait for the grace period.
+        () = netcore::shutdown_signal() => warn!("second signal: exiting without waiting for the flush"),
+    }
     Ok(())
 }

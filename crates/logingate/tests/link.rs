@@ -154,3 +154,56 @@ async fn shutdown_sends_every_close_frame_then_ends_the_link() {
         assert!(read_to_close(c).await.is_empty());
     }
 }
+
+#[tokio::test]
+async fn a_stalled_login_server_makes_the_gate_shed_clients_not_memory() {
+    // A LoginSrv that stops reading: small receive buffer, never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let srv = Srv {
+        listener: socket.listen(16).unwrap(),
+    };
+    let mut config = test_config(srv.addr(), DialectName::Delphi);
+    config.gate.max_packet_bytes = 2048;
+    config.server.max_link_buffer_bytes = 16 * 1024;
+    let gate = Gate::start(config).await.unwrap();
+    let mut link = srv.accept().await;
+    assert!(gate.wait_link_up(STEP).await);
+
+    let mut client = connect(gate_addr(&gate)).await;
+    let mut msg = b"#1".to_vec();
+    msg.extend_from_slice(&[b'<'; 2000]);
+    msg.push(b'!');
+    // Push until the gate refuses: its link buffer is full.
+    let mut sent = 0usize;
+    while gate.handler().closes("server_busy") == 0 {
+        match tokio::time::timeout(STEP, client.write_all(&msg)).await {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(_)) => break,
+            Err(_) => panic!("gate stopped reading the client instead of closing it"),
+        }
+        assert!(sent < 100_000, "never refused");
+    }
+    eventually("server_busy close", || {
+        gate.handler().closes("server_busy") == 1
+    })
+    .await;
+    assert!(gate.link().is_up(), "the link itself is fine");
+
+    // Once the LoginSrv reads again, it sees only whole frames: the open,
+    // whole data frames, then the close.
+    let id = link.open_id().await;
+    let data = format!("%A{id}/{}$", String::from_utf8_lossy(&msg));
+    let mut forwarded = 0;
+    loop {
+        let f = link.text().await;
+        if f == data {
+            forwarded += 1;
+            continue;
+        }
+        assert_eq!(f, format!("%X{id}$"));
+        break;
+    }
+    assert!(forwarded > 0 && forwarded < sent, "{forwarded} of {sent}");
+}
