@@ -357,6 +357,8 @@ impl fmt::Display for DownReason {
 
 /// First reconnect delay; doubles up to `reconnect_max`.
 const BACKOFF_START: Duration = Duration::from_millis(500);
+/// How long a stopping link waits for the LoginSrv to close its side.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Run the link until `stop` is cancelled: connect, serve, reconnect.
 ///
@@ -377,7 +379,9 @@ pub async fn run(
             return;
         }
         attempt += 1;
-        info!(addr = %opts.addr, attempt, "link: connecting to LoginSrv");
+        if attempt == 1 {
+            info!(addr = %opts.addr, "link: connecting to LoginSrv");
+        }
         let connected = tokio::select! {
             r = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(opts.addr)) => r,
             () = stop.cancelled() => return,
@@ -419,10 +423,10 @@ pub async fn run(
                 }
             }
             Ok(Err(e)) => {
-                warn!(addr = %opts.addr, error = %e, retry_in_ms = backoff.as_millis() as u64, "link: connect failed")
+                warn!(addr = %opts.addr, attempt, error = %e, retry_in_ms = backoff.as_millis() as u64, "link: connect failed")
             }
             Err(_) => {
-                warn!(addr = %opts.addr, retry_in_ms = backoff.as_millis() as u64, "link: connect timed out")
+                warn!(addr = %opts.addr, attempt, retry_in_ms = backoff.as_millis() as u64, "link: connect timed out")
             }
         }
         tokio::select! {
@@ -442,10 +446,33 @@ async fn serve(
     generation: Generation,
     stop: &CancellationToken,
 ) -> DownReason {
-    let (rd, wr) = stream.into_split();
-    tokio::select! {
+    let (mut rd, wr) = stream.into_split();
+    let reason = tokio::select! {
         r = write_loop(link, wr, stop) => r,
-        r = read_loop(link, opts, dispatch, rd, generation) => r,
+        r = read_loop(link, opts, dispatch, &mut rd, generation) => r,
+    };
+    if matches!(reason, DownReason::Stopped) {
+        linger(&mut rd).await;
+    }
+    reason
+}
+
+/// After the final flush and half-close, read (and discard) until the
+/// LoginSrv closes too. Closing a socket with unread input makes the kernel
+/// send RST, which can destroy the close frames still in flight.
+async fn linger(rd: &mut OwnedReadHalf) {
+    let mut scratch = [0u8; 4096];
+    let drained = tokio::time::timeout(LINGER, async {
+        loop {
+            match rd.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        debug!("link: LoginSrv did not close within the linger time");
     }
 }
 
@@ -489,7 +516,7 @@ async fn read_loop(
     link: &Link,
     opts: &LinkOptions,
     dispatch: &dyn Dispatch,
-    mut rd: OwnedReadHalf,
+    rd: &mut OwnedReadHalf,
     generation: Generation,
 ) -> DownReason {
     let mut buf = BytesMut::with_capacity(16 * 1024);

@@ -145,6 +145,7 @@ async fn sigterm_sends_close_frames_and_exits_0() {
     assert!(status.success());
     let frames = link.frames_until_eof().await;
     assert_eq!(frames, vec![format!("%X{id}$")]);
+    drop(link);
     assert!(read_to_close(&mut client).await.is_empty());
 
     let deadline = Instant::now() + STEP;
