@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use netcore::{Admission, Server, Sessions};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{info, warn};
 
 use crate::blocklist;
@@ -32,10 +32,12 @@ pub struct Gate {
     sessions: Sessions,
     /// Admission control (blocks).
     admission: Admission,
-    /// Starts netcore's orderly shutdown.
-    server_stop: CancellationToken,
-    /// Stops the link (after a final flush) and the block list watcher.
-    link_stop: CancellationToken,
+    /// Starts netcore's orderly shutdown; cancels on drop, so a gate dropped
+    /// without `shutdown` does not leave tasks behind.
+    server_stop: DropGuard,
+    /// Stops the link (after a final flush), the block list watcher and the
+    /// stats line; cancels on drop too.
+    link_stop: DropGuard,
     /// netcore's accept/session loop; ends when every session had on_close.
     server_task: JoinHandle<()>,
     /// The link task.
@@ -84,9 +86,16 @@ impl Gate {
         let dialect = config.server.dialect.dialect();
         let link = Link::new(dialect, config.server.max_link_buffer_bytes);
         let handler = Arc::new(GateHandler::new(link.clone(), &config));
-        let server = Server::bind(core_config(&config), handler.clone())
-            .await
-            .with_context(|| format!("cannot listen on {:?}", config.gate.listen))?;
+        let server = match Server::bind(core_config(&config), handler.clone()).await {
+            Ok(server) => server,
+            Err(e) => {
+                if let Some(embedded) = embedded {
+                    embedded.shutdown().await;
+                }
+                return Err(e)
+                    .with_context(|| format!("cannot listen on {:?}", config.gate.listen));
+            }
+        };
         let local_addrs = server.local_addrs();
         let sessions = server.sessions();
         let admission = server.admission();
@@ -154,8 +163,8 @@ impl Gate {
             handler,
             sessions,
             admission,
-            server_stop,
-            link_stop,
+            server_stop: server_stop.drop_guard(),
+            link_stop: link_stop.drop_guard(),
             server_task,
             link_task,
             embedded,
@@ -209,14 +218,14 @@ impl Gate {
     /// close frame), flush the link, stop the embedded LoginSrv.
     pub async fn shutdown(self) {
         info!(sessions = self.sessions.len(), "logingate shutting down");
-        self.server_stop.cancel();
+        self.server_stop.disarm().cancel();
         // netcore bounds each session's flush by the same grace; the extra
         // second covers the close bookkeeping.
         let bound = self.grace + Duration::from_secs(1);
         if tokio::time::timeout(bound, self.server_task).await.is_err() {
             warn!("sessions did not finish closing within the grace period");
         }
-        self.link_stop.cancel();
+        self.link_stop.disarm().cancel();
         match tokio::time::timeout(self.grace, self.link_task).await {
             Ok(_) => {}
             Err(_) => warn!("link did not flush within the grace period"),

@@ -107,10 +107,15 @@ impl Handler for GateHandler {
 
     fn on_open(&self, s: &Session) -> Result<ClientState, &'static str> {
         let id = s.id().get();
-        let generation = self
-            .link
-            .open(id, canonical(s.peer().ip()), canonical(s.local().ip()))
-            .ok_or(reason::SERVER_UNAVAILABLE)?;
+        let Some(generation) =
+            self.link
+                .open(id, canonical(s.peer().ip()), canonical(s.local().ip()))
+        else {
+            if let Some(suppressed) = REJECT_LOG.check() {
+                info!(peer = %s.peer(), suppressed, "refusing client: LoginSrv link is down");
+            }
+            return Err(reason::SERVER_UNAVAILABLE);
+        };
         debug!(session = id, peer = %s.peer(), "client opened");
         Ok(ClientState {
             framer: ClientFramer::new(self.max_packet_bytes),
