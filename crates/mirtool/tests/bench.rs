@@ -462,3 +462,131 @@ fn plot_draws_an_svg_from_a_report() {
         "not a latency plot"
     );
 }
+
+/// The real gate, in process, linked to a `mirtool backend --mode gate-echo` process.
+async fn gate_in_front_of(link: SocketAddr) -> logingate::app::Gate {
+    let mut c = logingate::config::Config::default();
+    c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.gate.max_conn_per_ip = 0;
+    c.gate.conn_rate_per_ip = 0;
+    c.gate.max_packets_per_sec = 1_000_000;
+    c.server.addr = Some(link);
+    c.server.dialect = logingate::config::DialectName::Wemade;
+    let gate = logingate::app::Gate::start(c).await.expect("gate starts");
+    assert!(
+        gate.wait_link_up(Duration::from_secs(10)).await,
+        "gate links to gate-echo"
+    );
+    gate
+}
+
+/// Runs `mirtool bench …` off the reactor (the gate runs on this runtime).
+async fn bench_async(args: Vec<String>) -> (Output, serde_json::Value) {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        bench(&args)
+    })
+    .await
+    .expect("bench task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_and_storm_through_the_real_gate_deliver_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.json");
+    let backend = Backend::start(&[
+        "--mode",
+        "gate-echo",
+        "--dialect",
+        "wemade",
+        "--stats-file",
+        stats.to_str().unwrap(),
+    ]);
+    let gate = gate_in_front_of(backend.addr).await;
+    let target = gate.local_addrs()[0].to_string();
+
+    let args = [
+        "relay",
+        "--target",
+        &target,
+        "--clients",
+        "10",
+        "--duration",
+        "1",
+        "--depth",
+        "4",
+    ];
+    let (out, r) = bench_async(args.iter().map(|s| s.to_string()).collect()).await;
+    assert!(out.status.success(), "relay through the gate: {r}");
+    assert!(n(&r, "messages") > 100);
+
+    let args = [
+        "connect",
+        "--target",
+        &target,
+        "--clients",
+        "4",
+        "--duration",
+        "0.5",
+    ];
+    let (out, r) = bench_async(args.iter().map(|s| s.to_string()).collect()).await;
+    assert!(out.status.success(), "storm through the gate: {r}");
+    // Every session the gate opened (10 relay clients + the storm) was announced and closed.
+    let sessions = 10 + n(&r, "connections");
+    let v =
+        tokio::task::spawn_blocking(move || wait_for_stats(&stats, |v| v["closes"] == sessions))
+            .await
+            .unwrap();
+    assert_eq!(
+        (n(&v, "opens"), n(&v, "closes")),
+        (sessions, sessions),
+        "{v}"
+    );
+    drop(backend);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_flows_through_the_real_gate_and_loginsrv() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = loginsrv::Config::default().servers;
+    for s in &mut servers {
+        s.capacity = 1_000_000;
+    }
+    let srv = loginsrv::start(loginsrv::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: dir.path().join("accounts.db").display().to_string(),
+        security: loginsrv::SecurityConfig::test_speed(),
+        servers,
+        ..loginsrv::Config::default()
+    })
+    .await
+    .expect("LoginSrv starts");
+    let mut c = logingate::config::Config::default();
+    c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.gate.max_conn_per_ip = 0;
+    c.gate.conn_rate_per_ip = 0;
+    c.server.addr = Some(srv.local_addr());
+    c.server.dialect = logingate::config::DialectName::Delphi;
+    let gate = logingate::app::Gate::start(c).await.expect("gate starts");
+    assert!(gate.wait_link_up(Duration::from_secs(10)).await);
+    let target = gate.local_addrs()[0].to_string();
+
+    let args = [
+        "login",
+        "--target",
+        &target,
+        "--players",
+        "3",
+        "--duration",
+        "1",
+    ];
+    let (out, r) = bench_async(args.iter().map(|s| s.to_string()).collect()).await;
+    assert!(
+        out.status.success(),
+        "login flows: {r} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(r["scenario"], "login");
+    assert!(n(&r, "messages") >= 3, "every player completes flows: {r}");
+    assert_eq!(n(&r, "errors"), 0);
+}

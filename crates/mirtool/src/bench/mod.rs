@@ -3,10 +3,12 @@
 //! - `relay`: throughput and latency of checked messages through a proxy.
 //! - `connect`: a connection storm (connect, one message, reply, close).
 //! - `idle`: how many idle connections the target holds (and what they cost it).
+//! - `login`: whole register/login/select-server flows through gate + LoginSrv.
 //! - `plot`, `table`: turn the JSON results of `bench/compare` into an SVG and Markdown.
 
 mod connect;
 mod idle;
+mod login;
 mod msg;
 mod plot;
 mod relay;
@@ -38,6 +40,8 @@ enum Scenario {
     Connect(connect::Args),
     /// Open and hold N idle connections from many source addresses.
     Idle(idle::Args),
+    /// Full register/login/select-server flows through gate + LoginSrv.
+    Login(login::Args),
     /// Draw the latency percentiles of a results file as an SVG.
     Plot(plot::Args),
     /// Print a results file of `bench/compare` as a Markdown table with ratios.
@@ -82,6 +86,11 @@ pub fn run(args: Args) -> ExitCode {
             raise_nofile_limit();
             let json = a.common.json;
             (idle::run(a), json)
+        }
+        Scenario::Login(a) => {
+            raise_nofile_limit();
+            let json = a.common.json;
+            (login::run(a), json)
         }
     };
     match report {

@@ -104,8 +104,18 @@ fn draw(series: &[(String, [u64; 5])], output: &std::path::Path) -> anyhow::Resu
         .y_desc("latency (µs, log scale)")
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+    // One colour per target, so its peak (thick) and half-rate (thin) lines pair up.
+    let mut targets: Vec<&str> = Vec::new();
+    for (name, pts) in series {
+        let target = name.split(' ').next().unwrap_or(name);
+        let index = targets
+            .iter()
+            .position(|t| *t == target)
+            .unwrap_or_else(|| {
+                targets.push(target);
+                targets.len() - 1
+            });
+        let color = COLORS[index % COLORS.len()];
         let style = if name.contains("half") {
             color.stroke_width(1)
         } else {
@@ -118,9 +128,7 @@ fn draw(series: &[(String, [u64; 5])], output: &std::path::Path) -> anyhow::Resu
             ))
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .label(name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     chart
         .configure_series_labels()

@@ -40,7 +40,7 @@ pub fn new_histogram() -> Histogram<u64> {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
-    /// relay, connect or idle.
+    /// relay, connect, idle or login.
     pub scenario: String,
     /// Name of the system under test (`--label`), e.g. direct, haproxy, logingate.
     pub target_label: String,
@@ -51,7 +51,7 @@ pub struct Report {
     pub clients: u64,
     /// Measured window in seconds (the hold time for idle).
     pub duration_s: f64,
-    /// relay: replies received and verified; connect: messages answered.
+    /// relay: replies received and verified; connect: messages answered; login: whole flows.
     pub messages: u64,
     /// relay: verified replies per second inside the window.
     pub msgs_per_sec: f64,
@@ -109,6 +109,10 @@ impl Report {
                 self.clients,
                 self.duration_s,
                 self.conns_per_sec
+            ),
+            "login" => println!(
+                "  {} players: {} register/login/select flows in {:.1} s = {:.0} flows/s",
+                self.clients, self.messages, self.duration_s, self.msgs_per_sec
             ),
             "connect" => println!(
                 "  {} connections in {:.1} s: {:.0} conns/s",
