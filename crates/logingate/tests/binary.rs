@@ -158,3 +158,68 @@ async fn sigterm_sends_close_frames_and_exits_0() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn json_logs_and_sigterm_while_the_link_is_down() {
+    // Nothing listens on the LoginSrv address: the gate keeps retrying.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--server",
+            &server,
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut started = None;
+    let mut connect_failed = false;
+    let deadline = Instant::now() + STEP;
+    while started.is_none() || !connect_failed {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("startup and connect-failure lines");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("every log line is JSON");
+        let msg = v["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if msg == "logingate started" {
+            assert_eq!(v["fields"]["server"].as_str(), Some(server.as_str()));
+            assert_eq!(v["fields"]["dialect"].as_str(), Some("wemade"));
+            started = Some(v);
+        } else if msg == "link: connect failed" {
+            connect_failed = true;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert_eq!(st.code(), Some(0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "gate did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
