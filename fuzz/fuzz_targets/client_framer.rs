@@ -14,7 +14,11 @@ fn run(input: &[u8], cuts: &[u8], max: usize) -> (Vec<Bytes>, Option<ClientFrame
     let mut pos = 0;
     let mut cut = cuts.iter().cycle();
     while pos < input.len() {
-        let n = if cuts.is_empty() { input.len() } else { usize::from(*cut.next().unwrap_or(&1)).max(1) };
+        let n = if cuts.is_empty() {
+            input.len()
+        } else {
+            usize::from(*cut.next().unwrap_or(&1)).max(1)
+        };
         let end = (pos + n).min(input.len());
         buf.extend_from_slice(&input[pos..end]);
         pos = end;
@@ -31,7 +35,9 @@ fn run(input: &[u8], cuts: &[u8], max: usize) -> (Vec<Bytes>, Option<ClientFrame
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&head, rest)) = data.split_first() else { return };
+    let Some((&head, rest)) = data.split_first() else {
+        return;
+    };
     let ncuts = usize::from(head % 8).min(rest.len());
     let (cuts, input) = rest.split_at(ncuts);
     let max = 18 + usize::from(head) * 2;

@@ -13,7 +13,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again.len(), data.len());
             assert_eq!(codec::decode(&again).ok().as_deref(), Some(&bytes[..]));
         }
-        Err(codec::DecodeError::BadChar { offset, byte }) => assert_eq!(data.get(offset), Some(&byte)),
+        Err(codec::DecodeError::BadChar { offset, byte }) => {
+            assert_eq!(data.get(offset), Some(&byte))
+        }
         Err(codec::DecodeError::BadLength { len }) => assert_eq!(len % 4, 1),
     }
 });

@@ -12,7 +12,11 @@ fn run(input: &[u8], cuts: &[u8], max: usize) -> (Vec<Bytes>, Option<LinkError>,
     let mut pos = 0;
     let mut cut = cuts.iter().cycle();
     while pos < input.len() {
-        let n = if cuts.is_empty() { input.len() } else { usize::from(*cut.next().unwrap_or(&1)).max(1) };
+        let n = if cuts.is_empty() {
+            input.len()
+        } else {
+            usize::from(*cut.next().unwrap_or(&1)).max(1)
+        };
         let end = (pos + n).min(input.len());
         buf.extend_from_slice(&input[pos..end]);
         pos = end;
@@ -29,7 +33,9 @@ fn run(input: &[u8], cuts: &[u8], max: usize) -> (Vec<Bytes>, Option<LinkError>,
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&head, rest)) = data.split_first() else { return };
+    let Some((&head, rest)) = data.split_first() else {
+        return;
+    };
     let ncuts = usize::from(head % 8).min(rest.len());
     let (cuts, input) = rest.split_at(ncuts);
     let max = 2 + usize::from(head);

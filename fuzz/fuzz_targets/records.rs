@@ -12,6 +12,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(a) = UserEntryAdd::from_bytes(data) {
         let again = a.to_bytes().ok();
         assert!(again.is_some(), "a parsed entry must serialise again");
-        assert_eq!(again.and_then(|b| UserEntryAdd::from_bytes(&b).ok()), Some(a));
+        assert_eq!(
+            again.and_then(|b| UserEntryAdd::from_bytes(&b).ok()),
+            Some(a)
+        );
     }
 });
