@@ -32,6 +32,16 @@ pub struct Results {
     pub idle: Vec<IdleRun>,
     #[serde(default)]
     pub storm: Vec<StormRun>,
+    /// Whole login flows through a gate with its embedded LoginSrv.
+    #[serde(default)]
+    pub login: Option<Report>,
+    #[serde(default)]
+    pub machine: String,
+    #[serde(default)]
+    pub date: String,
+    /// 1/5/15-minute load averages before and after the run: other work skews results.
+    #[serde(default)]
+    pub load_average: String,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -109,6 +119,13 @@ fn goal(ok: Option<bool>) -> &'static str {
 
 pub fn render(r: &Results) -> String {
     let mut out = String::new();
+    if !r.command.is_empty() {
+        let _ = writeln!(
+            out,
+            "`{}` — {} — {} — load average {}\n",
+            r.command, r.date, r.machine, r.load_average
+        );
+    }
     let _ = writeln!(out, "### Relay (peak, closed loop)\n");
     let _ = writeln!(out, "| target | clients×depth | msgs/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | proxy CPU µs/msg | proxy RSS MiB | lost/reord/corrupt |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
@@ -253,6 +270,24 @@ pub fn render(r: &Results) -> String {
             );
         }
         let _ = writeln!(out);
+    }
+
+    if let Some(login) = &r.login {
+        let l = &login.latency_us;
+        let _ = writeln!(
+            out,
+            "### Login flows (register + login + select server, gate + embedded LoginSrv)\n"
+        );
+        let _ = writeln!(
+            out,
+            "| players | flows/s | p50 µs | p90 µs | p99 µs | max µs | errors |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {} | {} | {} | {} | {} |\n",
+            login.clients, login.msgs_per_sec, l.p50, l.p90, l.p99, l.max, login.errors
+        );
     }
 
     let _ = writeln!(out, "### Goals\n");
