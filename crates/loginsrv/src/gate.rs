@@ -68,6 +68,13 @@ impl GateLink {
         self.tx.send(out).await.is_ok()
     }
 
+    /// Queue a frame without waiting; `false` if the link is gone or
+    /// backed up. For frames to *another* gate (kicks), so one stalled gate
+    /// cannot hold up a session on a different one.
+    pub fn try_send(&self, out: Outbound) -> bool {
+        self.tx.try_send(out).is_ok()
+    }
+
     /// The gate's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer

@@ -230,7 +230,17 @@ impl Client {
             Claim::Evicted(old) => {
                 tracing::info!(account = %key, "{}: duplicate login, kicking the older session", self.who());
                 metrics::counter!("loginsrv_logins_total", "result" => "duplicate").increment(1);
-                old.gate.send(Outbound::Kick { id: old.client }).await;
+                if !old.gate.try_send(Outbound::Kick { id: old.client }) {
+                    // Its link is gone or stalled; the session is evicted either way.
+                    reject(
+                        "kick_not_delivered",
+                        format_args!(
+                            "gate {} client {}: kick not queued",
+                            old.gate.peer(),
+                            old.client
+                        ),
+                    );
+                }
                 fail(code::ALREADY_ONLINE)
             }
             Claim::Claimed => {
