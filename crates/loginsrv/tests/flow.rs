@@ -321,6 +321,17 @@ async fn get_back_password(backend: Backend) {
         MsgKind::SmPassOkSelectServer,
         0,
     );
+    // Guessing answers counts toward the lockout (3 failures in the test config).
+    for expect in [
+        code::WRONG_SECRET,
+        code::WRONG_SECRET,
+        code::LOCKED,
+        code::LOCKED,
+    ] {
+        gate.send(1, MsgKind::CmGetBackPassword, 0, &[&ask("guess")])
+            .await;
+        assert_reply(&gate.reply(1).await, MsgKind::SmGetBackPasswdFail, expect);
+    }
     server.shutdown().await;
 }
 

@@ -208,3 +208,56 @@ async fn per_client_order_and_cross_client_concurrency() {
     assert_eq!(gate.reply(1).await.kind(), Some(MsgKind::SmSelectServerOk));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn id_table_overrides_apply_both_ways() {
+    let db = db();
+    let mut c = config(&db);
+    c.ids.insert("CM_GETBACKPASSWORD".into(), 2010);
+    c.ids.insert("SM_GETBACKPASSWD_FAIL".into(), 5006);
+    let server = start(c).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    gate.open(1).await;
+    gate.send_ident(1, 2010, &[b"nobody\tq\ta\tq\ta\tb"]).await;
+    let r = gate.reply(1).await;
+    assert_eq!(r.header.ident, 5006, "{r:?}");
+    assert_eq!(r.header.recog, code::NO_ACCOUNT);
+    // The Delphi id of CM_GETBACKPASSWORD is no longer that message.
+    gate.send_ident(1, 5003, &[b"nobody\tq\ta\tq\ta\tb"]).await;
+    gate.send(1, MsgKind::CmProtocol, 20_020_522, &[]).await;
+    assert_reply(&gate.reply(1).await, MsgKind::SmCertificationSuccess, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn session_ids_expire_and_free_capacity() {
+    let db = db();
+    let mut c = config(&db);
+    c.session_ttl_secs = 1;
+    let server = start(c).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    let user = db.account("ttl");
+    gate.open(1).await;
+    assert_reply(
+        &gate.register(1, &user, "pw1234").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    assert_reply(
+        &gate.login(1, &user, "pw1234").await,
+        MsgKind::SmPassOkSelectServer,
+        0,
+    );
+    // "传奇" has capacity 1.
+    let sel = gate.select(1, "传奇").await;
+    let sid = sel.header.recog;
+    assert_eq!(server.session_account(sid), Some(user.clone()));
+    assert_reply(&gate.select(1, "传奇").await, MsgKind::SmStartFail, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(server.session_account(sid), None, "expired");
+    assert_eq!(
+        gate.select(1, "传奇").await.kind(),
+        Some(MsgKind::SmSelectServerOk)
+    );
+    server.shutdown().await;
+}

@@ -193,6 +193,19 @@ impl Gate {
         self.send_raw(id, &msg).await;
     }
 
+    /// Send a message with a raw ident (for per-build id tables).
+    pub async fn send_ident(&mut self, id: u32, ident: u16, parts: &[&[u8]]) {
+        self.seq = self.seq.wrapping_add(1);
+        let mut msg = BytesMut::new();
+        write_client_packet(
+            &mut msg,
+            Some(self.seq),
+            &MsgHeader::new(ident, 0, 0, 0, 0),
+            parts,
+        );
+        self.send_raw(id, &msg).await;
+    }
+
     /// Send raw client bytes for client `id`.
     pub async fn send_raw(&mut self, id: u32, data: &[u8]) {
         let mut b = BytesMut::new();
