@@ -19,7 +19,7 @@ use mir2_proto::Dialect;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -173,10 +173,12 @@ async fn serve_gate(
     let idle = Duration::from_secs(shared.config.gate_idle_timeout_secs);
     tracker.spawn(write_loop(wr, rx, dialect.clone(), link_done.clone(), idle));
     let link = GateLink { peer, tx };
+    let shared_max_clients = shared.config.max_clients_per_gate;
     let mut reader = GateReader {
         shared,
         link,
         dialect,
+        live: Arc::new(Semaphore::new(shared_max_clients)),
         clients: HashMap::new(),
         tracker,
     };
@@ -213,6 +215,8 @@ struct GateReader {
     link: GateLink,
     /// The link's dialect, learnt from frames; read by the writer.
     dialect: Arc<AtomicU8>,
+    /// One permit per live client task on this gate (`max_clients_per_gate`).
+    live: Arc<Semaphore>,
     /// Open client sessions: gate id → that client's task queue.
     clients: HashMap<u32, mpsc::Sender<Bytes>>,
     /// Tracks client tasks for orderly shutdown.
@@ -288,7 +292,9 @@ impl GateReader {
                 format_args!("gate {} reopened client {id}", self.link.peer),
             );
         }
-        if self.clients.len() >= self.shared.config.max_clients_per_gate {
+        // Permits count live session *tasks*, not map entries: a closed
+        // session still finishing a hash keeps its permit until it ends.
+        let Ok(permit) = self.live.clone().try_acquire_owned() else {
             reject(
                 "too_many_clients",
                 format_args!(
@@ -298,11 +304,14 @@ impl GateReader {
             );
             self.link.send(Outbound::Kick { id }).await;
             return;
-        }
+        };
         let (tx, rx) = mpsc::channel(self.shared.config.client_queue_messages);
         self.clients.insert(id, tx);
         let client = session::Client::new(self.shared.clone(), self.link.clone(), id, client_ip);
-        self.tracker.spawn(client.run(rx));
+        self.tracker.spawn(async move {
+            client.run(rx).await;
+            drop(permit);
+        });
     }
 }
 

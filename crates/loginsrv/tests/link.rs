@@ -261,3 +261,35 @@ async fn session_ids_expire_and_free_capacity() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn sessions_beyond_max_clients_per_gate_are_kicked() {
+    let db = db();
+    let mut c = config(&db);
+    c.max_clients_per_gate = 2;
+    let server = start(c).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    gate.open(1).await;
+    gate.open(2).await;
+    gate.open(3).await;
+    gate.kicked(3).await;
+    gate.send(2, MsgKind::CmProtocol, 20_020_522, &[]).await;
+    assert_reply(&gate.reply(2).await, MsgKind::SmCertificationSuccess, 0);
+    // Closing one frees a slot once its task has ended.
+    gate.close(1).await;
+    let mut served = false;
+    for id in 10..60 {
+        gate.open(id).await;
+        gate.send(id, MsgKind::CmProtocol, 20_020_522, &[]).await;
+        let f = gate
+            .frame(|f| matches!(f, ServerFrame::Data { id: i, .. } | ServerFrame::Kick { id: i } if *i == id))
+            .await;
+        if matches!(f, ServerFrame::Data { .. }) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(served, "a slot frees after a close");
+    server.shutdown().await;
+}
