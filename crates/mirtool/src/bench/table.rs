@@ -42,6 +42,9 @@ pub struct Results {
     /// 1/5/15-minute load averages before and after the run: other work skews results.
     #[serde(default)]
     pub load_average: String,
+    /// Relay rounds per target; the tables show each target's median round.
+    #[serde(default)]
+    pub relay_rounds: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -126,7 +129,12 @@ pub fn render(r: &Results) -> String {
             r.command, r.date, r.machine, r.load_average
         );
     }
-    let _ = writeln!(out, "### Relay (peak, closed loop)\n");
+    let rounds = if r.relay_rounds > 1 {
+        format!(", median of {} rounds", r.relay_rounds)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "### Relay (peak, closed loop{rounds})\n");
     let _ = writeln!(out, "| target | clients×depth | msgs/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | proxy CPU µs/msg | proxy RSS MiB | lost/reord/corrupt |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for run in &r.relay {
@@ -167,7 +175,10 @@ pub fn render(r: &Results) -> String {
 
     let mut p99_ratio = None;
     if !r.relay_half.is_empty() {
-        let _ = writeln!(out, "### Relay at half the gate's peak rate (open loop)\n");
+        let _ = writeln!(
+            out,
+            "### Relay at half the gate's peak rate (open loop{rounds})\n"
+        );
         let _ = writeln!(out, "| target | offered msgs/s | achieved msgs/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | proxy CPU µs/msg |");
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for run in &r.relay_half {
