@@ -158,12 +158,17 @@ struct Shared {
     pending: Mutex<Pending>,
     /// Wakes the writer when the buffer goes from empty to non-empty.
     wake: Notify,
-    /// Counters (see [`LinkStats`]).
+    /// Frames handed to the socket (batching numerator).
     frames: AtomicU64,
+    /// Socket writes (batching denominator).
     writes: AtomicU64,
+    /// Successful connects.
     connects: AtomicU64,
+    /// Replies, kicks and blocks that found no live session.
     replies_dropped: AtomicU64,
+    /// Server frames that failed to parse.
     parse_errors: AtomicU64,
+    /// Heartbeats queued.
     heartbeats: AtomicU64,
 }
 

@@ -415,3 +415,34 @@ async fn slow_reader_is_closed_and_neighbours_are_served() {
     assert_eq!(read_n(&mut neighbour, REPLY.len()).await, REPLY);
     expect_open(&mut neighbour, Duration::from_millis(50)).await;
 }
+
+#[tokio::test]
+async fn gate_limits_reach_the_core() {
+    let (gate, _srv, mut link) = gate_with_srv(
+        |c| {
+            c.gate.max_conn_per_ip = 2;
+            c.gate.first_packet_timeout_secs = 1;
+        },
+        DialectName::Wemade,
+    )
+    .await;
+    let addr = gate_addr(&gate);
+    let mut a = connect(addr).await;
+    let ida = link.open_id().await;
+    let mut b = connect(addr).await;
+    let idb = link.open_id().await;
+    // A third from the same IP is refused before any open frame.
+    let mut c = connect(addr).await;
+    assert!(read_to_close(&mut c).await.is_empty());
+
+    // `a` speaks, `b` stays silent past first_packet_timeout_secs.
+    a.write_all(LOGIN).await.unwrap();
+    assert_eq!(
+        link.text().await,
+        format!("%A{ida}/{}$", String::from_utf8_lossy(LOGIN))
+    );
+    assert!(read_to_close(&mut b).await.is_empty());
+    assert_eq!(link.text().await, format!("%X{idb}$"));
+    assert_eq!(gate.handler().closes("first_packet_timeout"), 1);
+    expect_open(&mut a, Duration::from_millis(50)).await;
+}
