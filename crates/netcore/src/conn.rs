@@ -5,15 +5,22 @@
 //! is impossible by construction (the seed could notify a close from two threads).
 //! There is one reader, so bytes reach `on_data` in order without the seed's
 //! sequence numbers and out-of-order list.
+//!
+//! The task waits with one `poll_fn` over the socket's readiness (`poll_read_ready`,
+//! `poll_write_ready`: tokio keeps those wakers in the socket's own slot), the
+//! session's waker slot and one `Sleep`. No other future is held across an await,
+//! which keeps the per-session task small (see `session_future_stays_small`).
 
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use crate::admission::Permit;
 use crate::reason::CloseReason;
@@ -25,143 +32,240 @@ use crate::Handler;
 const MAX_IOVECS: usize = 64;
 /// Deadline used when no timer is configured (never reached in practice).
 const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-/// Rejection label when the handler leaves a whole receive buffer pending.
+/// Close label when the handler leaves a whole receive buffer pending.
 pub(crate) const READ_BUFFER_FULL: &str = "read_buffer_full";
 
-/// Deregisters the session and lowers the gauges even if the handler panics.
-struct Registered<'a, H: Handler> {
-    /// The core whose registry and gauges to update.
-    core: &'a Core<H>,
-    /// The session to deregister.
-    session: &'a Session,
+/// Everything a session task owns. Dropping it (also when a handler panics) takes the
+/// session out of the registry, lowers the gauge and gives back the admission slots,
+/// so none of the counts can drift.
+struct Conn<H: Handler> {
+    /// Registry, handler, pool, metrics, config.
+    core: Arc<Core<H>>,
+    /// The socket; only this task reads or writes it.
+    stream: TcpStream,
+    /// The handle other tasks also hold.
+    session: Session,
     /// Whether `on_open` accepted it (only then it counts as active).
     opened: bool,
 }
 
-impl<H: Handler> Drop for Registered<'_, H> {
-    fn drop(&mut self) {
+impl<H: Handler> Conn<H> {
+    /// Out of the registry: `Sessions::get` no longer finds it. Idempotent.
+    fn deregister(&self) {
         self.core.sessions.remove(self.session.id());
-        if self.opened {
-            self.core.metrics.active.decrement(1.0);
-        }
     }
 }
 
+impl<H: Handler> Drop for Conn<H> {
+    fn drop(&mut self) {
+        self.deregister();
+        self.session.forget_waker();
+        if self.opened {
+            self.core.metrics.active.decrement(1.0);
+        }
+        self.core.admission.release(self.session.peer().ip());
+    }
+}
+
+/// What woke the session task.
+enum Event {
+    /// Bytes were queued on an empty queue, or a close was requested.
+    Woken,
+    /// The socket is readable (or hit EOF / an error, which the read reports).
+    Readable,
+    /// The socket accepts writes again.
+    Writable,
+    /// The session's timer fired.
+    Timer,
+}
+
 /// Runs a registered session to the end.
-pub(crate) async fn serve<H: Handler>(
+///
+/// Written as a function returning an `async move` block (not an `async fn`): an async
+/// fn keeps its arguments twice in the future (the argument slots and the moved-in
+/// locals); a block's captures are stored once. Same for `drive` and `finish_gracefully`.
+pub(crate) fn serve<H: Handler>(
     core: Arc<Core<H>>,
     stream: TcpStream,
     session: Session,
     permit: Permit,
-) {
-    let _permit = permit; // admission slots are held for the task's whole life
-    let mut registered = Registered {
-        core: &core,
-        session: &session,
+) -> impl Future<Output = ()> + Send {
+    permit.hand_over(); // from here on `Conn::drop` releases the slots
+    let mut conn = Conn {
+        core,
+        stream,
+        session,
         opened: false,
     };
-    let mut state = match core.handler.on_open(&session) {
-        Ok(state) => state,
-        Err(label) => {
-            session.close_with(CloseReason::Protocol(label));
-            core.reject(label, session.peer());
+    async move {
+        let Some(mut state) = open(&mut conn) else {
             return;
+        };
+        // The session's only timer: first-packet / idle deadline, then the flush deadline.
+        let timer = sleep_until(Instant::now() + FAR_FUTURE);
+        tokio::pin!(timer);
+        let mut rx: Option<BytesMut> = None;
+        let reason = drive(&conn, &mut state, &mut rx, timer.as_mut()).await;
+        if close(&conn, state, rx, reason) {
+            let flush_deadline = Instant::now() + conn.core.config.shutdown_flush_timeout;
+            timer.as_mut().reset(flush_deadline);
+            finish_gracefully(&conn, timer.as_mut()).await;
         }
-    };
-    registered.opened = true;
-    core.metrics.opened.increment(1);
-    core.metrics.active.increment(1.0);
+        conn.session.outbound().discard();
+    }
+}
 
-    let mut rx: Option<BytesMut> = None;
-    let reason = drive(&core, &stream, &session, &mut state, &mut rx).await;
-    if let Some(buf) = rx.take() {
+/// Asks the handler; `None` when it rejected the session (counted, no `on_close`).
+fn open<H: Handler>(conn: &mut Conn<H>) -> Option<H::State> {
+    let core = &conn.core;
+    match core.handler.on_open(&conn.session) {
+        Ok(state) => {
+            conn.opened = true;
+            core.metrics.opened.increment(1);
+            core.metrics.active.increment(1.0);
+            Some(state)
+        }
+        Err(label) => {
+            conn.session.close_with(CloseReason::Protocol(label));
+            core.reject(label, conn.session.peer());
+            None
+        }
+    }
+}
+
+/// Deregisters, returns the buffer, tells the handler (the only `on_close` call site).
+/// Returns whether the queue should still be flushed.
+fn close<H: Handler>(
+    conn: &Conn<H>,
+    state: H::State,
+    rx: Option<BytesMut>,
+    reason: CloseReason,
+) -> bool {
+    let core = &conn.core;
+    if let Some(buf) = rx {
         core.pool.give(buf);
     }
-    drop(registered); // gone from the registry before the handler hears of the close
-    core.handler.on_close(state, &session, reason);
+    conn.deregister(); // gone from the registry before the handler hears of the close
+    core.handler.on_close(state, &conn.session, reason);
     core.metrics.closed(reason);
-    tracing::debug!(id = %session.id(), peer = %session.peer(), reason = %reason, "session closed");
-
-    if reason.flushes() {
-        let deadline = Instant::now() + core.config.shutdown_flush_timeout;
-        finish_gracefully(&core, &stream, &session, deadline).await;
-    }
-    session.outbound().discard();
+    tracing::debug!(id = %conn.session.id(), peer = %conn.session.peer(), %reason, "session closed");
+    reason.flushes()
 }
 
 /// The I/O loop; returns the winning close reason.
-async fn drive<H: Handler>(
-    core: &Core<H>,
-    stream: &TcpStream,
-    session: &Session,
+///
+/// Only `last_rx` and the arguments live across the await; the rest happens in plain
+/// functions so it takes no room in the session's future.
+#[allow(clippy::manual_async_fn)] // deliberate, see `serve`
+fn drive<'a, H: Handler>(
+    conn: &'a Conn<H>,
+    state: &'a mut H::State,
+    rx: &'a mut Option<BytesMut>,
+    mut timer: Pin<&'a mut Sleep>,
+) -> impl Future<Output = CloseReason> + 'a {
+    async move {
+        // When the last bytes arrived; `None` until the first packet.
+        let mut last_rx: Option<Instant> = None;
+        if let Some(timeout) = conn.core.config.first_packet_timeout {
+            timer.as_mut().reset(Instant::now() + timeout);
+        }
+        loop {
+            let write_blocked = match close_or_flush(conn) {
+                Ok(blocked) => blocked,
+                Err(reason) => return reason,
+            };
+            let event = wait(conn, write_blocked, timer.as_mut()).await;
+            if let Err(reason) = on_event(conn, state, rx, &mut last_rx, timer.as_mut(), event) {
+                return reason;
+            }
+        }
+    }
+}
+
+/// The recorded close reason if any, else writes what is queued; `Ok(true)` = socket full.
+fn close_or_flush<H: Handler>(conn: &Conn<H>) -> Result<bool, CloseReason> {
+    if let Some(reason) = conn.session.close_reason() {
+        return Err(reason);
+    }
+    flush(&conn.core, &conn.stream, &conn.session)
+        .map_err(|e| conn.session.close_with(CloseReason::Error(e.kind())))
+}
+
+/// Waits for the first of: news from other tasks, readable, writable (only when a write
+/// blocked), the timer. Socket wakers live in the socket's own slots, so this future
+/// holds nothing but its three captures.
+fn wait<'a, H: Handler>(
+    conn: &'a Conn<H>,
+    write_blocked: bool,
+    mut timer: Pin<&'a mut Sleep>,
+) -> impl Future<Output = io::Result<Event>> + 'a {
+    poll_fn(move |cx| {
+        if conn.session.poll_woken(cx).is_ready() {
+            return Poll::Ready(Ok(Event::Woken));
+        }
+        if let Poll::Ready(r) = conn.stream.poll_read_ready(cx) {
+            return Poll::Ready(r.map(|()| Event::Readable));
+        }
+        if write_blocked {
+            if let Poll::Ready(r) = conn.stream.poll_write_ready(cx) {
+                return Poll::Ready(r.map(|()| Event::Writable));
+            }
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(Event::Timer));
+        }
+        Poll::Pending
+    })
+}
+
+/// Acts on one event; `Err` ends the session with that (winning) reason.
+///
+/// The timer is re-armed only when it fires (or when the first packet brings the
+/// deadline forward), never on every packet: activity is a timestamp compared at expiry.
+fn on_event<H: Handler>(
+    conn: &Conn<H>,
     state: &mut H::State,
     rx: &mut Option<BytesMut>,
-) -> CloseReason {
-    let config = &core.config;
-    let connected_at = Instant::now();
-    let mut last_rx: Option<Instant> = None;
-    let timers_on = config.first_packet_timeout.is_some() || config.idle_timeout.is_some();
-    let deadline = |last_rx: Option<Instant>| match last_rx {
-        None => config.first_packet_timeout.map(|t| connected_at + t),
-        Some(at) => config.idle_timeout.map(|t| at + t),
-    };
-    // One timer per session, re-armed only when it fires (or when the first packet
-    // brings the deadline forward), never on every packet.
-    let timer = sleep_until(deadline(None).unwrap_or(connected_at + FAR_FUTURE));
-    tokio::pin!(timer);
-
-    loop {
-        if let Some(reason) = session.close_reason() {
-            return reason;
-        }
-        let write_blocked = match flush(core, stream, session) {
-            Ok(blocked) => blocked,
-            Err(e) => return session.close_with(CloseReason::Error(e.kind())),
-        };
-        let interest = if write_blocked {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        tokio::select! {
-            biased;
-            () = session.wake().notified() => {}
-            ready = stream.ready(interest) => {
-                let ready = match ready {
-                    Ok(ready) => ready,
-                    Err(e) => return session.close_with(CloseReason::Error(e.kind())),
-                };
-                if ready.is_readable() || ready.is_read_closed() {
-                    match read_and_dispatch(core, stream, session, state, rx) {
-                        Ok(true) => {
-                            let now = Instant::now();
-                            let first = last_rx.is_none();
-                            last_rx = Some(now);
-                            if first {
-                                if let Some(at) = deadline(last_rx) {
-                                    if at < timer.deadline() {
-                                        timer.as_mut().reset(at);
-                                    }
-                                }
-                            }
-                        }
-                        Ok(false) => {}
-                        Err(reason) => return session.close_with(reason),
+    last_rx: &mut Option<Instant>,
+    mut timer: Pin<&mut Sleep>,
+    event: io::Result<Event>,
+) -> Result<(), CloseReason> {
+    let session = &conn.session;
+    let idle_timeout = conn.core.config.idle_timeout;
+    match event {
+        Err(e) => Err(session.close_with(CloseReason::Error(e.kind()))),
+        Ok(Event::Woken | Event::Writable) => Ok(()), // the loop top closes or flushes
+        Ok(Event::Readable) => {
+            let arrived = read_and_dispatch(&conn.core, &conn.stream, session, state, rx)
+                .map_err(|reason| session.close_with(reason))?;
+            if arrived {
+                let now = Instant::now();
+                if last_rx.is_none() {
+                    // Past the first packet: from now on the idle deadline applies.
+                    let next = idle_timeout.map_or(now + FAR_FUTURE, |t| now + t);
+                    if next < timer.deadline() || idle_timeout.is_none() {
+                        timer.as_mut().reset(next);
                     }
                 }
+                *last_rx = Some(now);
             }
-            () = &mut timer, if timers_on => {
-                match deadline(last_rx) {
-                    Some(at) if Instant::now() >= at => {
-                        let reason = if last_rx.is_none() {
-                            CloseReason::FirstPacketTimeout
-                        } else {
-                            CloseReason::IdleTimeout
-                        };
-                        return session.close_with(reason);
-                    }
-                    Some(at) => timer.as_mut().reset(at),
-                    None => timer.as_mut().reset(Instant::now() + FAR_FUTURE),
+            Ok(())
+        }
+        Ok(Event::Timer) => {
+            let now = Instant::now();
+            match (*last_rx, idle_timeout) {
+                // Only the first-packet deadline is armed before the first packet.
+                (None, _) => Err(session.close_with(CloseReason::FirstPacketTimeout)),
+                (Some(at), Some(idle)) if now >= at + idle => {
+                    Err(session.close_with(CloseReason::IdleTimeout))
+                }
+                (Some(at), Some(idle)) => {
+                    timer.as_mut().reset(at + idle);
+                    Ok(())
+                }
+                (Some(_), None) => {
+                    timer.as_mut().reset(now + FAR_FUTURE);
+                    Ok(())
                 }
             }
         }
@@ -243,46 +347,54 @@ fn flush<H: Handler>(core: &Core<H>, stream: &TcpStream, session: &Session) -> i
 
 /// Soft close: flush what was queued, send FIN, and if we flushed anything wait for the
 /// peer's FIN while discarding input, so unread input does not turn our close into a
-/// reset that would destroy the bytes we just sent. Bounded by `deadline`.
-async fn finish_gracefully<H: Handler>(
-    core: &Core<H>,
-    stream: &TcpStream,
-    session: &Session,
-    deadline: Instant,
-) {
-    let had_output = !session.outbound().chunks.is_empty();
-    let flushed = tokio::time::timeout_at(deadline, async {
+/// reset that would destroy the bytes we just sent. Bounded by `timer`'s deadline.
+#[allow(clippy::manual_async_fn)] // deliberate, see `serve`
+fn finish_gracefully<'a, H: Handler>(
+    conn: &'a Conn<H>,
+    mut timer: Pin<&'a mut Sleep>,
+) -> impl Future<Output = ()> + 'a {
+    async move {
+        let (core, stream, session) = (&*conn.core, &conn.stream, &conn.session);
+        let had_output = !session.outbound().chunks.is_empty();
         loop {
             match flush(core, stream, session) {
-                Ok(false) => return true,
-                Ok(true) => {
-                    if stream.writable().await.is_err() {
-                        return false;
-                    }
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(_) => return,
+            }
+            let writable = poll_fn(|cx| {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
                 }
-                Err(_) => return false,
+                stream.poll_write_ready(cx).map(|r| r.is_ok())
+            })
+            .await;
+            if !writable {
+                return; // deadline passed or socket failed: the rest is dropped
             }
         }
-    })
-    .await
-    .unwrap_or(false);
-    if !flushed || !had_output {
-        return;
-    }
-    if socket2::SockRef::from(stream)
-        .shutdown(std::net::Shutdown::Write)
-        .is_err()
-    {
-        return;
-    }
-    let _ = tokio::time::timeout_at(deadline, async {
+        if !had_output {
+            return;
+        }
+        if socket2::SockRef::from(stream)
+            .shutdown(std::net::Shutdown::Write)
+            .is_err()
+        {
+            return;
+        }
         loop {
-            if stream.readable().await.is_err() || discard_input(stream) {
+            let readable = poll_fn(|cx| {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                stream.poll_read_ready(cx).map(|r| r.is_ok())
+            })
+            .await;
+            if !readable || discard_input(stream) {
                 return;
             }
         }
-    })
-    .await;
+    }
 }
 
 /// Reads and drops pending input; true once the peer closed or the socket failed.
@@ -296,5 +408,48 @@ fn discard_input(stream: &TcpStream) -> bool {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Server};
+
+    struct Nop;
+    impl Handler for Nop {
+        type State = ();
+        fn on_open(&self, _: &Session) -> Result<(), &'static str> {
+            Ok(())
+        }
+        fn on_data(&self, _: &mut (), _: &Session, buf: &mut BytesMut) -> Result<(), CloseReason> {
+            buf.clear();
+            Ok(())
+        }
+        fn on_close(&self, _: (), _: &Session, _: CloseReason) {}
+    }
+
+    /// The session future is allocated once per connection; keep it small.
+    #[tokio::test]
+    async fn session_future_stays_small() {
+        let config = Config {
+            listen: vec!["127.0.0.1:0".parse().expect("addr")],
+            ..Config::default()
+        };
+        let server = Server::bind(config, Arc::new(Nop)).await.expect("bind");
+        let core = server.core();
+        let addr = server.local_addrs()[0];
+        let client = std::net::TcpStream::connect(addr).expect("connect");
+        client.set_nonblocking(true).expect("nonblocking");
+        let stream = TcpStream::from_std(client).expect("register");
+        let permit = core.admission.admit(addr.ip()).expect("admit");
+        let session = core
+            .sessions
+            .register(|id| Session::new(id, addr, addr, 16, metrics::Counter::noop()))
+            .expect("registry open");
+        let future = serve(Arc::clone(&core), stream, session, permit);
+        let size = std::mem::size_of_val(&future);
+        println!("session future: {size} bytes");
+        assert!(size <= 320, "session future grew to {size} bytes");
     }
 }

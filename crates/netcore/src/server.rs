@@ -125,6 +125,11 @@ impl<H: Handler> Server<H> {
         })
     }
 
+    #[cfg(test)]
+    pub(crate) fn core(&self) -> Arc<Core<H>> {
+        Arc::clone(&self.core)
+    }
+
     /// The bound addresses, in `config.listen` order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.local_addrs.clone()

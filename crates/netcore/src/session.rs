@@ -1,7 +1,7 @@
 //! The `Session` handle: any task may queue bytes on a session or close it.
 //!
-//! The outbound side is a byte-bounded `VecDeque<Bytes>` under a small mutex plus a
-//! `Notify` that wakes the session's own task. Unlike the seed's `SendText`, which
+//! The outbound side is a byte-bounded `VecDeque<Bytes>` under a small mutex, next to
+//! the waker of the session's own task. Unlike the seed's `SendText`, which
 //! allocated a buffer per send and failed silently, a send either lands in the queue
 //! (and will be written in order, coalesced with its neighbours) or returns an error.
 
@@ -10,11 +10,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use metrics::Counter;
 use parking_lot::{Mutex, MutexGuard};
-use tokio::sync::Notify;
 
 use crate::reason::{CloseReason, SendError};
 
@@ -60,6 +60,11 @@ pub(crate) struct Outbound {
     pub(crate) bytes: usize,
     /// First close reason recorded; once set, sends are refused.
     pub(crate) close: Option<CloseReason>,
+    /// Set when the task has news (bytes on an empty queue, or a close); cleared when it looks.
+    woken: bool,
+    /// The session task's waker while it waits. A plain slot instead of a `Notify`: one
+    /// waiter only, and the wait future then costs the task nothing.
+    waker: Option<Waker>,
 }
 
 impl Outbound {
@@ -81,17 +86,30 @@ impl Outbound {
         self.release_if_empty();
     }
 
+    /// Flags news for the task; the waker is returned to be woken outside the lock.
+    fn wake(&mut self) -> Option<Waker> {
+        self.woken = true;
+        self.waker.take()
+    }
+
     /// Frees everything queued (hard close).
     pub(crate) fn discard(&mut self) {
         self.chunks = VecDeque::new();
         self.bytes = 0;
     }
 
-    /// An idle session should hold no queue memory; a burst's spine is freed once drained.
+    /// An idle session holds no queue memory: the spine is freed once drained
+    /// (one small allocation per burst, against 128+ bytes kept by every idle session).
     fn release_if_empty(&mut self) {
-        if self.chunks.is_empty() && self.chunks.capacity() > 8 {
+        if self.chunks.is_empty() && self.chunks.capacity() > 0 {
             self.chunks = VecDeque::new();
         }
+    }
+}
+
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 
@@ -103,10 +121,8 @@ pub(crate) struct Shared {
     peer: SocketAddr,
     /// Local address the peer connected to (which listener, for multi-homed gates).
     local: SocketAddr,
-    /// Outbound queue + close decision.
+    /// Outbound queue, close decision and the task's waker.
     out: Mutex<Outbound>,
-    /// Wakes the session task: bytes queued on an empty queue, or close requested.
-    wake: Notify,
     /// Lock-free copy of `out.close.is_some()` for `is_closed`.
     closed: AtomicBool,
     /// Per-session byte bound of `out`.
@@ -145,7 +161,6 @@ impl Session {
                 peer,
                 local,
                 out: Mutex::new(Outbound::default()),
-                wake: Notify::new(),
                 closed: AtomicBool::new(false),
                 max_outbound_bytes,
                 overflows,
@@ -182,21 +197,21 @@ impl Session {
         if out.bytes.saturating_add(data.len()) > self.shared.max_outbound_bytes {
             out.close = Some(CloseReason::SlowReader);
             out.discard();
-            drop(out);
             self.shared.closed.store(true, Ordering::Release);
+            let waker = out.wake();
+            drop(out);
             self.shared.overflows.increment(1);
-            self.shared.wake.notify_one();
+            wake(waker);
             return Err(SendError::QueueFull);
         }
         let was_empty = out.chunks.is_empty();
         out.bytes += data.len();
         out.chunks.push_back(data);
-        drop(out);
         // A non-empty queue is already the task's business: it drains until empty or
         // until the socket blocks (then it waits for writability, not for us).
-        if was_empty {
-            self.shared.wake.notify_one();
-        }
+        let waker = if was_empty { out.wake() } else { None };
+        drop(out);
+        wake(waker);
         Ok(())
     }
 
@@ -223,18 +238,33 @@ impl Session {
         if !winner.flushes() {
             out.discard();
         }
-        drop(out);
         self.shared.closed.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
+        let waker = out.wake();
+        drop(out);
+        wake(waker);
         winner
+    }
+
+    /// Ready once something was queued or a close was requested since the last call.
+    pub(crate) fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut out = self.shared.out.lock();
+        if std::mem::take(&mut out.woken) {
+            return Poll::Ready(());
+        }
+        if !out.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            out.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Drops the stored waker so handles outliving the task do not pin its memory.
+    pub(crate) fn forget_waker(&self) {
+        let waker = self.shared.out.lock().waker.take();
+        drop(waker);
     }
 
     pub(crate) fn outbound(&self) -> MutexGuard<'_, Outbound> {
         self.shared.out.lock()
-    }
-
-    pub(crate) fn wake(&self) -> &Notify {
-        &self.shared.wake
     }
 }
 

@@ -61,21 +61,36 @@ impl std::fmt::Debug for Admission {
     }
 }
 
-/// Holds one global slot and one per-IP slot; dropping it releases both.
+/// Holds one global slot and one per-IP slot; dropping it releases both, unless it was
+/// handed over to a session task (which then calls `Admission::release`).
 pub(crate) struct Permit {
-    /// Where to give the slots back.
-    inner: Arc<Inner>,
+    /// Where to give the slots back; `None` once handed over.
+    inner: Option<Arc<Inner>>,
     /// The canonical source IP the per-IP slot was taken for.
     ip: IpAddr,
 }
 
+impl Permit {
+    /// The session task takes over the slots and releases them with `Admission::release`
+    /// (keeping the permit itself in every task would cost 32 bytes per session).
+    pub(crate) fn hand_over(mut self) {
+        self.inner = None;
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
-        if self.inner.max_per_ip > 0 {
-            self.inner.per_ip.release(self.ip);
+        if let Some(inner) = &self.inner {
+            release(inner, self.ip);
         }
-        self.inner.live.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+fn release(inner: &Inner, ip: IpAddr) {
+    if inner.max_per_ip > 0 {
+        inner.per_ip.release(ip);
+    }
+    inner.live.fetch_sub(1, Ordering::AcqRel);
 }
 
 impl Admission {
@@ -133,6 +148,11 @@ impl Admission {
         self.inner.per_ip.get(ip.to_canonical())
     }
 
+    /// Gives back the slots of a permit that was handed over (once per admitted connection).
+    pub(crate) fn release(&self, ip: IpAddr) {
+        release(&self.inner, ip.to_canonical());
+    }
+
     /// Runs every check for a new connection from `ip`; the error is the rejection label.
     pub(crate) fn admit(&self, ip: IpAddr) -> Result<Permit, &'static str> {
         let ip = ip.to_canonical();
@@ -160,7 +180,7 @@ impl Admission {
             return Err(reject::PER_IP_LIMIT);
         }
         Ok(Permit {
-            inner: Arc::clone(inner),
+            inner: Some(Arc::clone(inner)),
             ip,
         })
     }
