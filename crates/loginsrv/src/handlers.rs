@@ -178,6 +178,10 @@ impl Client {
             Ok(Some(a)) => a,
             Ok(None) => {
                 metrics::counter!("loginsrv_logins_total", "result" => "no_account").increment(1);
+                reject(
+                    "unknown_account",
+                    format_args!("{}: login for unknown account {key}", self.who()),
+                );
                 return fail(code::NO_ACCOUNT);
             }
             Err(e) => {
@@ -200,6 +204,10 @@ impl Client {
             Ok(false) => {
                 metrics::counter!("loginsrv_logins_total", "result" => "wrong_password")
                     .increment(1);
+                reject(
+                    "wrong_password",
+                    format_args!("{}: wrong password for {key}", self.who()),
+                );
                 return fail(
                     self.count_failure(&key, now)
                         .await
