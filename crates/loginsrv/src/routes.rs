@@ -90,6 +90,9 @@ struct RouteState {
     used: Vec<u32>,
     /// Next SelGate per server.
     cursor: Vec<usize>,
+    /// Each account's live id: selecting again replaces it, so one account
+    /// cannot eat a server's capacity by selecting in a loop.
+    by_account: HashMap<String, i32>,
 }
 
 impl Routes {
@@ -104,6 +107,7 @@ impl Routes {
                 expiry: VecDeque::new(),
                 used: vec![0; n],
                 cursor: vec![0; n],
+                by_account: HashMap::new(),
             }),
         }
     }
@@ -134,6 +138,9 @@ impl Routes {
         let now = Instant::now();
         let mut st = self.state.lock();
         st.purge(now);
+        if let Some(old) = st.by_account.remove(account) {
+            st.revoke(old);
+        }
         let (Some(used), Some(cursor)) =
             (st.used.get(index).copied(), st.cursor.get(index).copied())
         else {
@@ -164,6 +171,7 @@ impl Routes {
             },
         );
         st.expiry.push_back((expires, session_id));
+        st.by_account.insert(account.to_owned(), session_id);
         if let Some(u) = st.used.get_mut(index) {
             *u += 1;
         }
@@ -200,12 +208,24 @@ impl RouteState {
                 break;
             }
             self.expiry.pop_front();
-            if let Some(t) = self.tickets.remove(&id) {
-                if let Some(u) = self.used.get_mut(t.server) {
-                    *u = u.saturating_sub(1);
+            // A revoked id may have been drawn again since: only its own expiry counts.
+            if self.tickets.get(&id).is_some_and(|t| t.expires == at) {
+                if let Some(t) = self.revoke(id) {
+                    if self.by_account.get(&t.account) == Some(&id) {
+                        self.by_account.remove(&t.account);
+                    }
                 }
             }
         }
+    }
+
+    /// Drop a live id and give its capacity back.
+    fn revoke(&mut self, id: i32) -> Option<Ticket> {
+        let t = self.tickets.remove(&id)?;
+        if let Some(u) = self.used.get_mut(t.server) {
+            *u = u.saturating_sub(1);
+        }
+        Some(t)
     }
 }
 
@@ -243,8 +263,8 @@ mod tests {
         let r = routes(3, Duration::from_secs(60));
         let mut ids = Vec::new();
         let mut gates = Vec::new();
-        for _ in 0..3 {
-            match r.select("a", "s1") {
+        for account in ["a", "b", "c"] {
+            match r.select(account, "s1") {
                 Selection::Ok {
                     selgate,
                     session_id,
@@ -260,10 +280,27 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), 3);
-        assert_eq!(r.select("a", "s1"), Selection::Full);
-        assert_eq!(r.select("a", "nope"), Selection::Unknown);
+        assert_eq!(r.select("d", "s1"), Selection::Full);
+        assert_eq!(r.select("d", "nope"), Selection::Unknown);
         assert_eq!(r.server_list(), (1, "s1/4/".to_owned()));
-        assert_eq!(r.ticket(ids[0]).unwrap().account, "a");
+        assert!(r.ticket(ids[0]).is_some());
+        // Selecting again replaces the account's id instead of taking more capacity.
+        let Selection::Ok {
+            session_id: again, ..
+        } = r.select("a", "s1")
+        else {
+            panic!()
+        };
+        assert_eq!(r.used("s1"), 3);
+        assert_eq!(r.ticket(again).unwrap().account, "a");
+        assert_eq!(
+            [ids[0], ids[1], ids[2]]
+                .iter()
+                .filter(|id| r.ticket(**id).is_some())
+                .count(),
+            2,
+            "a's first id was revoked"
+        );
     }
 
     #[test]

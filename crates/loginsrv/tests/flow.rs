@@ -100,13 +100,39 @@ async fn register_login_select(backend: Backend) {
         format!("127.0.0.1/7101/{}", sel2.header.recog)
     );
     assert_ne!(sel2.header.recog, sid);
-    // "传奇" has capacity 1: the second selection is refused, and the list shows it full.
+    // Selecting again replaced the account's first id.
+    assert_eq!(server.session_account(sid), None);
+    assert_eq!(server.sessions_in_use("alpha"), 1);
+    // "传奇" has capacity 1: another account is refused while this one holds it,
+    // and this account re-selecting only replaces its own id.
+    let other = db.account("carol");
+    gate.open(3).await;
+    assert_reply(
+        &gate.register(3, &other, "pw1234").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    assert_reply(
+        &gate.login(3, &other, "pw1234").await,
+        MsgKind::SmPassOkSelectServer,
+        0,
+    );
     assert_eq!(
         gate.select(1, "传奇").await.kind(),
         Some(MsgKind::SmSelectServerOk)
     );
-    assert_reply(&gate.select(1, "传奇").await, MsgKind::SmStartFail, 0);
+    assert_reply(&gate.select(3, "传奇").await, MsgKind::SmStartFail, 0);
+    assert_eq!(
+        gate.select(1, "传奇").await.kind(),
+        Some(MsgKind::SmSelectServerOk)
+    );
     assert_eq!(server.sessions_in_use("传奇"), 1);
+    let full = gate.login(3, &other, "pw1234").await;
+    assert_eq!(
+        full.body_text(),
+        "alpha/1/传奇/4/",
+        "full server shows status 4"
+    );
 
     // A fresh client may not select without logging in.
     gate.open(2).await;

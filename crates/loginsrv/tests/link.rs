@@ -252,9 +252,10 @@ async fn session_ids_expire_and_free_capacity() {
     let sel = gate.select(1, "传奇").await;
     let sid = sel.header.recog;
     assert_eq!(server.session_account(sid), Some(user.clone()));
-    assert_reply(&gate.select(1, "传奇").await, MsgKind::SmStartFail, 0);
+    assert_eq!(server.sessions_in_use("传奇"), 1);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(server.session_account(sid), None, "expired");
+    assert_eq!(server.sessions_in_use("传奇"), 0);
     assert_eq!(
         gate.select(1, "传奇").await.kind(),
         Some(MsgKind::SmSelectServerOk)
