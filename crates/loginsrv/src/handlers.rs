@@ -69,7 +69,9 @@ fn unix_now() -> i64 {
 
 /// A registration's decoded and validated records.
 struct Registration {
+    /// TUserEntry: account, password, contact, first recovery question.
     entry: UserEntry,
+    /// TUserEntryAdd: second question, birthday, more contact (empty if not sent).
     add: UserEntryAdd,
 }
 

@@ -29,9 +29,12 @@ pub struct Store {
     pool: Pool,
 }
 
+/// The backend chosen by the database URL.
 #[derive(Clone)]
 enum Pool {
+    /// A file database (default): WAL, synchronous=FULL.
     Sqlite(SqlitePool),
+    /// `postgres://…`.
     Postgres(PgPool),
 }
 

@@ -294,3 +294,45 @@ async fn sessions_beyond_max_clients_per_gate_are_kicked() {
     assert!(served, "a slot frees after a close");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn random_frames_never_break_the_link() {
+    use rand::{Rng as _, SeedableRng as _};
+    let db = db();
+    let server = start(config(&db)).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    gate.open(1).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x6d69_7232);
+    let alphabet: &[u8] =
+        b"%$#!*/0123456789AOXDNC+-<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcxyz{\0\xff\r\n";
+    for _ in 0..500 {
+        let len = rng.random_range(0..64);
+        let junk: Vec<u8> = (0..len)
+            .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+            .collect();
+        if rng.random_bool(0.5) {
+            // As client 1's data, so session parsing sees it too.
+            let mut frame = b"%A1/".to_vec();
+            frame.extend(junk.iter().filter(|&&b| b != b'$' && b != b'%'));
+            frame.push(b'$');
+            gate.write(&frame).await;
+        } else {
+            gate.write(&junk).await;
+        }
+    }
+    // Close any frame the junk left open, then check the link and a new client.
+    gate.write(b"$").await;
+    let user = db.account("after");
+    gate.open(2).await;
+    assert_reply(
+        &gate.register(2, &user, "pw1234").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    assert_reply(
+        &gate.login(2, &user, "pw1234").await,
+        MsgKind::SmPassOkSelectServer,
+        0,
+    );
+    server.shutdown().await;
+}
