@@ -445,7 +445,7 @@ mod tests {
         let permit = core.admission.admit(addr.ip()).expect("admit");
         let session = core
             .sessions
-            .register(|id| Session::new(id, addr, addr, 16, metrics::Counter::noop()))
+            .register(|id| Session::new(id, addr, addr, Arc::clone(&core.send_limits)))
             .expect("registry open");
         let future = serve(Arc::clone(&core), stream, session, permit);
         let size = std::mem::size_of_val(&future);

@@ -129,11 +129,10 @@ fn admit<H: Handler>(core: &Arc<Core<H>>, stream: StdStream, peer: SocketAddr) {
             return;
         }
     };
-    let max_out = core.config.max_outbound_bytes;
-    let overflows = core.metrics.queue_overflows.clone();
+    let limits = Arc::clone(&core.send_limits);
     let Some(session) = core
         .sessions
-        .register(|id| crate::Session::new(id, peer, local, max_out, overflows))
+        .register(|id| crate::Session::new(id, peer, local, limits))
     else {
         core.reject(crate::reason::CloseReason::Shutdown.as_str(), peer);
         return;

@@ -156,7 +156,11 @@ mod tests {
 
     fn make(id: SessionId) -> Session {
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        Session::new(id, addr, addr, 1024, metrics::Counter::noop())
+        let limits = crate::session::SendLimits {
+            max_outbound_bytes: 1024,
+            overflows: metrics::Counter::noop(),
+        };
+        Session::new(id, addr, addr, Arc::new(limits))
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use crate::pool::BufferPool;
 use crate::registry::Sessions;
+use crate::session::SendLimits;
 use crate::Handler;
 
 /// Everything the accept loops and session tasks share.
@@ -37,6 +38,8 @@ pub(crate) struct Core<H: Handler> {
     pub(crate) pool: BufferPool,
     /// Metric handles.
     pub(crate) metrics: Metrics,
+    /// Queue bound and overflow counter handed to every session.
+    pub(crate) send_limits: Arc<SendLimits>,
     /// Keeps rejection and error logs to one line per reason per second.
     pub(crate) log_limit: LogLimiter,
     /// Tracks session tasks so shutdown can wait for all of them.
@@ -107,10 +110,16 @@ impl<H: Handler> Server<H> {
             listeners.push(listener);
         }
         tracing::info!(addrs = ?local_addrs, max_connections = config.max_connections, "listening");
+        let metrics = Metrics::new(config.metrics_prefix);
+        let send_limits = Arc::new(SendLimits {
+            max_outbound_bytes: config.max_outbound_bytes,
+            overflows: metrics.queue_overflows.clone(),
+        });
         let core = Core {
             admission: Admission::new(&config),
             pool: BufferPool::new(config.read_buffer_bytes, config.buffer_pool_max),
-            metrics: Metrics::new(config.metrics_prefix),
+            metrics,
+            send_limits,
             log_limit: LogLimiter::default(),
             tracker: TaskTracker::new(),
             token: CancellationToken::new(),

@@ -125,10 +125,16 @@ pub(crate) struct Shared {
     out: Mutex<Outbound>,
     /// Lock-free copy of `out.close.is_some()` for `is_closed`.
     closed: AtomicBool,
-    /// Per-session byte bound of `out`.
-    max_outbound_bytes: usize,
+    /// Queue bound and overflow counter, shared by all sessions of a server.
+    limits: Arc<SendLimits>,
+}
+
+/// What every session's `send` needs from the server; one shared copy.
+pub(crate) struct SendLimits {
+    /// Per-session byte bound of the outbound queue.
+    pub(crate) max_outbound_bytes: usize,
     /// Counts sends refused for a full queue.
-    overflows: Counter,
+    pub(crate) overflows: Counter,
 }
 
 /// Handle to one session; cheap to clone, usable from any task.
@@ -152,8 +158,7 @@ impl Session {
         id: SessionId,
         peer: SocketAddr,
         local: SocketAddr,
-        max_outbound_bytes: usize,
-        overflows: Counter,
+        limits: Arc<SendLimits>,
     ) -> Self {
         Session {
             shared: Arc::new(Shared {
@@ -162,8 +167,7 @@ impl Session {
                 local,
                 out: Mutex::new(Outbound::default()),
                 closed: AtomicBool::new(false),
-                max_outbound_bytes,
-                overflows,
+                limits,
             }),
         }
     }
@@ -194,13 +198,13 @@ impl Session {
         if data.is_empty() {
             return Ok(());
         }
-        if out.bytes.saturating_add(data.len()) > self.shared.max_outbound_bytes {
+        if out.bytes.saturating_add(data.len()) > self.shared.limits.max_outbound_bytes {
             out.close = Some(CloseReason::SlowReader);
             out.discard();
             self.shared.closed.store(true, Ordering::Release);
             let waker = out.wake();
             drop(out);
-            self.shared.overflows.increment(1);
+            self.shared.limits.overflows.increment(1);
             wake(waker);
             return Err(SendError::QueueFull);
         }
@@ -274,7 +278,11 @@ mod tests {
 
     fn session(max: usize) -> Session {
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        Session::new(SessionId::new(1), addr, addr, max, Counter::noop())
+        let limits = SendLimits {
+            max_outbound_bytes: max,
+            overflows: Counter::noop(),
+        };
+        Session::new(SessionId::new(1), addr, addr, Arc::new(limits))
     }
 
     #[test]
