@@ -48,6 +48,10 @@ pub struct Gate {
     grace: Duration,
 }
 
+/// Time the link's final flush gets even when closing sessions used up the
+/// grace period: close frames are what the LoginSrv needs most.
+const LINK_FLUSH_MIN: Duration = Duration::from_secs(1);
+
 /// The netcore configuration for the gate's `[gate]` section.
 fn core_config(config: &Config) -> netcore::Config {
     let g = &config.gate;
@@ -218,17 +222,23 @@ impl Gate {
     /// close frame), flush the link, stop the embedded LoginSrv.
     pub async fn shutdown(self) {
         info!(sessions = self.sessions.len(), "logingate shutting down");
+        // The whole shutdown fits in the grace period; the link's final
+        // flush always gets at least LINK_FLUSH_MIN.
+        let deadline = tokio::time::Instant::now() + self.grace;
         self.server_stop.disarm().cancel();
-        // netcore bounds each session's flush by the same grace; the extra
-        // second covers the close bookkeeping.
-        let bound = self.grace + Duration::from_secs(1);
-        if tokio::time::timeout(bound, self.server_task).await.is_err() {
+        if tokio::time::timeout_at(deadline, self.server_task)
+            .await
+            .is_err()
+        {
             warn!("sessions did not finish closing within the grace period");
         }
         self.link_stop.disarm().cancel();
-        match tokio::time::timeout(self.grace, self.link_task).await {
-            Ok(_) => {}
-            Err(_) => warn!("link did not flush within the grace period"),
+        let link_deadline = deadline.max(tokio::time::Instant::now() + LINK_FLUSH_MIN);
+        if tokio::time::timeout_at(link_deadline, self.link_task)
+            .await
+            .is_err()
+        {
+            warn!("link did not flush within the grace period");
         }
         if let Some(e) = self.embedded {
             e.shutdown().await;

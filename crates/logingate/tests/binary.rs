@@ -80,23 +80,29 @@ fn bad_configs_exit_2_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Reads the binary's stderr until the startup line and returns the
-/// listen address it reports.
+/// Reads the binary's stderr until it reports both its listen address and
+/// the link being up; returns the listen address.
 fn listen_addr_from_log(stderr: std::process::ChildStderr) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut addr = None;
+        let mut up = false;
         let mut sent = false;
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if !sent && line.contains("logingate started") {
+            if line.contains("logingate started") {
                 let start = line.find("listen=[").expect("listen field") + "listen=[".len();
                 let end = start + line[start..].find(']').expect("end of list");
-                let _ = tx.send(line[start..end].parse::<SocketAddr>().expect("address"));
+                addr = Some(line[start..end].parse::<SocketAddr>().expect("address"));
+            }
+            up |= line.contains("link: up");
+            if let (Some(a), true, false) = (addr, up, sent) {
+                let _ = tx.send(a);
                 sent = true;
             }
         }
     });
-    rx.recv_timeout(STEP).expect("startup line")
+    rx.recv_timeout(STEP).expect("startup and link-up lines")
 }
 
 #[tokio::test]
@@ -123,22 +129,9 @@ async fn sigterm_sends_close_frames_and_exits_0() {
         .unwrap();
     let mut link = srv.accept().await;
 
-    // The link may still be settling: retry until a client is admitted.
-    let mut client;
-    let id;
-    loop {
-        client = connect(addr).await;
-        let mut peek = [0u8; 1];
-        match tokio::time::timeout(Duration::from_millis(200), link.frame()).await {
-            Ok(f) => {
-                id = open_id(&String::from_utf8(f).unwrap());
-                break;
-            }
-            Err(_) => {
-                let _ = tokio::io::AsyncReadExt::read(&mut client, &mut peek).await;
-            }
-        }
-    }
+    // The gate said the link is up: this client is admitted.
+    let mut client = connect(addr).await;
+    let id = link.open_id().await;
 
     let pid = child.id().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
