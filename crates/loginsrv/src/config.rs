@@ -66,6 +66,10 @@ pub struct SecurityConfig {
     pub lockout_secs: u64,
     /// Shortest password accepted for new accounts and changes.
     pub min_password_len: usize,
+    /// Hash-costing requests (login, register, password change, recovery)
+    /// one client IP may make per minute; 0 = unlimited. Generous by default:
+    /// many players share one internet-café address.
+    pub hashes_per_ip_per_minute: u32,
 }
 
 /// One `[[servers]]` entry.
@@ -158,6 +162,7 @@ impl Default for SecurityConfig {
             max_failed_logins: 5,
             lockout_secs: 60,
             min_password_len: 3,
+            hashes_per_ip_per_minute: 300,
         }
     }
 }

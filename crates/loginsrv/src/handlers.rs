@@ -32,7 +32,8 @@ pub mod code {
     pub const ALREADY_ONLINE: i32 = -3;
     /// SM_PASSWD_FAIL: request unreadable (bad encoding, missing `/`).
     pub const MALFORMED: i32 = -4;
-    /// Any failure reply: the server could not complete it (database error).
+    /// Any failure reply: the server could not complete it (database error,
+    /// or this client address used up `hashes_per_ip_per_minute`).
     pub const SERVER_ERROR: i32 = -5;
     /// SM_NEWID_FAIL: the name is taken.
     pub const NEWID_EXISTS: i32 = 0;
@@ -138,6 +139,18 @@ impl Client {
         }
     }
 
+    /// Spend one unit of this client address's Argon2 budget.
+    fn hash_budget(&self, what: &'static str) -> bool {
+        if self.shared.throttle.allow(self.ip) {
+            return true;
+        }
+        reject(
+            "ip_hash_budget",
+            format_args!("{} {what}: hashes_per_ip_per_minute used up", self.who()),
+        );
+        false
+    }
+
     fn db_error(&self, what: &str, e: &dyn std::fmt::Display) {
         metrics::counter!("loginsrv_db_errors_total").increment(1);
         tracing::error!(error = %e, "{}: {what} failed", self.who());
@@ -195,6 +208,9 @@ impl Client {
         if auth.locked_until > now {
             metrics::counter!("loginsrv_logins_total", "result" => "locked").increment(1);
             return fail(code::LOCKED);
+        }
+        if !self.hash_budget("CM_IDPASSWORD") {
+            return fail(code::SERVER_ERROR);
         }
         match self
             .shared
@@ -397,6 +413,9 @@ impl Client {
                 return fail(code::SERVER_ERROR);
             }
         }
+        if !self.hash_budget("CM_ADDNEWUSER") {
+            return fail(code::SERVER_ERROR);
+        }
         let hasher = &self.shared.hasher;
         let password_hash = match hasher.hash(reg.entry.password.clone()).await {
             Ok(h) => h,
@@ -473,6 +492,9 @@ impl Client {
         let now = unix_now();
         if auth.locked_until > now {
             return fail(code::LOCKED);
+        }
+        if !self.hash_budget("CM_CHANGEPASSWORD") {
+            return fail(code::SERVER_ERROR);
         }
         match self
             .shared
@@ -656,6 +678,9 @@ impl Client {
             );
             return fail(code::WRONG_SECRET);
         };
+        if !self.hash_budget("CM_GETBACKPASSWORD") {
+            return fail(code::SERVER_ERROR);
+        }
         let secret = recovery_secret(quiz1, answer1, quiz2, answer2, birthday);
         match self.shared.hasher.verify(secret, recovery_hash).await {
             Ok(true) => {}

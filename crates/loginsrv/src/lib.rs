@@ -24,6 +24,7 @@ mod reject;
 pub mod routes;
 mod session;
 mod store;
+mod throttle;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     pub routes: routes::Routes,
     /// Source of per-session tokens.
     pub next_token: AtomicU64,
+    /// Per-client-IP budget for Argon2 work.
+    pub throttle: throttle::IpThrottle,
 }
 
 /// A LoginSrv serving gates.
@@ -97,6 +100,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         servers = config.servers.len(),
         "LoginSrv listening for gates"
     );
+    let hashes_per_ip = config.security.hashes_per_ip_per_minute;
     let shared = Arc::new(Shared {
         config,
         ids,
@@ -105,6 +109,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         online: online::Online::default(),
         routes,
         next_token: AtomicU64::new(1),
+        throttle: throttle::IpThrottle::new(hashes_per_ip),
     });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();

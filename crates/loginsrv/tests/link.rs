@@ -336,3 +336,34 @@ async fn random_frames_never_break_the_link() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn per_ip_hash_budget() {
+    let db = db();
+    let mut c = config(&db);
+    c.security.hashes_per_ip_per_minute = 3;
+    let server = start(c).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    let user = db.account("ipb");
+    gate.open(1).await;
+    assert_reply(
+        &gate.register(1, &user, "pw1234").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(gate.login(1, &user, "wrong").await.header.recog);
+    }
+    // Register used one unit; two wrong guesses, then the budget is gone.
+    // (A minute boundary between the calls would reset it: allow that.)
+    assert_eq!(codes[..2], [code::WRONG_PASSWORD, code::WRONG_PASSWORD]);
+    assert!(codes[2..].contains(&code::SERVER_ERROR), "{codes:?}");
+    // Unknown accounts cost no hash and are still answered.
+    assert_reply(
+        &gate.login(1, &db.account("zz"), "x").await,
+        MsgKind::SmPasswdFail,
+        code::NO_ACCOUNT,
+    );
+    server.shutdown().await;
+}
