@@ -196,7 +196,7 @@ async fn kick_delivers_pending_reply_then_closes() {
 #[tokio::test]
 async fn temporary_block_refuses_the_ip_until_it_expires() {
     let (gate, _srv, mut link) =
-        gate_with_srv(|c| c.gate.temp_block_secs = 1, DialectName::HappyM2).await;
+        gate_with_srv(|c| c.gate.temp_block_secs = 2, DialectName::HappyM2).await;
     let addr = gate_addr(&gate);
     let mut client = connect(addr).await;
     let id = link.open_id().await;
@@ -210,7 +210,7 @@ async fn temporary_block_refuses_the_ip_until_it_expires() {
     assert!(read_to_close(&mut again).await.is_empty());
     link.expect_silence(Duration::from_millis(50)).await;
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let _back = connect(addr).await;
     let id2 = link.open_id().await;
     assert!(id2 > id);
@@ -428,19 +428,19 @@ async fn gate_limits_reach_the_core() {
     .await;
     let addr = gate_addr(&gate);
     let mut a = connect(addr).await;
+    // `a` speaks at once, `b` stays silent past first_packet_timeout_secs.
+    a.write_all(LOGIN).await.unwrap();
     let ida = link.open_id().await;
+    assert_eq!(
+        link.text().await,
+        format!("%A{ida}/{}$", String::from_utf8_lossy(LOGIN))
+    );
     let mut b = connect(addr).await;
     let idb = link.open_id().await;
     // A third from the same IP is refused before any open frame.
     let mut c = connect(addr).await;
     assert!(read_to_close(&mut c).await.is_empty());
 
-    // `a` speaks, `b` stays silent past first_packet_timeout_secs.
-    a.write_all(LOGIN).await.unwrap();
-    assert_eq!(
-        link.text().await,
-        format!("%A{ida}/{}$", String::from_utf8_lossy(LOGIN))
-    );
     assert!(read_to_close(&mut b).await.is_empty());
     assert_eq!(link.text().await, format!("%X{idb}$"));
     assert_eq!(gate.handler().closes("first_packet_timeout"), 1);
