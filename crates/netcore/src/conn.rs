@@ -203,18 +203,20 @@ fn wait<'a, H: Handler>(
         if conn.session.poll_woken(cx).is_ready() {
             return Poll::Ready(Ok(Event::Woken));
         }
-        if let Poll::Ready(r) = conn.stream.poll_read_ready(cx) {
-            return Poll::Ready(r.map(|()| Event::Readable));
-        }
-        if write_blocked {
-            if let Poll::Ready(r) = conn.stream.poll_write_ready(cx) {
-                return Poll::Ready(r.map(|()| Event::Writable));
-            }
-        }
-        if timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Ok(Event::Timer));
-        }
-        Poll::Pending
+        let event = if let Poll::Ready(r) = conn.stream.poll_read_ready(cx) {
+            r.map(|()| Event::Readable)
+        } else if let Some(Poll::Ready(r)) = write_blocked.then(|| conn.stream.poll_write_ready(cx))
+        {
+            r.map(|()| Event::Writable)
+        } else if timer.as_mut().poll(cx).is_ready() {
+            Ok(Event::Timer)
+        } else {
+            return Poll::Pending;
+        };
+        // The task is about to run the handler, whose own sends must not wake the
+        // task again (the loop flushes right after): drop the registered waker.
+        conn.session.forget_waker();
+        Poll::Ready(event)
     })
 }
 
