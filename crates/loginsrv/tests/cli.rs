@@ -132,7 +132,7 @@ async fn confirmed_registration_survives_kill_9() {
         "{lines:#?}"
     );
 
-    let mut config = common::config(&common::Db::new(common::Backend::Sqlite).unwrap());
+    let mut config = common::config(&common::Db::new(common::Backend::Sqlite).await.unwrap());
     config.database = db.display().to_string();
     let server = common::start(config).await;
     let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;

@@ -36,7 +36,9 @@ both_backends!(
 );
 
 async fn register_login_select(backend: Backend) {
-    let Some(db) = Db::new(backend) else { return };
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
     let server = start(config(&db)).await;
     let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
     let user = db.account("alice");
@@ -143,7 +145,9 @@ async fn register_login_select(backend: Backend) {
 }
 
 async fn lockout_and_expiry(backend: Backend) {
-    let Some(db) = Db::new(backend) else { return };
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
     let server = start(config(&db)).await; // 3 failures lock for 1 s
     let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
     let user = db.account("lock");
@@ -184,7 +188,9 @@ async fn lockout_and_expiry(backend: Backend) {
 }
 
 async fn duplicate_login_kicks_the_first(backend: Backend) {
-    let Some(db) = Db::new(backend) else { return };
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
     let server = start(config(&db)).await;
     let mut g1 = Gate::connect(server.local_addr(), Dialect::Delphi).await;
     let mut g2 = Gate::connect(server.local_addr(), Dialect::HappyM2).await;
@@ -242,7 +248,9 @@ async fn duplicate_login_kicks_the_first(backend: Backend) {
 }
 
 async fn change_password(backend: Backend) {
-    let Some(db) = Db::new(backend) else { return };
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
     let server = start(config(&db)).await;
     let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
     let user = db.account("chg");
@@ -307,7 +315,9 @@ async fn change_password(backend: Backend) {
 
 async fn get_back_password(backend: Backend) {
     use common::{ANSWER1, ANSWER2, BIRTHDAY, QUIZ1, QUIZ2};
-    let Some(db) = Db::new(backend) else { return };
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
     let server = start(config(&db)).await;
     let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
     let user = db.account("lost");
@@ -362,7 +372,9 @@ async fn get_back_password(backend: Backend) {
 }
 
 async fn update_user(backend: Backend) {
-    let Some(db) = Db::new(backend) else { return };
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
     let server = start(config(&db)).await;
     let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
     let user = db.account("upd");
@@ -437,7 +449,9 @@ async fn update_user(backend: Backend) {
 }
 
 async fn persists_across_restart(backend: Backend) {
-    let Some(db) = Db::new(backend) else { return };
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
     let user = db.account("keep");
     let server = start(config(&db)).await;
     let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;

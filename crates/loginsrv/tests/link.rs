@@ -11,13 +11,13 @@ use mir2_proto::ids::MsgKind;
 use mir2_proto::link::ServerFrame;
 use mir2_proto::Dialect;
 
-fn db() -> Db {
-    Db::new(Backend::Sqlite).expect("sqlite")
+async fn db() -> Db {
+    Db::new(Backend::Sqlite).await.expect("sqlite")
 }
 
 #[tokio::test]
 async fn wemade_gate_gets_nul_after_each_frame() {
-    let db = db();
+    let db = db().await;
     let server = start(config(&db)).await;
     let mut gate = Gate::connect(server.local_addr(), Dialect::Wemade).await;
     gate.heartbeat().await;
@@ -47,7 +47,7 @@ async fn wemade_gate_gets_nul_after_each_frame() {
 
 #[tokio::test]
 async fn happym2_and_delphi_gates_are_served() {
-    let db = db();
+    let db = db().await;
     let server = start(config(&db)).await;
     for dialect in [Dialect::HappyM2, Dialect::Delphi] {
         let mut gate = Gate::connect(server.local_addr(), dialect).await;
@@ -78,7 +78,7 @@ async fn happym2_and_delphi_gates_are_served() {
 
 #[tokio::test]
 async fn gates_outside_allow_list_are_refused() {
-    let db = db();
+    let db = db().await;
     let mut c = config(&db);
     c.allow_gates = vec!["10.0.0.0/8".parse().unwrap()];
     let server = start(c).await;
@@ -93,7 +93,7 @@ async fn gates_outside_allow_list_are_refused() {
 
 #[tokio::test]
 async fn old_client_versions_are_refused() {
-    let db = db();
+    let db = db().await;
     let mut c = config(&db);
     c.min_client_version = 20_200_101;
     let server = start(c).await;
@@ -111,7 +111,7 @@ async fn old_client_versions_are_refused() {
 
 #[tokio::test]
 async fn garbage_is_counted_and_others_keep_working() {
-    let db = db();
+    let db = db().await;
     let server = start(config(&db)).await;
     let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
     let user = db.account("ok");
@@ -154,7 +154,7 @@ async fn garbage_is_counted_and_others_keep_working() {
 
 #[tokio::test]
 async fn oversize_frame_drops_only_that_link() {
-    let db = db();
+    let db = db().await;
     let mut c = config(&db);
     c.max_link_frame_bytes = 1024;
     c.max_client_message_bytes = 512;
@@ -173,7 +173,7 @@ async fn oversize_frame_drops_only_that_link() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_client_order_and_cross_client_concurrency() {
-    let db = db();
+    let db = db().await;
     let mut c = config(&db);
     // A cost that takes a visible while (especially in debug builds).
     c.security = SecurityConfig {
@@ -211,7 +211,7 @@ async fn per_client_order_and_cross_client_concurrency() {
 
 #[tokio::test]
 async fn id_table_overrides_apply_both_ways() {
-    let db = db();
+    let db = db().await;
     let mut c = config(&db);
     c.ids.insert("CM_GETBACKPASSWORD".into(), 2010);
     c.ids.insert("SM_GETBACKPASSWD_FAIL".into(), 5006);
@@ -231,7 +231,7 @@ async fn id_table_overrides_apply_both_ways() {
 
 #[tokio::test]
 async fn session_ids_expire_and_free_capacity() {
-    let db = db();
+    let db = db().await;
     let mut c = config(&db);
     c.session_ttl_secs = 1;
     let server = start(c).await;
@@ -265,7 +265,7 @@ async fn session_ids_expire_and_free_capacity() {
 
 #[tokio::test]
 async fn sessions_beyond_max_clients_per_gate_are_kicked() {
-    let db = db();
+    let db = db().await;
     let mut c = config(&db);
     c.max_clients_per_gate = 2;
     let server = start(c).await;
@@ -298,7 +298,7 @@ async fn sessions_beyond_max_clients_per_gate_are_kicked() {
 #[tokio::test]
 async fn random_frames_never_break_the_link() {
     use rand::{Rng as _, SeedableRng as _};
-    let db = db();
+    let db = db().await;
     let server = start(config(&db)).await;
     let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
     gate.open(1).await;
@@ -339,7 +339,7 @@ async fn random_frames_never_break_the_link() {
 
 #[tokio::test]
 async fn per_ip_hash_budget() {
-    let db = db();
+    let db = db().await;
     let mut c = config(&db);
     c.security.hashes_per_ip_per_minute = 3;
     let server = start(c).await;

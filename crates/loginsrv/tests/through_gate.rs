@@ -32,7 +32,9 @@ async fn linked_gate(c: GateConfig) -> (Gate, SocketAddr) {
 }
 
 async fn full_flow(backend: Backend, dialect: DialectName) {
-    let Some(db) = Db::new(backend) else { return };
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
     let server = start(config(&db)).await;
     let mut gc = gate_config(dialect);
     gc.server.addr = Some(server.local_addr());

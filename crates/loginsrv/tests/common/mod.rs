@@ -40,7 +40,8 @@ pub struct Db {
 
 impl Db {
     /// `None` (with a printed note) when PostgreSQL is requested but `DATABASE_URL` is unset.
-    pub fn new(backend: Backend) -> Option<Db> {
+    /// PostgreSQL tests each get a fresh schema (via `search_path`), so runs never collide.
+    pub async fn new(backend: Backend) -> Option<Db> {
         let prefix: String = {
             let mut rng = rand::rng();
             (0..3)
@@ -58,11 +59,15 @@ impl Db {
                 })
             }
             Backend::Postgres => match std::env::var("DATABASE_URL") {
-                Ok(url) if url.starts_with("postgres") => Some(Db {
-                    url,
-                    _dir: None,
-                    prefix,
-                }),
+                Ok(base) if base.starts_with("postgres") => {
+                    let schema = fresh_schema(&base).await;
+                    let sep = if base.contains('?') { '&' } else { '?' };
+                    Some(Db {
+                        url: format!("{base}{sep}options[search_path]={schema}"),
+                        _dir: None,
+                        prefix,
+                    })
+                }
                 _ => {
                     println!(
                         "note: DATABASE_URL is not a postgres:// URL; PostgreSQL test skipped"
@@ -77,6 +82,42 @@ impl Db {
     pub fn account(&self, base: &str) -> String {
         format!("{}{base}", self.prefix)
     }
+}
+
+/// Schemas older than this are left-overs of earlier runs and are dropped.
+const STALE_SCHEMA_SECS: u64 = 3600;
+
+/// Create `t_<unix secs>_<random>` and drop stale test schemas.
+async fn fresh_schema(url: &str) -> String {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect to DATABASE_URL");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 't\\_%\\_%'")
+            .fetch_all(&mut conn)
+            .await
+            .expect("list schemas");
+    for (name,) in names {
+        let born = name.split('_').nth(1).and_then(|t| t.parse::<u64>().ok());
+        if born.is_some_and(|b| b + STALE_SCHEMA_SECS < now) {
+            // Identifier built from our own digits and letters only.
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+    let tag: u64 = rand::rng().random();
+    let schema = format!("t_{now}_{tag:016x}");
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
+    schema
 }
 
 /// Test config: ephemeral port, cheap Argon2, fast lockout.
