@@ -34,8 +34,13 @@ pub struct Config {
     pub max_client_message_bytes: usize,
     /// Messages queued per client session while an earlier one is processed.
     pub client_queue_messages: usize,
-    /// Link dropped when a gate sends nothing (not even `%--$`) for this long.
+    /// Link dropped when a gate sends nothing (not even `%--$`) for this long,
+    /// or does not take our writes for this long.
     pub gate_idle_timeout_secs: u64,
+    /// Replies queued per gate before client sessions wait (backpressure on that gate only).
+    pub gate_outbound_queue: usize,
+    /// On shutdown, how long in-flight messages may take before tasks are abandoned.
+    pub shutdown_grace_secs: u64,
     /// Oldest client build accepted in CM_PROTOCOL (a yyyymmdd date); 0 accepts all.
     pub min_client_version: i32,
     /// How long a server-selection session id stays valid for the SelGate.
@@ -139,6 +144,8 @@ impl Default for Config {
             max_client_message_bytes: 8 * 1024,
             client_queue_messages: 16,
             gate_idle_timeout_secs: 60,
+            gate_outbound_queue: 4096,
+            shutdown_grace_secs: 5,
             min_client_version: 0,
             session_ttl_secs: 60,
             security: SecurityConfig::default(),
@@ -249,6 +256,7 @@ impl Config {
         nonzero("max_gates", self.max_gates)?;
         nonzero("max_clients_per_gate", self.max_clients_per_gate)?;
         nonzero("client_queue_messages", self.client_queue_messages)?;
+        nonzero("gate_outbound_queue", self.gate_outbound_queue)?;
         if self.max_link_frame_bytes < 64 {
             return Err(bad("max_link_frame_bytes", "must be at least 64"));
         }

@@ -27,8 +27,6 @@ use crate::reject::reject;
 use crate::session;
 use crate::Shared;
 
-/// Replies queued for one gate before senders wait (backpressure on that gate only).
-const GATE_OUTBOUND_QUEUE: usize = 4096;
 /// Bytes gathered into one write to the gate.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// Initial read buffer per gate.
@@ -168,7 +166,7 @@ async fn serve_gate(
     let dialect = Arc::new(AtomicU8::new(dialect_to_u8(
         shared.config.default_dialect.into(),
     )));
-    let (tx, rx) = mpsc::channel(GATE_OUTBOUND_QUEUE);
+    let (tx, rx) = mpsc::channel(shared.config.gate_outbound_queue);
     let link_done = cancel.child_token();
     let idle = Duration::from_secs(shared.config.gate_idle_timeout_secs);
     tracker.spawn(write_loop(wr, rx, dialect.clone(), link_done.clone(), idle));

@@ -41,9 +41,6 @@ use tokio_util::task::TaskTracker;
 pub use config::{Config, ConfigError, SecurityConfig, ServerRoute};
 pub use handlers::code;
 
-/// How long `shutdown` waits for client tasks to finish their current message.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 /// State shared by every gate and client task.
 pub(crate) struct Shared {
     /// Effective configuration.
@@ -74,6 +71,12 @@ pub struct RunningServer {
     tracker: TaskTracker,
     /// For closing the database after the tasks end.
     shared: Arc<Shared>,
+}
+
+impl RunningServer {
+    fn grace(&self) -> Duration {
+        Duration::from_secs(self.shared.config.shutdown_grace_secs)
+    }
 }
 
 /// Open the database (migrating it), bind the listener and serve gates.
@@ -149,15 +152,16 @@ impl RunningServer {
     }
 
     /// Stop accepting, close every gate link, let in-flight messages finish
-    /// (bounded by a grace period) and close the database.
+    /// (bounded by `shutdown_grace_secs`) and close the database.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         self.tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+        let grace = self.grace();
+        if tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_err()
         {
-            tracing::warn!("LoginSrv shutdown: tasks still busy after {SHUTDOWN_GRACE:?}");
+            tracing::warn!("LoginSrv shutdown: tasks still busy after {grace:?}");
         }
         self.shared.store.close().await;
         tracing::info!("LoginSrv stopped");
