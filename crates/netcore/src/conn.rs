@@ -454,4 +454,74 @@ mod tests {
         println!("session future: {size} bytes");
         assert!(size <= 320, "session future grew to {size} bytes");
     }
+
+    /// Consumes whole lines, leaves a partial one pending; counts bytes seen.
+    #[derive(Default)]
+    struct Lines {
+        seen: std::sync::atomic::AtomicUsize,
+    }
+    impl Handler for Lines {
+        type State = ();
+        fn on_open(&self, _: &Session) -> Result<(), &'static str> {
+            Ok(())
+        }
+        fn on_data(&self, _: &mut (), _: &Session, buf: &mut BytesMut) -> Result<(), CloseReason> {
+            self.seen
+                .store(buf.len(), std::sync::atomic::Ordering::SeqCst);
+            if let Some(nl) = buf.iter().rposition(|&b| b == b'\n') {
+                let _ = buf.split_to(nl + 1);
+            }
+            Ok(())
+        }
+        fn on_close(&self, _: (), _: &Session, _: CloseReason) {}
+    }
+
+    async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+        for _ in 0..2000 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("timed out: {what}");
+    }
+
+    /// The receive buffer is held only while the handler leaves bytes pending.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_session_holds_no_receive_buffer() {
+        use std::sync::atomic::Ordering;
+        use tokio::io::AsyncWriteExt;
+        let config = Config {
+            listen: vec!["127.0.0.1:0".parse().expect("addr")],
+            metrics_prefix: "unit_pool_",
+            ..Config::default()
+        };
+        let handler = Arc::new(Lines::default());
+        let server = Server::bind(config, Arc::clone(&handler))
+            .await
+            .expect("bind");
+        let core = server.core();
+        let addr = server.local_addrs()[0];
+        let token = server.shutdown_token();
+        let run = tokio::spawn(server.run());
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+
+        client.write_all(b"whole\n").await.expect("write");
+        until("buffer back in the pool", || {
+            handler.seen.load(Ordering::SeqCst) == 6 && core.pool.free_len() == 1
+        })
+        .await;
+        client.write_all(b"part").await.expect("write");
+        until("buffer held for the partial line", || {
+            handler.seen.load(Ordering::SeqCst) == 4 && core.pool.free_len() == 0
+        })
+        .await;
+        client.write_all(b"ial\n").await.expect("write");
+        until("partial line completed, buffer returned", || {
+            handler.seen.load(Ordering::SeqCst) == 8 && core.pool.free_len() == 1
+        })
+        .await;
+        token.cancel();
+        run.await.expect("run");
+    }
 }

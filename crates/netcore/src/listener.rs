@@ -110,7 +110,7 @@ fn admit<H: Handler>(core: &Arc<Core<H>>, stream: StdStream, peer: SocketAddr) {
         Ok(permit) => permit,
         Err(label) => {
             core.reject(label, peer);
-            return; // dropping the std socket closes it
+            return; // dropping the std socket closes it (FIN)
         }
     };
     let stream = match prepare(stream, core.config.nodelay) {

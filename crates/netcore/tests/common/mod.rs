@@ -281,12 +281,26 @@ pub async fn read_to_end(stream: &mut tokio::net::TcpStream) -> (Vec<u8>, bool) 
 }
 
 /// Connects from `source` (any 127.0.0.0/8 address works on Linux loopback).
+pub async fn try_connect_from(
+    source: [u8; 4],
+    to: SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket.connect(to).await
+}
+
 pub async fn connect_from(source: [u8; 4], to: SocketAddr) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::from((source, 0)))
-        .expect("bind source address");
-    socket.connect(to).await.expect("connect")
+    try_connect_from(source, to).await.expect("connect")
+}
+
+/// True when the server refused the connection: admission resets it (possibly before
+/// `connect` returns), the handler's rejection closes it without a byte.
+pub async fn refused(conn: std::io::Result<tokio::net::TcpStream>) -> bool {
+    match conn {
+        Ok(mut stream) => is_rejected(&mut stream).await,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
 }
 
 /// True when the server closed the connection without sending anything (a rejection).
