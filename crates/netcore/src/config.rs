@@ -24,6 +24,12 @@ pub struct Config {
     pub conn_rate_per_ip: u32,
     /// Burst of the per-IP token bucket; 0 = `conn_rate_per_ip`.
     pub conn_burst_per_ip: u32,
+    /// Slots (32 bytes each) of the fixed-size per-IP rate table, allocated at start;
+    /// 0 = 2 × `max_connections`, clamped to 4,096..=1,048,576.
+    pub rate_table_slots: usize,
+    /// Most run-time block-list entries; when full, expired entries are purged, then
+    /// the one expiring soonest is evicted.
+    pub max_runtime_blocks: usize,
     /// Close a session that sent nothing this long after connecting.
     pub first_packet_timeout: Option<Duration>,
     /// Close a session that sent nothing for this long.
@@ -51,6 +57,8 @@ impl Default for Config {
             max_conn_per_ip: 16,
             conn_rate_per_ip: 10,
             conn_burst_per_ip: 20,
+            rate_table_slots: 0,
+            max_runtime_blocks: 65_536,
             first_packet_timeout: Some(Duration::from_secs(10)),
             idle_timeout: Some(Duration::from_secs(120)),
             max_outbound_bytes: 256 * 1024,

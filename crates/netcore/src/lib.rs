@@ -34,7 +34,7 @@ mod server;
 mod session;
 mod signal;
 
-pub use admission::{Admission, MAX_RUNTIME_BLOCKS};
+pub use admission::Admission;
 pub use config::Config;
 pub use ipnet::IpNet;
 pub use reason::{CloseReason, SendError};

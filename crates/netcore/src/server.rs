@@ -180,6 +180,9 @@ impl<H: Handler> Server<H> {
     }
 }
 
+/// Upper bound for `Config::rate_table_slots` (32 bytes each).
+const MAX_RATE_TABLE_SLOTS: usize = 1 << 24;
+
 fn validate(config: &Config) -> io::Result<()> {
     let invalid = |what: &str| {
         Err(io::Error::new(
@@ -195,6 +198,9 @@ fn validate(config: &Config) -> io::Result<()> {
     }
     if config.read_buffer_bytes < 2 {
         return invalid("config.read_buffer_bytes must be >= 2");
+    }
+    if config.rate_table_slots > MAX_RATE_TABLE_SLOTS {
+        return invalid("config.rate_table_slots must be <= 16,777,216 (512 MiB)");
     }
     if config.max_outbound_bytes == 0 {
         return invalid("config.max_outbound_bytes must be > 0");

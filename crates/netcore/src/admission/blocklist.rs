@@ -8,10 +8,6 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
-/// Most run-time blocks kept; when full, expired ones are purged first, then the one
-/// expiring soonest is evicted (a flood of block requests cannot grow memory).
-pub const MAX_RUNTIME_BLOCKS: usize = 65_536;
-
 /// Networks keyed by their truncated form, plus which (family, prefix length) pairs occur.
 #[derive(Default)]
 struct NetMap<V> {
@@ -66,15 +62,25 @@ fn key_of(net: &IpNet) -> (bool, u8) {
 }
 
 /// Static and run-time blocks.
-#[derive(Default)]
 pub(crate) struct BlockList {
     /// From configuration; replaced as a whole.
     static_nets: NetMap<()>,
     /// Added at run time; `None` = until unblocked.
     runtime: NetMap<Option<Instant>>,
+    /// Bound of `runtime` (`Config::max_runtime_blocks`): when full, expired entries are
+    /// purged, then the soonest to expire is evicted, so block requests cannot grow memory.
+    max_runtime: usize,
 }
 
 impl BlockList {
+    pub(crate) fn new(max_runtime: usize) -> Self {
+        BlockList {
+            static_nets: NetMap::default(),
+            runtime: NetMap::default(),
+            max_runtime: max_runtime.max(1),
+        }
+    }
+
     pub(crate) fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
         self.static_nets.matches(ip).next().is_some()
             || self
@@ -93,10 +99,9 @@ impl BlockList {
 
     /// Adds a run-time block; returns false only when the table is full of permanent blocks.
     pub(crate) fn block(&mut self, net: IpNet, expiry: Option<Instant>, now: Instant) -> bool {
-        if self.runtime.len() >= MAX_RUNTIME_BLOCKS && !self.runtime.nets.contains_key(&net.trunc())
-        {
+        if self.runtime.len() >= self.max_runtime && !self.runtime.nets.contains_key(&net.trunc()) {
             self.purge_expired(now);
-            if self.runtime.len() >= MAX_RUNTIME_BLOCKS && !self.evict_soonest() {
+            if self.runtime.len() >= self.max_runtime && !self.evict_soonest() {
                 return false;
             }
         }
@@ -154,7 +159,7 @@ mod tests {
 
     #[test]
     fn static_cidr_and_host_entries() {
-        let mut list = BlockList::default();
+        let mut list = BlockList::new(1024);
         let now = Instant::now();
         list.replace_static(vec![
             net("10.1.0.0/16"),
@@ -173,7 +178,7 @@ mod tests {
 
     #[test]
     fn runtime_blocks_expire_and_unblock() {
-        let mut list = BlockList::default();
+        let mut list = BlockList::new(1024);
         let now = Instant::now();
         list.block(net("1.2.3.4/32"), Some(now + Duration::from_secs(5)), now);
         list.block(net("5.6.0.0/16"), None, now);
@@ -186,7 +191,8 @@ mod tests {
 
     #[test]
     fn runtime_table_is_bounded() {
-        let mut list = BlockList::default();
+        const MAX_RUNTIME_BLOCKS: usize = 1024;
+        let mut list = BlockList::new(MAX_RUNTIME_BLOCKS);
         let now = Instant::now();
         let later = now + Duration::from_secs(60);
         for i in 0..MAX_RUNTIME_BLOCKS as u32 + 10 {

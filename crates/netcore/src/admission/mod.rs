@@ -17,18 +17,16 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use parking_lot::RwLock;
 
-pub use blocklist::MAX_RUNTIME_BLOCKS;
-
 use crate::config::Config;
 use crate::metrics::reject;
 use blocklist::BlockList;
 use per_ip::PerIpCounts;
 use rate::RateLimiter;
 
-/// Rate-limiter table slots per allowed connection: room for the live sources plus
+/// Default rate-table slots per allowed connection: room for the live sources plus
 /// as many recent ones, so legitimate reconnects rarely collide.
 const RATE_SLOTS_PER_CONNECTION: usize = 2;
-/// Bounds of the rate-limiter table, in slots (32 bytes each).
+/// Bounds of the derived rate-table size, in slots (32 bytes each).
 const RATE_SLOTS_MIN: usize = 4096;
 const RATE_SLOTS_MAX: usize = 1 << 20;
 
@@ -45,6 +43,8 @@ struct Inner {
     live: AtomicUsize,
     /// `Config::max_connections`.
     max_connections: usize,
+    /// `Config::max_runtime_blocks`, for the log line when the table is full.
+    max_runtime_blocks: usize,
 }
 
 /// Admission control, shared with the application (block or unblock at run time).
@@ -96,20 +96,24 @@ fn release(inner: &Inner, ip: IpAddr) {
 impl Admission {
     pub(crate) fn new(config: &Config) -> Self {
         let rate = (config.conn_rate_per_ip > 0).then(|| {
-            let slots = config
-                .max_connections
-                .saturating_mul(RATE_SLOTS_PER_CONNECTION)
-                .clamp(RATE_SLOTS_MIN, RATE_SLOTS_MAX);
+            let slots = match config.rate_table_slots {
+                0 => config
+                    .max_connections
+                    .saturating_mul(RATE_SLOTS_PER_CONNECTION)
+                    .clamp(RATE_SLOTS_MIN, RATE_SLOTS_MAX),
+                slots => slots,
+            };
             RateLimiter::new(config.conn_rate_per_ip, config.conn_burst_per_ip, slots)
         });
         Admission {
             inner: Arc::new(Inner {
-                blocks: RwLock::new(BlockList::default()),
+                blocks: RwLock::new(BlockList::new(config.max_runtime_blocks)),
                 rate,
                 per_ip: PerIpCounts::new(),
                 max_per_ip: config.max_conn_per_ip,
                 live: AtomicUsize::new(0),
                 max_connections: config.max_connections,
+                max_runtime_blocks: config.max_runtime_blocks,
             }),
         }
     }
@@ -120,7 +124,7 @@ impl Admission {
         let now = Instant::now();
         let expiry = ttl.map(|ttl| now + ttl);
         if !self.inner.blocks.write().block(net, expiry, now) {
-            tracing::warn!(%net, max = MAX_RUNTIME_BLOCKS, "run-time block list full of permanent entries; block not recorded");
+            tracing::warn!(%net, max = self.inner.max_runtime_blocks, "run-time block list full of permanent entries; block not recorded");
         }
     }
 
