@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mir2_proto::Dialect;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 pub use gate_echo::LinkStats;
 
@@ -73,8 +73,7 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(args.listen)
-        .await
+    let listener = listen(args.listen, LISTEN_BACKLOG)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr()?;
     // Scripts and tests parse this line to learn an ephemeral port.
@@ -104,6 +103,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Accept queue length: connection storms and idle ramps open hundreds of
+/// connections at once; a short queue turns them into 1 s SYN retransmits.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// SIGINT or SIGTERM; if signal handlers cannot be installed, waits forever.

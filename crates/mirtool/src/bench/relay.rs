@@ -214,7 +214,11 @@ impl Client {
     fn on_reply(&mut self, frame: &[u8], now: Instant, plan: &Plan) {
         match self.factory.verify(self.id, frame) {
             Verdict::Seq(seq) => {
-                if !self.in_flight.iter().any(|&(s, _)| s == seq) {
+                // In-flight seqs are consecutive (sent in order, answered from the front).
+                let awaited = self.in_flight.front().is_some_and(|&(front, _)| {
+                    (seq.wrapping_sub(front) as usize) < self.in_flight.len()
+                });
+                if !awaited {
                     // Not awaited: it came after a later one (already counted lost) or twice.
                     self.counts.reordered += 1;
                     return;
