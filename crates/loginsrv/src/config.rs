@@ -253,10 +253,10 @@ impl Config {
         if self.allow_gates.is_empty() {
             return Err(bad("allow_gates", "empty: no gate could ever connect"));
         }
-        nonzero("max_gates", self.max_gates)?;
-        nonzero("max_clients_per_gate", self.max_clients_per_gate)?;
-        nonzero("client_queue_messages", self.client_queue_messages)?;
-        nonzero("gate_outbound_queue", self.gate_outbound_queue)?;
+        bounded("max_gates", self.max_gates)?;
+        bounded("max_clients_per_gate", self.max_clients_per_gate)?;
+        bounded("client_queue_messages", self.client_queue_messages)?;
+        bounded("gate_outbound_queue", self.gate_outbound_queue)?;
         if self.max_link_frame_bytes < 64 {
             return Err(bad("max_link_frame_bytes", "must be at least 64"));
         }
@@ -322,6 +322,12 @@ impl Config {
         let s = &self.security;
         argon2::Params::new(s.argon2_m_kib, s.argon2_t, s.argon2_p, None)
             .map_err(|e| bad("security.argon2_m_kib / argon2_t / argon2_p", e.to_string()))?;
+        if s.max_concurrent_hashes > MAX_CONCURRENT_HASHES {
+            return Err(bad(
+                "security.max_concurrent_hashes",
+                format!("must be 0 (= CPUs) ..={MAX_CONCURRENT_HASHES}"),
+            ));
+        }
         if s.max_failed_logins == 0 {
             return Err(bad("security.max_failed_logins", "must be at least 1"));
         }
@@ -338,14 +344,20 @@ impl Config {
     }
 }
 
+/// Each hash in flight holds `argon2_m_kib` of memory; more than this is a typo.
+const MAX_CONCURRENT_HASHES: usize = 4096;
+
 /// The classic client's TUserEntry password field holds 10 bytes.
 pub const MAX_PASSWORD_BYTES: usize = 10;
 
-fn nonzero(key: &str, v: usize) -> Result<(), ConfigError> {
-    if v == 0 {
-        Err(bad(key, "must be at least 1"))
-    } else {
+/// Upper bound for counts that size queues and semaphores (tokio panics far above it).
+const MAX_COUNT: usize = 1_000_000;
+
+fn bounded(key: &str, v: usize) -> Result<(), ConfigError> {
+    if (1..=MAX_COUNT).contains(&v) {
         Ok(())
+    } else {
+        Err(bad(key, format!("must be 1..={MAX_COUNT}")))
     }
 }
 
@@ -402,6 +414,10 @@ mod tests {
         assert!(e.key.starts_with("security.argon2"), "{e}");
         let e = Config::from_toml("max_gates = 0\n").unwrap_err();
         assert_eq!(e.key, "max_gates");
+        let e = Config::from_toml("max_clients_per_gate = 99999999999999\n").unwrap_err();
+        assert_eq!(e.key, "max_clients_per_gate");
+        let e = Config::from_toml("[security]\nmax_concurrent_hashes = 100000\n").unwrap_err();
+        assert_eq!(e.key, "security.max_concurrent_hashes");
         let e = Config::from_toml("[ids]\nCM_NOPE = 5\n").unwrap_err();
         assert_eq!(e.key, "ids.CM_NOPE");
         let e = Config::from_toml("[[servers]]\nname = \"a/b\"\nselgates = [\"127.0.0.1:1\"]\n")

@@ -187,7 +187,7 @@ async fn serve_gate(
             break reason;
         }
         tokio::select! {
-            () = link_done.cancelled() => break "shutdown",
+            () = link_done.cancelled() => break "shutdown or write failure",
             r = tokio::time::timeout(idle, rd.read_buf(&mut buf)) => match r {
                 Ok(Ok(0)) => break "closed by gate",
                 Ok(Ok(_)) => {}
