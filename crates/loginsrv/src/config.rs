@@ -268,11 +268,15 @@ impl Config {
                 "must be at least 64 and at most max_link_frame_bytes",
             ));
         }
-        if self.gate_idle_timeout_secs == 0 {
-            return Err(bad("gate_idle_timeout_secs", "must be at least 1"));
-        }
-        if self.session_ttl_secs == 0 {
-            return Err(bad("session_ttl_secs", "must be at least 1"));
+        for (key, secs) in [
+            ("gate_idle_timeout_secs", self.gate_idle_timeout_secs),
+            ("session_ttl_secs", self.session_ttl_secs),
+            ("shutdown_grace_secs", self.shutdown_grace_secs),
+            ("security.lockout_secs", self.security.lockout_secs),
+        ] {
+            if !(1..=MAX_SECS).contains(&secs) {
+                return Err(bad(key, format!("must be 1..={MAX_SECS}")));
+            }
         }
         self.validate_security()?;
         let mut ids = mir2_proto::ids::IdTable::delphi();
@@ -331,9 +335,6 @@ impl Config {
         if s.max_failed_logins == 0 {
             return Err(bad("security.max_failed_logins", "must be at least 1"));
         }
-        if s.lockout_secs == 0 {
-            return Err(bad("security.lockout_secs", "must be at least 1"));
-        }
         if !(1..=MAX_PASSWORD_BYTES).contains(&s.min_password_len) {
             return Err(bad(
                 "security.min_password_len",
@@ -349,6 +350,9 @@ const MAX_CONCURRENT_HASHES: usize = 4096;
 
 /// The classic client's TUserEntry password field holds 10 bytes.
 pub const MAX_PASSWORD_BYTES: usize = 10;
+
+/// Upper bound for durations (a day): beyond it an `Instant` sum could overflow.
+const MAX_SECS: u64 = 86_400;
 
 /// Upper bound for counts that size queues and semaphores (tokio panics far above it).
 const MAX_COUNT: usize = 1_000_000;
@@ -418,6 +422,8 @@ mod tests {
         assert_eq!(e.key, "max_clients_per_gate");
         let e = Config::from_toml("[security]\nmax_concurrent_hashes = 100000\n").unwrap_err();
         assert_eq!(e.key, "security.max_concurrent_hashes");
+        let e = Config::from_toml("session_ttl_secs = 18446744073709551615\n").unwrap_err();
+        assert_eq!(e.key, "session_ttl_secs");
         let e = Config::from_toml("[ids]\nCM_NOPE = 5\n").unwrap_err();
         assert_eq!(e.key, "ids.CM_NOPE");
         let e = Config::from_toml("[[servers]]\nname = \"a/b\"\nselgates = [\"127.0.0.1:1\"]\n")
