@@ -41,13 +41,12 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
-impl Default for Sessions {
-    fn default() -> Self {
+impl Sessions {
+    /// An empty registry whose first id is 1.
+    pub(crate) fn new() -> Self {
         Self::starting_at(1)
     }
-}
 
-impl Sessions {
     /// A registry whose first id is `first` (tests use it to reach the wrap quickly).
     pub(crate) fn starting_at(first: u32) -> Self {
         let first = first.clamp(1, SessionId::MAX);
@@ -165,7 +164,7 @@ mod tests {
 
     #[test]
     fn ids_increase_from_one() {
-        let reg = Sessions::default();
+        let reg = Sessions::new();
         let a = reg.register(make).expect("open");
         let b = reg.register(make).expect("open");
         assert_eq!((a.id().get(), b.id().get()), (1, 2));
@@ -204,7 +203,7 @@ mod tests {
 
     #[test]
     fn shutdown_refuses_registration_and_closes_live_sessions() {
-        let reg = Sessions::default();
+        let reg = Sessions::new();
         let a = reg.register(make).expect("open");
         reg.begin_shutdown();
         assert_eq!(a.close_reason(), Some(CloseReason::Shutdown));

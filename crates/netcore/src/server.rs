@@ -93,7 +93,7 @@ impl<H: Handler> std::fmt::Debug for Server<H> {
 impl<H: Handler> Server<H> {
     /// Binds every `config.listen` address. Must be called inside a tokio runtime.
     pub async fn bind(config: Config, handler: Arc<H>) -> io::Result<Self> {
-        Self::bind_with_registry(config, handler, Sessions::default()).await
+        Self::bind_with_registry(config, handler, Sessions::new()).await
     }
 
     pub(crate) async fn bind_with_registry(

@@ -256,3 +256,32 @@ async fn pending_tail_that_fills_the_buffer_is_a_protocol_error() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_up_on_a_peer_that_never_reads_after_the_flush_timeout() {
+    let mut cfg = config("life_shutdown_stuck_");
+    cfg.max_outbound_bytes = 32 << 20;
+    cfg.shutdown_flush_timeout = Duration::from_millis(300);
+    let h = start(cfg).await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(h.addr).await.unwrap();
+    stuck.write_all(b"!BIG 16777216\n").await.unwrap();
+    eventually("reply queued", || {
+        h.handler
+            .big_queued
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1
+    })
+    .await;
+    let started = Instant::now();
+    // `stop` cancels and waits for `run` (which would hang if the flush were unbounded).
+    let handler = h.stop().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300),
+        "the flush was attempted: {took:?}"
+    );
+    assert_eq!(handler.reasons_of(CloseReason::Shutdown), 1);
+    drop(stuck); // never read a byte
+}
