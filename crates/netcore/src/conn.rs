@@ -143,7 +143,7 @@ fn close<H: Handler>(
 ) -> bool {
     let core = &conn.core;
     if let Some(buf) = rx {
-        core.pool.give(buf);
+        core.pool.give(conn.session.id().get(), buf);
     }
     conn.deregister(); // gone from the registry before the handler hears of the close
     core.handler.on_close(state, &conn.session, reason);
@@ -285,7 +285,7 @@ fn read_and_dispatch<H: Handler>(
     rx: &mut Option<BytesMut>,
 ) -> Result<bool, CloseReason> {
     let cap = core.pool.buffer_bytes();
-    let buf = rx.get_or_insert_with(|| core.pool.take());
+    let buf = rx.get_or_insert_with(|| core.pool.take(session.id().get()));
     let room = cap.saturating_sub(buf.len());
     if buf.capacity() - buf.len() < room {
         buf.reserve(room); // reclaims in place when the handler kept no slice of it
@@ -296,7 +296,7 @@ fn read_and_dispatch<H: Handler>(
         Err(e)
             if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted =>
         {
-            release_if_drained(core, rx);
+            release_if_drained(core, session, rx);
             return Ok(false);
         }
         Err(e) => return Err(CloseReason::Error(e.kind())),
@@ -306,14 +306,14 @@ fn read_and_dispatch<H: Handler>(
     if buf.len() >= cap {
         return Err(CloseReason::Protocol(READ_BUFFER_FULL));
     }
-    release_if_drained(core, rx);
+    release_if_drained(core, session, rx);
     Ok(true)
 }
 
-fn release_if_drained<H: Handler>(core: &Core<H>, rx: &mut Option<BytesMut>) {
+fn release_if_drained<H: Handler>(core: &Core<H>, session: &Session, rx: &mut Option<BytesMut>) {
     if rx.as_ref().is_some_and(BytesMut::is_empty) {
         if let Some(buf) = rx.take() {
-            core.pool.give(buf);
+            core.pool.give(session.id().get(), buf);
         }
     }
 }
