@@ -110,6 +110,28 @@ pub async fn watch(
     }
 }
 
+/// Serialises [`record`]: its check-then-append must not interleave.
+static RECORD_LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// Append `ip` unless a line of the file already covers it; `Ok(false)` when
+/// it was already listed. Repeated blocks of one IP (several sessions, a
+/// LoginSrv repeating itself, a restart) must not grow the file.
+pub fn record(path: &Path, ip: IpAddr, note: &str) -> io::Result<bool> {
+    let _serial = RECORD_LOCK.lock();
+    let ip = ip.to_canonical();
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            if parse(&text).0.iter().any(|net| net.contains(&ip)) {
+                return Ok(false);
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    append(path, ip, note)?;
+    Ok(true)
+}
+
 /// Append `ip` to the file (creating it), on its own line.
 pub fn append(path: &Path, ip: IpAddr, note: &str) -> io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
@@ -172,5 +194,19 @@ mod tests {
         let (nets, bad) = parse(&std::fs::read_to_string(&p).unwrap());
         assert!(bad.is_empty());
         assert_eq!(nets.len(), 3);
+    }
+
+    #[test]
+    fn record_skips_ips_already_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("block.txt");
+        std::fs::write(&p, "10.1.0.0/16\n").unwrap();
+        assert!(!record(&p, "10.1.2.3".parse().unwrap(), "x").unwrap());
+        assert!(record(&p, "10.2.0.1".parse().unwrap(), "x").unwrap());
+        assert!(!record(&p, "10.2.0.1".parse().unwrap(), "x").unwrap());
+        // An IPv4-mapped address is the same client.
+        assert!(!record(&p, "::ffff:10.2.0.1".parse().unwrap(), "x").unwrap());
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
     }
 }
