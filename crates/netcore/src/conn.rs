@@ -32,6 +32,12 @@ use crate::Handler;
 const MAX_IOVECS: usize = 64;
 /// Deadline used when no timer is configured (never reached in practice).
 const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// `at + wait`, saturating at `FAR_FUTURE` so no configured duration can overflow.
+fn after(at: Instant, wait: Duration) -> Instant {
+    at.checked_add(wait.min(FAR_FUTURE))
+        .unwrap_or(at + FAR_FUTURE)
+}
+
 /// Close label when the handler leaves a whole receive buffer pending.
 pub(crate) const READ_BUFFER_FULL: &str = "read_buffer_full";
 
@@ -102,12 +108,12 @@ pub(crate) fn serve<H: Handler>(
             return;
         };
         // The session's only timer: first-packet / idle deadline, then the flush deadline.
-        let timer = sleep_until(Instant::now() + FAR_FUTURE);
+        let timer = sleep_until(after(Instant::now(), FAR_FUTURE));
         tokio::pin!(timer);
         let mut rx: Option<BytesMut> = None;
         let reason = drive(&conn, &mut state, &mut rx, timer.as_mut()).await;
         if close(&conn, state, rx, reason) {
-            let flush_deadline = Instant::now() + conn.core.config.shutdown_flush_timeout;
+            let flush_deadline = after(Instant::now(), conn.core.config.shutdown_flush_timeout);
             timer.as_mut().reset(flush_deadline);
             finish_gracefully(&conn, timer.as_mut()).await;
         }
@@ -167,7 +173,7 @@ fn drive<'a, H: Handler>(
         // When the last bytes arrived; `None` until the first packet.
         let mut last_rx: Option<Instant> = None;
         if let Some(timeout) = conn.core.config.first_packet_timeout {
-            timer.as_mut().reset(Instant::now() + timeout);
+            timer.as_mut().reset(after(Instant::now(), timeout));
         }
         loop {
             let write_blocked = match close_or_flush(conn) {
@@ -244,7 +250,7 @@ fn on_event<H: Handler>(
                 let now = Instant::now();
                 if last_rx.is_none() {
                     // Past the first packet: from now on the idle deadline applies.
-                    let next = idle_timeout.map_or(now + FAR_FUTURE, |t| now + t);
+                    let next = after(now, idle_timeout.unwrap_or(FAR_FUTURE));
                     if next < timer.deadline() || idle_timeout.is_none() {
                         timer.as_mut().reset(next);
                     }
@@ -258,15 +264,15 @@ fn on_event<H: Handler>(
             match (*last_rx, idle_timeout) {
                 // Only the first-packet deadline is armed before the first packet.
                 (None, _) => Err(session.close_with(CloseReason::FirstPacketTimeout)),
-                (Some(at), Some(idle)) if now >= at + idle => {
+                (Some(at), Some(idle)) if now >= after(at, idle) => {
                     Err(session.close_with(CloseReason::IdleTimeout))
                 }
                 (Some(at), Some(idle)) => {
-                    timer.as_mut().reset(at + idle);
+                    timer.as_mut().reset(after(at, idle));
                     Ok(())
                 }
                 (Some(_), None) => {
-                    timer.as_mut().reset(now + FAR_FUTURE);
+                    timer.as_mut().reset(after(now, FAR_FUTURE));
                     Ok(())
                 }
             }

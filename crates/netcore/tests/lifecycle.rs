@@ -285,3 +285,28 @@ async fn shutdown_gives_up_on_a_peer_that_never_reads_after_the_flush_timeout() 
     assert_eq!(handler.reasons_of(CloseReason::Shutdown), 1);
     drop(stuck); // never read a byte
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_configured_durations_do_not_panic() {
+    let mut cfg = config("life_huge_");
+    cfg.first_packet_timeout = Some(Duration::MAX);
+    cfg.idle_timeout = Some(Duration::MAX);
+    cfg.shutdown_flush_timeout = Duration::MAX;
+    let h = start(cfg).await;
+    h.admission
+        .block("127.0.0.9/32".parse().unwrap(), Some(Duration::MAX));
+    assert!(h.admission.is_blocked("127.0.0.9".parse().unwrap()));
+    let mut c = TcpStream::connect(h.addr).await.unwrap();
+    c.write_all(b"still fine\n").await.unwrap();
+    let mut back = [0u8; 11];
+    c.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"still fine\n");
+    let session = h.sessions.get(h.sessions.ids()[0]).unwrap();
+    session.send(Bytes::from_static(b"bye")).unwrap();
+    session.close(CloseReason::Kicked);
+    let (data, clean) = read_to_end(&mut c).await;
+    assert_eq!(data, b"bye");
+    assert!(clean);
+    drop(c); // the server waits (here: unboundedly, as configured) for our FIN
+    h.stop().await;
+}

@@ -122,7 +122,8 @@ impl Admission {
     /// Existing sessions are not touched; close them through `Sessions` if needed.
     pub fn block(&self, net: IpNet, ttl: Option<Duration>) {
         let now = Instant::now();
-        let expiry = ttl.map(|ttl| now + ttl);
+        // A ttl too large to represent is as good as permanent.
+        let expiry = ttl.and_then(|ttl| now.checked_add(ttl));
         if !self.inner.blocks.write().block(net, expiry, now) {
             tracing::warn!(%net, max = self.inner.max_runtime_blocks, "run-time block list full of permanent entries; block not recorded");
         }
