@@ -279,6 +279,7 @@ async fn log_stats(
             replies_dropped = s.replies_dropped,
             parse_errors = s.parse_errors,
             closes = ?handler.close_counts(),
+            refused = ?handler.reject_counts(),
             "stats"
         );
     }

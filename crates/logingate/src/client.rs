@@ -21,7 +21,7 @@ pub mod reason {
     pub const SERVER_UNAVAILABLE: &str = "server_unavailable";
     /// More than `max_packets_per_sec` messages in a second.
     pub const FLOODING: &str = "flooding";
-    /// The link's pending buffer is full.
+    /// The link's pending buffer is full (a close, or a refusal on open).
     pub const SERVER_BUSY: &str = "server_busy";
     /// The link the session was opened on dropped.
     pub const SERVER_LOST: &str = "server_lost";
@@ -37,6 +37,9 @@ pub struct GateHandler {
     max_packets_per_sec: u32,
     /// Closes by reason label, for operators' summaries and tests.
     closes: Mutex<BTreeMap<&'static str, u64>>,
+    /// Clients the gate itself refused in `on_open`, by label (netcore
+    /// counts them in `rejected_total` too; this is for the stats line).
+    rejects: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Protocol state of one client, owned by its session task.
@@ -61,12 +64,24 @@ impl GateHandler {
             max_packet_bytes: config.gate.max_packet_bytes,
             max_packets_per_sec: config.gate.max_packets_per_sec,
             closes: Mutex::new(BTreeMap::new()),
+            rejects: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// How many sessions closed with `reason` (a `CloseReason::as_str` label).
     pub fn closes(&self, reason: &str) -> u64 {
         self.closes.lock().get(reason).copied().unwrap_or(0)
+    }
+
+    /// How many clients `on_open` refused with `reason`
+    /// (`server_unavailable`, `server_busy`).
+    pub fn rejects(&self, reason: &str) -> u64 {
+        self.rejects.lock().get(reason).copied().unwrap_or(0)
+    }
+
+    /// All refusal counts of `on_open` by reason.
+    pub fn reject_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.rejects.lock().clone()
     }
 
     /// All close counts by reason.
@@ -107,14 +122,23 @@ impl Handler for GateHandler {
 
     fn on_open(&self, s: &Session) -> Result<ClientState, &'static str> {
         let id = s.id().get();
-        let Some(generation) =
-            self.link
-                .open(id, canonical(s.peer().ip()), canonical(s.local().ip()))
-        else {
-            if let Some(suppressed) = REJECT_LOG.check() {
-                info!(peer = %s.peer(), suppressed, "refusing client: LoginSrv link is down");
+        let generation = match self.link.open(
+            id,
+            canonical(s.peer().ip()),
+            canonical(s.local().ip()),
+        ) {
+            Ok(generation) => generation,
+            Err(e) => {
+                let (label, why) = match e {
+                    PushError::Down => (reason::SERVER_UNAVAILABLE, "LoginSrv link is down"),
+                    PushError::Busy => (reason::SERVER_BUSY, "link buffer full"),
+                };
+                *self.rejects.lock().entry(label).or_insert(0) += 1;
+                if let Some(suppressed) = REJECT_LOG.check() {
+                    info!(peer = %s.peer(), reason = label, suppressed, "refusing client: {why}");
+                }
+                return Err(label);
             }
-            return Err(reason::SERVER_UNAVAILABLE);
         };
         debug!(session = id, peer = %s.peer(), "client opened");
         Ok(ClientState {

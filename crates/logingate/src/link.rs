@@ -222,16 +222,26 @@ impl Link {
         self.shared.pending.lock().generation.is_some()
     }
 
-    /// Queue the open frame of session `id`; `None` while the link is down
-    /// (the caller refuses the client). Always accepted otherwise: open and
-    /// close frames are tiny and bounded by the session count.
-    pub fn open(&self, id: u32, client_ip: IpAddr, gate_ip: IpAddr) -> Option<Generation> {
+    /// Queue the open frame of session `id`; the caller refuses the client
+    /// on `Down` (link down) or `Busy` (pending buffer over its bound: a
+    /// stalled LoginSrv must not let client churn grow it). Close frames are
+    /// always accepted, so pending bytes stay within `max_pending` plus one
+    /// close frame per live session.
+    pub fn open(
+        &self,
+        id: u32,
+        client_ip: IpAddr,
+        gate_ip: IpAddr,
+    ) -> Result<Generation, PushError> {
         let mut p = self.shared.pending.lock();
-        let generation = p.generation?;
+        let generation = p.generation.ok_or(PushError::Down)?;
+        if p.buf.len() >= self.shared.max_pending {
+            return Err(PushError::Busy);
+        }
         self.append(&mut p, |d, buf| {
             wire::write_open(d, buf, id, client_ip, gate_ip)
         });
-        Some(generation)
+        Ok(generation)
     }
 
     /// Queue one client message for session `id`.
@@ -629,27 +639,42 @@ mod tests {
     }
 
     #[test]
-    fn pending_bytes_are_bounded_for_data_but_not_open_or_close() {
+    fn pending_bytes_are_bounded_for_data_and_opens_but_not_closes() {
         let link = Link::new(Dialect::Delphi, 100);
         link.mark_up(Generation(1));
         let g = link.open(1, IP, IP).unwrap();
+        let mut opened = vec![1];
         link.data(g, 1, &[b'<'; 50]).unwrap();
         assert_eq!(link.data(g, 1, &[b'<'; 50]), Err(PushError::Busy));
+        // Opens fill the rest of the bound, then are refused.
         for id in 2..20 {
-            assert!(link.open(id, IP, IP).is_some());
+            match link.open(id, IP, IP) {
+                Ok(_) => opened.push(id),
+                Err(e) => assert_eq!(e, PushError::Busy),
+            }
+        }
+        assert!(opened.len() < 19, "opens are bounded");
+        assert_eq!(link.open(99, IP, IP), Err(PushError::Busy));
+        // Every opened session still gets its close frame.
+        for &id in &opened {
             assert!(link.close(g, id));
         }
         let (bytes, frames) = drain(&link);
-        assert_eq!(frames, 1 + 1 + 18 * 2);
+        assert_eq!(frames, 1 + 2 * opened.len() as u64);
         assert!(bytes.len() > 100);
         // Drained: room again.
         link.data(g, 1, &[b'<'; 50]).unwrap();
+        assert!(link.open(100, IP, IP).is_ok());
     }
 
     #[test]
     fn sessions_are_tied_to_their_generation() {
         let link = Link::new(Dialect::HappyM2, 1024);
-        assert!(link.open(1, IP, IP).is_none(), "refused while down");
+        assert_eq!(
+            link.open(1, IP, IP),
+            Err(PushError::Down),
+            "refused while down"
+        );
         link.mark_up(Generation(1));
         let old = link.open(1, IP, IP).unwrap();
         link.data(old, 1, b"#1x!").unwrap();

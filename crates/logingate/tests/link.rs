@@ -216,3 +216,63 @@ async fn a_stalled_login_server_makes_the_gate_shed_clients_not_memory() {
     }
     assert!(forwarded > 0 && forwarded < sent, "{forwarded} of {sent}");
 }
+
+/// A LoginSrv that stops reading must not let client churn grow the gate's
+/// link buffer: once it is over `max_link_buffer_bytes`, new clients are
+/// refused (`server_busy`) instead of queueing more open frames.
+#[tokio::test]
+async fn full_link_buffer_refuses_new_clients() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let srv = Srv {
+        listener: socket.listen(16).unwrap(),
+    };
+    let mut config = test_config(srv.addr(), DialectName::Delphi);
+    config.gate.max_packet_bytes = 2048;
+    config.server.max_link_buffer_bytes = 16 * 1024;
+    let gate = Gate::start(config).await.unwrap();
+    let _link = srv.accept().await;
+    assert!(gate.wait_link_up(STEP).await);
+
+    let mut msg = b"#1".to_vec();
+    msg.extend_from_slice(&[b'<'; 2000]);
+    msg.push(b'!');
+    // Each round: a newcomer, which floods until the gate closes it as
+    // server_busy. Once the kernel's socket buffers are full too (the
+    // LoginSrv reads nothing), the pending buffer stays full and the next
+    // newcomer must be refused rather than queue another open frame.
+    for round in 0.. {
+        assert!(
+            round < 3000,
+            "newcomers never refused: unbounded link buffer"
+        );
+        let opened_before = gate.sessions().len();
+        let mut c = connect(gate_addr(&gate)).await;
+        eventually("newcomer accepted or refused", || {
+            gate.sessions().len() > opened_before || gate.handler().rejects("server_busy") > 0
+        })
+        .await;
+        if gate.handler().rejects("server_busy") > 0 {
+            assert!(read_to_close(&mut c).await.is_empty());
+            break;
+        }
+        let busy_before = gate.handler().closes("server_busy");
+        for _ in 0..100_000 {
+            if gate.handler().closes("server_busy") > busy_before {
+                break;
+            }
+            match tokio::time::timeout(STEP, c.write_all(&msg)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => panic!("gate stopped reading the client instead of closing it"),
+            }
+        }
+        eventually("server_busy close", || {
+            gate.handler().closes("server_busy") > busy_before
+        })
+        .await;
+    }
+    assert_eq!(gate.handler().rejects("server_busy"), 1);
+    assert!(gate.link().is_up(), "the link itself is fine");
+}
