@@ -284,6 +284,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let g = &self.gate;
         let s = &self.server;
+        // TOML strings are UTF-8: a path that is not cannot be printed by
+        // `--print-config` nor given back through `--config`.
+        if self.data_dir.to_str().is_none() {
+            return Err(invalid("data_dir", "must be valid UTF-8"));
+        }
         if g.listen.is_empty() {
             return Err(invalid("gate.listen", "needs at least one address"));
         }

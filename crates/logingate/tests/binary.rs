@@ -48,6 +48,70 @@ fn print_config_parses_back_with_flags_applied() {
     );
 }
 
+/// `--print-config` output given back with `--config` prints the same
+/// text: every key (nested `[embedded]` tables, IPv6 listeners, a set
+/// `server.addr`, flags) survives the round trip.
+#[test]
+fn print_config_round_trips_through_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.toml");
+    std::fs::write(
+        &input,
+        "data_dir = \"/tmp/gate data\"\nlog_format = \"json\"\n\
+         [gate]\nlisten = [\"[::]:7000\", \"127.0.0.1:7001\"]\nblock_list_file = \"blocks.txt\"\n\
+         max_packets_per_sec = 7\n\
+         [server]\naddr = \"[::1]:5500\"\nmax_frame_bytes = 4096\n\
+         [embedded]\nanswer = 42\n[embedded.db]\nurl = \"sqlite://x.db\"\n\
+         [[embedded.servers]]\nname = \"one\"\n",
+    )
+    .unwrap();
+    let print = |config: &Path, extra: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .arg("--print-config")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = print(&input, &["--dialect", "delphi"]);
+    let printed = dir.path().join("printed.toml");
+    std::fs::write(&printed, &first).unwrap();
+    let second = print(&printed, &[]);
+    assert_eq!(first, second);
+    let c = Config::from_toml(&second, Path::new("printed")).unwrap();
+    assert_eq!(c.server.dialect, DialectName::Delphi);
+    assert_eq!(c.gate.max_packets_per_sec, 7);
+    assert_eq!(
+        c.embedded.get("answer").and_then(|v| v.as_integer()),
+        Some(42)
+    );
+    assert!(c.embedded.get("servers").is_some_and(|v| v.is_array()));
+}
+
+/// A `--data-dir` that TOML cannot hold is refused (exit 2, key named)
+/// instead of printing a config that would not round-trip.
+#[cfg(unix)]
+#[test]
+fn non_utf8_data_dir_exits_2() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(BIN)
+        .arg("--print-config")
+        .arg("--data-dir")
+        .arg(std::ffi::OsStr::from_bytes(b"/tmp/\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("data_dir"), "{err}");
+}
+
 fn exits_2_naming(config: &str, key: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("gate.toml");
