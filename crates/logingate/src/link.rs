@@ -585,7 +585,11 @@ fn on_frame(link: &Link, dispatch: &dyn Dispatch, body: Bytes) -> bool {
     };
     let (id, outcome) = match frame {
         ServerFrame::HeartbeatReply => return true,
-        ServerFrame::Data { id, data } => (id, dispatch.deliver(id, data)),
+        // An owned copy: a slice would pin the whole read buffer (16 KiB or
+        // more) for as long as the reply waits in a client's queue, where
+        // netcore accounts only its own few bytes, so clients that never
+        // read could hold hundreds of times their `max_outbound_bytes`.
+        ServerFrame::Data { id, data } => (id, dispatch.deliver(id, Bytes::copy_from_slice(&data))),
         ServerFrame::Kick { id } => (id, dispatch.kick(id)),
         ServerFrame::Block { id, permanent } => (id, dispatch.block(id, permanent)),
     };
@@ -665,6 +669,64 @@ mod tests {
         // Drained: room again.
         link.data(g, 1, &[b'<'; 50]).unwrap();
         assert!(link.open(100, IP, IP).is_ok());
+    }
+
+    /// Records what the link reader hands over.
+    #[derive(Default)]
+    struct Capture {
+        /// (id, payload, whether the payload owned its memory alone).
+        delivered: Mutex<Vec<(u32, Bytes, bool)>>,
+    }
+
+    impl Dispatch for Capture {
+        fn deliver(&self, id: u32, data: Bytes) -> Result<(), &'static str> {
+            let unique = data.is_unique();
+            self.delivered.lock().push((id, data, unique));
+            Ok(())
+        }
+        fn kick(&self, _: u32) -> Result<(), &'static str> {
+            Ok(())
+        }
+        fn block(&self, _: u32, _: bool) -> Result<(), &'static str> {
+            Ok(())
+        }
+        fn link_lost(&self) {}
+    }
+
+    #[tokio::test]
+    async fn delivered_replies_do_not_pin_the_read_buffer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let link = Link::new(Dialect::Wemade, 1 << 20);
+        let opts = LinkOptions {
+            addr: listener.local_addr().unwrap(),
+            heartbeat: Duration::from_secs(30),
+            dead_after: Duration::from_secs(60),
+            reconnect_max: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(5),
+            max_frame_bytes: 16 * 1024,
+        };
+        let capture = Arc::new(Capture::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(link.clone(), opts, capture.clone(), stop.clone()));
+        let (mut srv, _) = listener.accept().await.unwrap();
+        srv.write_all(b"%7/#abc!$\0%8/#def!$\0").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while capture.delivered.lock().len() < 2 {
+            assert!(Instant::now() < deadline, "replies delivered in time");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let got = capture.delivered.lock().clone();
+        assert_eq!(got[0].0, 7);
+        assert_eq!(&got[0].1[..], b"#abc!");
+        assert_eq!(got[1].0, 8);
+        assert_eq!(&got[1].1[..], b"#def!");
+        assert!(
+            got.iter().all(|(_, _, unique)| *unique),
+            "a reply shares the link's read buffer"
+        );
+        stop.cancel();
+        drop(srv);
+        task.await.unwrap();
     }
 
     #[test]
