@@ -232,6 +232,14 @@ pub enum ConfigError {
         /// toml's description, naming the key and line.
         message: String,
     },
+    /// The `[embedded]` table is not a valid LoginSrv configuration.
+    #[error("config key `{key}`: {problem}")]
+    Embedded {
+        /// Dotted key under `embedded`, e.g. `embedded.max_gates`.
+        key: String,
+        /// The LoginSrv's description of the problem.
+        problem: String,
+    },
     /// A value is out of its allowed range.
     #[error("config key `{key}`: {problem}")]
     Invalid {
@@ -340,6 +348,21 @@ impl Config {
         if s.max_frame_bytes < 64 {
             return Err(invalid("server.max_frame_bytes", "must be at least 64"));
         }
+        // Checked here, not when the embedded LoginSrv starts, so a bad key
+        // exits 2 (and `--print-config` refuses it) like every other one.
+        if s.addr.is_none() {
+            if let Err(e) = loginsrv::Config::from_table(self.embedded.clone()) {
+                let key = if e.key == "embedded" {
+                    e.key
+                } else {
+                    format!("embedded.{}", e.key)
+                };
+                return Err(ConfigError::Embedded {
+                    key,
+                    problem: e.reason,
+                });
+            }
+        }
         if s.max_link_buffer_bytes < g.max_packet_bytes + LINK_FRAME_OVERHEAD {
             return Err(invalid(
                 "server.max_link_buffer_bytes",
@@ -411,6 +434,23 @@ mod tests {
         c.server.heartbeat_secs = 0;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("server.heartbeat_secs"), "{err}");
+    }
+
+    #[test]
+    fn embedded_table_is_checked_only_without_server_addr() {
+        let mut c = Config::default();
+        c.embedded
+            .insert("bogus_key".into(), toml::Value::Integer(1));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("bogus_key"), "{err}");
+        c.embedded.clear();
+        c.embedded
+            .insert("db_max_connections".into(), toml::Value::Integer(0));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("`embedded.db_max_connections`"), "{err}");
+        // An external LoginSrv: the table is not used, so not judged.
+        c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
+        c.validate().unwrap();
     }
 
     #[test]

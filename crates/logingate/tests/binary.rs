@@ -137,6 +137,8 @@ fn bad_configs_exit_2_naming_the_key() {
     exits_2_naming("[gate]\nmax_packet_bytes = 10\n", "gate.max_packet_bytes");
     exits_2_naming("[gate]\nmax_conections = 10\n", "max_conections");
     exits_2_naming("[server]\ndialect = \"ipx\"\n", "dialect");
+    // The embedded LoginSrv's own keys are checked up front too.
+    exits_2_naming("[embedded]\nbogus_key = 1\n", "bogus_key");
     let out = Command::new(BIN)
         .args(["--dialect", "ipx"])
         .output()
