@@ -203,12 +203,17 @@ async fn login_flow(args: &Args, account: &str, timeout: Duration) -> anyhow::Re
 
 /// One client connection speaking `#…!` packets.
 struct Conn {
+    /// The client connection to the gate.
     stream: TcpStream,
+    /// Splits the server's replies into whole `#…!` messages.
     framer: ClientFramer,
+    /// Bytes read but not yet framed.
     rbuf: BytesMut,
+    /// The message being sent.
     wbuf: BytesMut,
     /// Check digit of the next message (1..=9, cycling like a real client).
     seq: u8,
+    /// Message ids (Delphi numbering) for building and recognising messages.
     ids: IdTable,
 }
 

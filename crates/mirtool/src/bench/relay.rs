@@ -51,13 +51,19 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Everything a client task needs that is the same for every client.
 struct Plan {
+    /// Total clients (spreads the open-loop schedules).
     clients: u64,
+    /// Messages each client keeps in flight at most.
     depth: usize,
+    /// Raw body bytes per message.
     body_bytes: usize,
     /// Per-client gap between messages in open-loop mode.
     interval: Option<Duration>,
+    /// Start of the measured window (after every connect).
     start: Instant,
+    /// End of the window: no message is sent after it.
     end: Instant,
+    /// Replies still missing at this point are counted lost.
     drain_end: Instant,
 }
 
@@ -126,11 +132,17 @@ async fn shard(ctx: ShardCtx, args: Args, interval: Option<Duration>) {
 /// Counters a client keeps locally; folded into the shard at the end.
 #[derive(Default)]
 struct Counts {
+    /// Replies verified.
     messages: u64,
+    /// Replies verified before the window closed.
     in_window: u64,
+    /// Messages never answered.
     lost: u64,
+    /// Replies that came after a later one.
     reordered: u64,
+    /// Replies whose bytes were not what was sent.
     corrupted: u64,
+    /// Connection failures.
     errors: u64,
     /// Latencies in µs, buffered so the shard histogram is borrowed once per read.
     pending: Vec<u64>,
@@ -148,14 +160,19 @@ impl ShardStats {
 }
 
 struct Client {
+    /// Client number: part of every message, so replies prove which connection they belong to.
     id: u32,
+    /// Builds and checks this client's messages without allocating.
     factory: MessageFactory,
     /// Sequence number and latency origin of every message not yet answered, oldest first.
     in_flight: VecDeque<(u32, Instant)>,
+    /// Sequence number of the next message sent.
     next_seq: u32,
     /// Open loop: when the next message is due.
     next_due: Instant,
+    /// Messages queued by one refill, written with one `write`.
     wbuf: BytesMut,
+    /// This client's outcome so far.
     counts: Counts,
 }
 

@@ -7,11 +7,17 @@ use serde::{Deserialize, Serialize};
 /// Latency percentiles in microseconds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Latency {
+    /// Median.
     pub p50: u64,
+    /// 90th percentile.
     pub p90: u64,
+    /// 99th percentile: the tail the goals are stated in.
     pub p99: u64,
+    /// 99.9th percentile.
     pub p999: u64,
+    /// Worst observed.
     pub max: u64,
+    /// Arithmetic mean (not a percentile; for sanity checks).
     #[serde(default)]
     pub mean: f64,
 }

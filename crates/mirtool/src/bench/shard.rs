@@ -29,9 +29,13 @@ pub struct ShardStats {
     pub connections: u64,
     /// Connections still open at the end (idle).
     pub held: u64,
+    /// Messages never answered.
     pub lost: u64,
+    /// Replies that arrived after a later one.
     pub reordered: u64,
+    /// Replies that differ from what was sent.
     pub corrupted: u64,
+    /// Connect failures, resets, unexpected closes, timeouts.
     pub errors: u64,
 }
 

@@ -18,8 +18,10 @@ pub struct Args {
 /// What `bench/compare` writes to `bench/results/<name>.json`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Results {
+    /// Run name (`--name`): the results file's stem.
     #[serde(default)]
     pub name: String,
+    /// The command line that produced it.
     #[serde(default)]
     pub command: String,
     /// Peak throughput runs, one per target.
@@ -35,8 +37,10 @@ pub struct Results {
     /// Whole login flows through a gate with its embedded LoginSrv.
     #[serde(default)]
     pub login: Option<Report>,
+    /// Cores, CPU model and kernel.
     #[serde(default)]
     pub machine: String,
+    /// When it finished, and at which commit.
     #[serde(default)]
     pub date: String,
     /// 1/5/15-minute load averages before and after the run: other work skews results.
@@ -49,6 +53,7 @@ pub struct Results {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct RelayRun {
+    /// What the load generator measured.
     pub report: Report,
     /// Proxy process CPU seconds (utime+stime) over the run; absent for direct.
     #[serde(default)]
@@ -60,8 +65,11 @@ pub struct RelayRun {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct IdleRun {
+    /// Target name.
     pub label: String,
+    /// Idle connections opened.
     pub clients: u64,
+    /// Connections still open when the hold ended.
     pub held: u64,
     /// Proxy VmRSS before the idle clients connected, KiB.
     pub rss_before_kib: u64,
@@ -71,7 +79,9 @@ pub struct IdleRun {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct StormRun {
+    /// What the load generator measured.
     pub report: Report,
+    /// Proxy process CPU seconds over the storm.
     #[serde(default)]
     pub proxy_cpu_s: Option<f64>,
     /// gate-echo's count of open frames during the storm (gate only).
