@@ -43,7 +43,8 @@ pub struct GateConfig {
     pub conn_rate_per_ip: u32,
     /// A client must send its first byte within this (0 = no limit).
     pub first_packet_timeout_secs: u64,
-    /// A client silent for this long is closed (0 = no limit).
+    /// A client sending no whole message for this long is closed, even if
+    /// it sends `*` acks or a message byte by byte (0 = no limit).
     pub idle_timeout_secs: u64,
     /// Longest client `#…!` message; longer closes the session (`oversize`).
     pub max_packet_bytes: usize,

@@ -1,0 +1,83 @@
+//! `idle_timeout_secs` means "no whole message for this long": a client
+//! cannot hold its slot forever with lone `*` acks or by trickling one byte
+//! of a message at a time (slowloris), which netcore's byte-level idle timer
+//! alone cannot see.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use logingate::config::DialectName;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Writes, or a message per tick: 12 ticks of 250 ms, three times the idle
+/// timeout. Returns whether the gate cut the client off meanwhile.
+async fn keep_sending(c: &mut TcpStream, mut chunk: impl FnMut(usize) -> Vec<u8>) -> bool {
+    for n in 0..12 {
+        if c.write_all(&chunk(n)).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn acks_and_trickled_bytes_do_not_keep_a_client_alive() {
+    let (gate, _srv, mut link) = gate_with_srv(
+        |c| {
+            c.gate.idle_timeout_secs = 1;
+            c.gate.first_packet_timeout_secs = 1;
+        },
+        DialectName::Wemade,
+    )
+    .await;
+    let addr = gate_addr(&gate);
+
+    // Only ever sends `*`.
+    let mut acks = connect(addr).await;
+    let id_acks = link.open_id().await;
+    // Trickles one message, a byte per tick.
+    let mut slow = connect(addr).await;
+    let id_slow = link.open_id().await;
+    // A real client: a whole message per tick.
+    let mut good = connect(addr).await;
+    let id_good = link.open_id().await;
+
+    let (acks_cut, slow_cut, good_cut) = tokio::join!(
+        keep_sending(&mut acks, |_| b"*".to_vec()),
+        keep_sending(&mut slow, |n| if n == 0 {
+            b"#1".to_vec()
+        } else {
+            b"<".to_vec()
+        }),
+        keep_sending(&mut good, |n| client_msg(n as i32)),
+    );
+    assert!(acks_cut, "a client sending only `*` was kept");
+    assert!(slow_cut, "a client trickling one message was kept");
+    assert!(!good_cut, "a client sending whole messages was cut off");
+    assert_eq!(
+        gate.handler().closes("idle_timeout"),
+        2,
+        "{:?}",
+        gate.handler().close_counts()
+    );
+
+    let mut closed = Vec::new();
+    let mut good_msgs = 0;
+    while good_msgs < 12 || closed.len() < 2 {
+        let f = link.text().await;
+        if f.starts_with(&format!("%A{id_good}/")) {
+            good_msgs += 1;
+        } else {
+            closed.push(f);
+        }
+    }
+    closed.sort();
+    let mut want = vec![format!("%X{id_acks}$"), format!("%X{id_slow}$")];
+    want.sort();
+    assert_eq!(closed, want);
+}
