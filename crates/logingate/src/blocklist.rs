@@ -85,8 +85,9 @@ pub fn stamp(path: &Path) -> Stamp {
 }
 
 /// Reload the file whenever its mtime or size differs from `last`, checking
-/// every `poll`, until `stop`. (Local file metadata calls are short enough
-/// to make on the runtime thread.)
+/// every `poll`, until `stop`. The file I/O runs on the blocking pool: a
+/// huge file or a hung network mount must not stall the runtime, and a
+/// check still running simply delays the next one.
 pub async fn watch(
     path: PathBuf,
     mut last: Stamp,
@@ -102,10 +103,20 @@ pub async fn watch(
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        let now = stamp(&path);
-        if now != last {
-            last = now;
-            load_into(&path, &admission);
+        let (p, a) = (path.clone(), admission.clone());
+        let check = tokio::task::spawn_blocking(move || {
+            let now = stamp(&p);
+            if now != last {
+                load_into(&p, &a);
+            }
+            now
+        });
+        tokio::select! {
+            r = check => match r {
+                Ok(now) => last = now,
+                Err(e) => warn!(file = %path.display(), error = %e, "block list: reload task failed"),
+            },
+            () = stop.cancelled() => return,
         }
     }
 }

@@ -502,6 +502,10 @@ async fn write_loop(link: &Link, mut wr: OwnedWriteHalf, stop: &CancellationToke
             () = shared.wake.notified() => false,
             () = stop.cancelled() => true,
         };
+        // Let the session tasks that are already runnable append their frames before we
+        // take the batch: under load one write then carries many frames (the point of a
+        // single link), and when idle this costs one scheduler pass, not a timer.
+        tokio::task::yield_now().await;
         spare.clear();
         let frames = link.take(&mut spare);
         if !spare.is_empty() {

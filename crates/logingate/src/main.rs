@@ -44,7 +44,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(logingate::app::run(config)) {
+    let result = runtime.block_on(logingate::app::run(config));
+    // A blocking task stuck on a hung file (block list on a dead mount)
+    // must not keep the process from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("logingate failed: {e:#}");
