@@ -261,6 +261,11 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
 /// Smallest legal client message: `#` + check digit + 16-char header + `!`
 /// is 19; server-style messages without the digit are 18.
 pub const MIN_PACKET_BYTES: usize = 18;
+/// Largest value of any `*_secs` key (one year): far beyond any sensible
+/// setting, and small enough that `Instant + Duration` cannot overflow
+/// (which would panic a session, the link task or a `%+B` block).
+pub const MAX_SECS: u64 = 365 * 24 * 3600;
+
 /// Room an encoded link frame needs around its data (`%A` + id + `/` + `$`).
 const LINK_FRAME_OVERHEAD: usize = 16;
 
@@ -297,6 +302,28 @@ impl Config {
         // `--print-config` nor given back through `--config`.
         if self.data_dir.to_str().is_none() {
             return Err(invalid("data_dir", "must be valid UTF-8"));
+        }
+        for (key, secs) in [
+            (
+                "gate.first_packet_timeout_secs",
+                g.first_packet_timeout_secs,
+            ),
+            ("gate.idle_timeout_secs", g.idle_timeout_secs),
+            ("gate.temp_block_secs", g.temp_block_secs),
+            ("gate.block_list_poll_secs", g.block_list_poll_secs),
+            ("gate.shutdown_grace_secs", g.shutdown_grace_secs),
+            ("gate.stats_log_secs", g.stats_log_secs),
+            ("server.heartbeat_secs", s.heartbeat_secs),
+            ("server.dead_after_secs", s.dead_after_secs),
+            ("server.reconnect_max_secs", s.reconnect_max_secs),
+            ("server.connect_timeout_secs", s.connect_timeout_secs),
+        ] {
+            if secs > MAX_SECS {
+                return Err(invalid(
+                    key,
+                    format!("must be at most {MAX_SECS} (one year; got {secs})"),
+                ));
+            }
         }
         if g.listen.is_empty() {
             return Err(invalid("gate.listen", "needs at least one address"));
@@ -451,6 +478,56 @@ mod tests {
         assert!(err.contains("`embedded.db_max_connections`"), "{err}");
         // An external LoginSrv: the table is not used, so not judged.
         c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn every_duration_key_is_bounded() {
+        // u64::MAX seconds overflows `Instant + Duration` (a panic in the
+        // link task or on a %+B); each key must be refused by name instead.
+        type Set = fn(&mut Config);
+        let cases: [(&str, Set); 11] = [
+            ("gate.first_packet_timeout_secs", |c| {
+                c.gate.first_packet_timeout_secs = u64::MAX
+            }),
+            ("gate.idle_timeout_secs", |c| {
+                c.gate.idle_timeout_secs = u64::MAX
+            }),
+            ("gate.temp_block_secs", |c| {
+                c.gate.temp_block_secs = u64::MAX
+            }),
+            ("gate.block_list_poll_secs", |c| {
+                c.gate.block_list_poll_secs = u64::MAX
+            }),
+            ("gate.shutdown_grace_secs", |c| {
+                c.gate.shutdown_grace_secs = u64::MAX
+            }),
+            ("gate.stats_log_secs", |c| c.gate.stats_log_secs = u64::MAX),
+            ("server.heartbeat_secs", |c| {
+                c.server.heartbeat_secs = u64::MAX - 1;
+                c.server.dead_after_secs = u64::MAX;
+            }),
+            ("server.dead_after_secs", |c| {
+                c.server.dead_after_secs = u64::MAX
+            }),
+            ("server.reconnect_max_secs", |c| {
+                c.server.reconnect_max_secs = u64::MAX
+            }),
+            ("server.connect_timeout_secs", |c| {
+                c.server.connect_timeout_secs = u64::MAX
+            }),
+            ("gate.temp_block_secs", |c| {
+                c.gate.temp_block_secs = MAX_SECS + 1
+            }),
+        ];
+        for (key, set) in cases {
+            let mut c = Config::default();
+            set(&mut c);
+            let err = c.validate().expect_err(key).to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let mut c = Config::default();
+        c.gate.temp_block_secs = MAX_SECS;
         c.validate().unwrap();
     }
 
