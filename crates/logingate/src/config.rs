@@ -391,6 +391,17 @@ impl Config {
                 });
             }
         }
+        // A reply the link accepts must fit a client's queue, or the client
+        // would be closed as a "slow reader" for a single reply.
+        if g.max_outbound_bytes < s.max_frame_bytes {
+            return Err(invalid(
+                "gate.max_outbound_bytes",
+                format!(
+                    "must hold the longest LoginSrv frame (>= server.max_frame_bytes = {})",
+                    s.max_frame_bytes
+                ),
+            ));
+        }
         if s.max_link_buffer_bytes < g.max_packet_bytes + LINK_FRAME_OVERHEAD {
             return Err(invalid(
                 "server.max_link_buffer_bytes",
@@ -462,6 +473,11 @@ mod tests {
         c.server.heartbeat_secs = 0;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("server.heartbeat_secs"), "{err}");
+
+        let mut c = Config::default();
+        c.gate.max_outbound_bytes = 8 * 1024;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("gate.max_outbound_bytes"), "{err}");
     }
 
     #[test]
