@@ -505,7 +505,7 @@ async fn write_loop(link: &Link, mut wr: OwnedWriteHalf, stop: &CancellationToke
         // Let the session tasks that are already runnable append their frames before we
         // take the batch: under load one write then carries many frames (the point of a
         // single link), and when idle this costs one scheduler pass, not a timer.
-        // YIELD_REMOVED
+        tokio::task::yield_now().await;
         spare.clear();
         let frames = link.take(&mut spare);
         if !spare.is_empty() {
