@@ -57,6 +57,14 @@ impl<V> NetMap<V> {
     }
 }
 
+/// The later of two expiries, `None` (until unblocked) being the latest.
+fn later(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    }
+}
+
 fn key_of(net: &IpNet) -> (bool, u8) {
     (matches!(net, IpNet::V4(_)), net.prefix_len())
 }
@@ -98,7 +106,13 @@ impl BlockList {
     }
 
     /// Adds a run-time block; returns false only when the table is full of permanent blocks.
+    /// Blocking a network that is already blocked keeps the longer of the two blocks
+    /// (permanent beats any expiry), so a short block can never shorten a longer one.
     pub(crate) fn block(&mut self, net: IpNet, expiry: Option<Instant>, now: Instant) -> bool {
+        let expiry = match self.runtime.nets.get(&net.trunc()) {
+            Some(&current) if current.is_none_or(|at| now < at) => later(current, expiry),
+            _ => expiry,
+        };
         if self.runtime.len() >= self.max_runtime && !self.runtime.nets.contains_key(&net.trunc()) {
             self.purge_expired(now);
             if self.runtime.len() >= self.max_runtime && !self.evict_soonest() {
@@ -187,6 +201,34 @@ mod tests {
         assert!(list.is_blocked(ip("5.6.7.8"), now + Duration::from_secs(3600)));
         assert!(list.unblock(&net("5.6.7.8/16")), "matched after truncation");
         assert!(!list.is_blocked(ip("5.6.7.8"), now));
+    }
+
+    #[test]
+    fn reblocking_keeps_the_longer_block() {
+        let mut list = BlockList::new(16);
+        let now = Instant::now();
+        let soon = now + Duration::from_secs(1);
+        let later_at = now + Duration::from_secs(60);
+        assert!(list.block(net("10.0.0.1/32"), None, now));
+        assert!(list.block(net("10.0.0.1/32"), Some(soon), now));
+        assert!(
+            list.is_blocked(ip("10.0.0.1"), later_at),
+            "permanent survives a temporary re-block"
+        );
+        assert!(list.block(net("10.0.0.2/32"), Some(later_at), now));
+        assert!(list.block(net("10.0.0.2/32"), Some(soon), now));
+        assert!(
+            list.is_blocked(ip("10.0.0.2"), soon + Duration::from_secs(1)),
+            "the later expiry wins"
+        );
+        // An expired entry does not extend anything: the new block stands alone.
+        assert!(list.block(net("10.0.0.3/32"), Some(soon), now));
+        assert!(list.block(
+            net("10.0.0.3/32"),
+            Some(later_at + Duration::from_secs(1)),
+            later_at
+        ));
+        assert!(list.is_blocked(ip("10.0.0.3"), later_at));
     }
 
     #[test]

@@ -119,6 +119,7 @@ impl Admission {
     }
 
     /// Blocks `net` (a host or a CIDR range) for `ttl`, or until `unblock` when `None`.
+    /// Re-blocking a blocked network keeps the longer block (permanent beats any ttl).
     /// Existing sessions are not touched; close them through `Sessions` if needed.
     pub fn block(&self, net: IpNet, ttl: Option<Duration>) {
         let now = Instant::now();
