@@ -1,7 +1,6 @@
 //! The link's orders carried out on netcore sessions: deliver replies,
 //! kick, block, and drop everyone when the link is lost.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use ipnet::IpNet;
 use netcore::{Admission, CloseReason, SendError, Sessions};
-use parking_lot::Mutex;
 use tracing::{debug, error, info};
 
 use crate::blocklist;
@@ -21,9 +19,6 @@ pub const METRIC_BLOCKS: &str = "gate_blocks_total";
 /// Kicks ordered by the LoginSrv.
 pub const METRIC_KICKS: &str = "gate_kicks_total";
 
-/// Most permanently blocked IPs remembered (netcore holds at most 1024).
-const MAX_PERMANENT_TRACKED: usize = 4096;
-
 /// [`Dispatch`] over the netcore registry and admission.
 pub struct NetDispatch {
     /// Live sessions by id.
@@ -34,10 +29,6 @@ pub struct NetDispatch {
     temp_block: Duration,
     /// Where permanent blocks are recorded, if configured.
     block_file: Option<PathBuf>,
-    /// IPs the LoginSrv blocked permanently: a later temporary block of the
-    /// same IP must not replace (and so expire) the permanent one, and a
-    /// repeated permanent block is not recorded again.
-    permanent: Mutex<HashSet<IpAddr>>,
 }
 
 impl NetDispatch {
@@ -53,7 +44,6 @@ impl NetDispatch {
             admission,
             temp_block,
             block_file,
-            permanent: Mutex::new(HashSet::new()),
         }
     }
 
@@ -103,25 +93,12 @@ impl Dispatch for NetDispatch {
         } else {
             ("temporary", Some(self.temp_block))
         };
-        // netcore keeps one expiry per net, the last one given: decide here
-        // so a permanent block is never shortened.
-        let (first_permanent, already_permanent) = {
-            let mut set = self.permanent.lock();
-            if permanent {
-                // Bounded like netcore's own run-time block table; past it a
-                // block is still enforced, only not protected or recorded.
-                let room = set.len() < MAX_PERMANENT_TRACKED || set.contains(&ip);
-                (room && set.insert(ip), false)
-            } else {
-                (false, set.contains(&ip))
-            }
-        };
-        if !already_permanent {
-            self.admission.block(IpNet::from(ip), expiry);
-        }
+        // netcore keeps the longer of two blocks of one IP, so a temporary
+        // block never shortens a permanent one; the file skips IPs it already covers.
+        self.admission.block(IpNet::from(ip), expiry);
         metrics::counter!(METRIC_BLOCKS, "kind" => kind).increment(1);
-        info!(session = id, %ip, kind, secs = expiry.map(|d| d.as_secs()), already_permanent, "LoginSrv blocked client IP");
-        if first_permanent {
+        info!(session = id, %ip, kind, secs = expiry.map(|d| d.as_secs()), "LoginSrv blocked client IP");
+        if permanent {
             self.record_permanent(ip, id);
         }
         session.close(CloseReason::Kicked);
