@@ -12,8 +12,8 @@ pub struct Config {
     pub backlog: u32,
     /// Set TCP_NODELAY on accepted sockets (small request/response messages).
     pub nodelay: bool,
-    /// TCP_DEFER_ACCEPT: wake us only once the client sent data. Not reachable without
-    /// unsafe code on the pinned socket2; a set value is logged and skipped.
+    /// TCP_DEFER_ACCEPT (Linux): `accept` sees a connection only once the client sent
+    /// data, or after this long; silent connections cost user space nothing meanwhile.
     pub defer_accept: Option<Duration>,
     /// Global cap on live sessions. Over it a connection is accepted and closed at once
     /// (the kernel already completed the handshake), counted as `max_connections`.

@@ -36,8 +36,7 @@ pub(crate) fn bind(
         socket.set_only_v6(true)?;
     }
     if let Some(wait) = defer_accept {
-        // socket2 0.5 has no TCP_DEFER_ACCEPT and the workspace forbids unsafe setsockopt.
-        tracing::warn!(%addr, ?wait, "defer_accept is not supported by this build; ignored");
+        set_defer_accept(&socket, wait)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -48,6 +47,41 @@ pub(crate) fn bind(
     // socket with the reactor before admission could refuse it.
     #[allow(deprecated)]
     AsyncFd::new(StdListener::from(socket))
+}
+
+/// TCP_DEFER_ACCEPT: the kernel finishes the handshake but hands the connection to
+/// `accept` only once data arrives (or `wait` passes), so a flood of connections that say
+/// nothing never costs user space anything. Neither std (unstable) nor socket2 exposes it.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn set_defer_accept(socket: &Socket, wait: Duration) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let secs = libc::c_int::try_from(wait.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>())
+        .map_err(|_| io::Error::other("socklen_t overflow"))?;
+    // SAFETY: the fd belongs to `socket`, which is alive for the whole call; the value
+    // points at a c_int that outlives the call and `len` is exactly its size, as
+    // setsockopt(2) requires. Nothing is retained by the kernel after it returns.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&secs).cast(),
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_defer_accept(_socket: &Socket, wait: Duration) -> io::Result<()> {
+    tracing::warn!(?wait, "defer_accept exists only on Linux; ignored");
+    Ok(())
 }
 
 /// Accepts until the shutdown token fires.

@@ -310,3 +310,26 @@ async fn absurd_configured_durations_do_not_panic() {
     drop(c); // the server waits (here: unboundedly, as configured) for our FIN
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defer_accept_keeps_silent_connections_out_of_user_space() {
+    let mut cfg = config("life_defer_");
+    cfg.defer_accept = Some(Duration::from_secs(5));
+    let h = start(cfg).await;
+    // The handshake completes (connect succeeds) but nothing reaches accept yet.
+    let silent = TcpStream::connect(h.addr).await.unwrap();
+    let mut talker = TcpStream::connect(h.addr).await.unwrap();
+    talker.write_all(b"hi\n").await.unwrap();
+    let mut echo = [0u8; 3];
+    talker.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"hi\n");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        h.handler.opened(),
+        1,
+        "only the connection that sent data was opened"
+    );
+    drop(silent);
+    drop(talker);
+    h.stop().await;
+}
