@@ -63,6 +63,7 @@ fn core_config(config: &Config) -> netcore::Config {
         conn_rate_per_ip: g.conn_rate_per_ip,
         conn_burst_per_ip: g.conn_rate_per_ip,
         first_packet_timeout: optional_secs(g.first_packet_timeout_secs),
+        defer_accept: optional_secs(g.defer_accept_secs),
         idle_timeout: optional_secs(g.idle_timeout_secs),
         max_outbound_bytes: g.max_outbound_bytes,
         // A partial message may stay in the buffer: room for the longest.

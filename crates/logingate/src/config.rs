@@ -43,6 +43,10 @@ pub struct GateConfig {
     pub conn_rate_per_ip: u32,
     /// A client must send its first byte within this (0 = no limit).
     pub first_packet_timeout_secs: u64,
+    /// TCP_DEFER_ACCEPT (Linux): the kernel holds a connection that has sent
+    /// nothing for up to this long before the gate sees it, so a flood of
+    /// silent connections costs no session, no `%O` frame and no slot (0 = off).
+    pub defer_accept_secs: u64,
     /// A client sending no whole message for this long is closed, even if
     /// it sends `*` acks or a message byte by byte (0 = no limit).
     pub idle_timeout_secs: u64,
@@ -132,6 +136,7 @@ impl Default for GateConfig {
             max_conn_per_ip: 20,
             conn_rate_per_ip: 10,
             first_packet_timeout_secs: 10,
+            defer_accept_secs: 0,
             idle_timeout_secs: 120,
             max_packet_bytes: 2048,
             max_packets_per_sec: 20,
@@ -309,6 +314,7 @@ impl Config {
                 g.first_packet_timeout_secs,
             ),
             ("gate.idle_timeout_secs", g.idle_timeout_secs),
+            ("gate.defer_accept_secs", g.defer_accept_secs),
             ("gate.temp_block_secs", g.temp_block_secs),
             ("gate.block_list_poll_secs", g.block_list_poll_secs),
             ("gate.shutdown_grace_secs", g.shutdown_grace_secs),
@@ -502,7 +508,10 @@ mod tests {
         // u64::MAX seconds overflows `Instant + Duration` (a panic in the
         // link task or on a %+B); each key must be refused by name instead.
         type Set = fn(&mut Config);
-        let cases: [(&str, Set); 11] = [
+        let cases: [(&str, Set); 12] = [
+            ("gate.defer_accept_secs", |c| {
+                c.gate.defer_accept_secs = u64::MAX
+            }),
             ("gate.first_packet_timeout_secs", |c| {
                 c.gate.first_packet_timeout_secs = u64::MAX
             }),
