@@ -17,7 +17,7 @@ use crate::online::{Claim, Holder};
 use crate::reject::reject;
 use crate::routes::Selection;
 use crate::session::{Client, Reply};
-use crate::store::{NewAccount, Profile};
+use crate::store::{AccountAuth, NewAccount, Profile};
 use crate::validate;
 
 /// `recog` values of the failure replies.
@@ -61,6 +61,16 @@ const MEMO_MAX: usize = 20;
 const RECOVERY_PASSWORD_LEN: usize = 8;
 /// Unambiguous characters for generated passwords (no 0/O, 1/l/I).
 const PASSWORD_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+/// Why an account cannot be used right now (see `usable_account`).
+enum Unusable {
+    /// No account by that name.
+    NoAccount,
+    /// Locked after repeated wrong passwords, until `locked_until`.
+    Locked,
+    /// The store failed; already logged and counted.
+    DbError,
+}
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -151,6 +161,24 @@ impl Client {
         false
     }
 
+    /// The account behind `key` if it exists and is not locked, with the time it was
+    /// checked at: the one place that decides whether an account may be used now.
+    async fn usable_account(&self, key: &str) -> Result<(AccountAuth, i64), Unusable> {
+        let auth = match self.shared.store.auth(key).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(Unusable::NoAccount),
+            Err(e) => {
+                self.db_error("account lookup", &e);
+                return Err(Unusable::DbError);
+            }
+        };
+        let now = unix_now();
+        if auth.locked_until > now {
+            return Err(Unusable::Locked);
+        }
+        Ok((auth, now))
+    }
+
     fn db_error(&self, what: &str, e: &dyn std::fmt::Display) {
         metrics::counter!("loginsrv_db_errors_total").increment(1);
         tracing::error!(error = %e, "{}: {what} failed", self.who());
@@ -189,9 +217,9 @@ impl Client {
             return fail(code::NO_ACCOUNT);
         }
         let key = validate::account_key(account);
-        let auth = match self.shared.store.auth(&key).await {
-            Ok(Some(a)) => a,
-            Ok(None) => {
+        let (auth, now) = match self.usable_account(&key).await {
+            Ok(found) => found,
+            Err(Unusable::NoAccount) => {
                 metrics::counter!("loginsrv_logins_total", "result" => "no_account").increment(1);
                 reject(
                     "unknown_account",
@@ -199,16 +227,12 @@ impl Client {
                 );
                 return fail(code::NO_ACCOUNT);
             }
-            Err(e) => {
-                self.db_error("account lookup", &e);
-                return fail(code::SERVER_ERROR);
+            Err(Unusable::Locked) => {
+                metrics::counter!("loginsrv_logins_total", "result" => "locked").increment(1);
+                return fail(code::LOCKED);
             }
+            Err(Unusable::DbError) => return fail(code::SERVER_ERROR),
         };
-        let now = unix_now();
-        if auth.locked_until > now {
-            metrics::counter!("loginsrv_logins_total", "result" => "locked").increment(1);
-            return fail(code::LOCKED);
-        }
         if !self.hash_budget("CM_IDPASSWORD") {
             return fail(code::SERVER_ERROR);
         }
@@ -481,18 +505,12 @@ impl Client {
             return fail(code::CHG_REFUSED);
         }
         let key = validate::account_key(account);
-        let auth = match self.shared.store.auth(&key).await {
-            Ok(Some(a)) => a,
-            Ok(None) => return fail(code::CHG_REFUSED),
-            Err(e) => {
-                self.db_error("account lookup", &e);
-                return fail(code::SERVER_ERROR);
-            }
+        let (auth, now) = match self.usable_account(&key).await {
+            Ok(found) => found,
+            Err(Unusable::NoAccount) => return fail(code::CHG_REFUSED),
+            Err(Unusable::Locked) => return fail(code::LOCKED),
+            Err(Unusable::DbError) => return fail(code::SERVER_ERROR),
         };
-        let now = unix_now();
-        if auth.locked_until > now {
-            return fail(code::LOCKED);
-        }
         if !self.hash_budget("CM_CHANGEPASSWORD") {
             return fail(code::SERVER_ERROR);
         }
@@ -659,18 +677,12 @@ impl Client {
             return fail(code::NO_ACCOUNT);
         }
         let key = validate::account_key(account);
-        let auth = match self.shared.store.auth(&key).await {
-            Ok(Some(a)) => a,
-            Ok(None) => return fail(code::NO_ACCOUNT),
-            Err(e) => {
-                self.db_error("account lookup", &e);
-                return fail(code::SERVER_ERROR);
-            }
+        let (auth, now) = match self.usable_account(&key).await {
+            Ok(found) => found,
+            Err(Unusable::NoAccount) => return fail(code::NO_ACCOUNT),
+            Err(Unusable::Locked) => return fail(code::LOCKED),
+            Err(Unusable::DbError) => return fail(code::SERVER_ERROR),
         };
-        let now = unix_now();
-        if auth.locked_until > now {
-            return fail(code::LOCKED);
-        }
         let Some(recovery_hash) = auth.recovery_hash else {
             reject(
                 "recovery_disabled",
