@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use logingate::app::Gate;
-use logingate::config::{Config, DialectName};
+use logingate::config::Config;
 use mir2_proto::link::{self as wire, Dialect, GateFrame, LinkFramer};
 use mir2_proto::MsgHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -98,7 +98,7 @@ fn gate_config(srv: SocketAddr, stats_log_secs: u64) -> Config {
     config.gate.max_packets_per_sec = 1_000_000;
     config.gate.stats_log_secs = stats_log_secs;
     config.server.addr = Some(srv);
-    config.server.dialect = DialectName::Delphi;
+    config.server.dialect = Dialect::Delphi;
     config
 }
 

@@ -88,7 +88,7 @@ impl Gate {
             (None, Some(e)) => e.addr(),
             (None, None) => anyhow::bail!("no LoginSrv address"),
         };
-        let dialect = config.server.dialect.dialect();
+        let dialect = config.server.dialect;
         let link = Link::new(dialect, config.server.max_link_buffer_bytes);
         let handler = Arc::new(GateHandler::new(link.clone(), &config));
         let server = match Server::bind(core_config(&config), handler.clone()).await {

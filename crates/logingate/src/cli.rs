@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{Config, ConfigError, DialectName, LogFormat};
+use crate::config::{Config, ConfigError, Dialect, LogFormat};
 
 /// Legend of Mir 2 LoginGate: game clients in, one link to the LoginSrv.
 #[derive(Debug, Parser)]
@@ -22,7 +22,7 @@ pub struct Cli {
     pub server: Option<SocketAddr>,
     /// Link dialect: wemade, delphi or happym2 (server.dialect).
     #[arg(long, value_name = "DIALECT")]
-    pub dialect: Option<DialectName>,
+    pub dialect: Option<Dialect>,
     /// Print the effective configuration as TOML, every default included, and exit.
     #[arg(long)]
     pub print_config: bool,

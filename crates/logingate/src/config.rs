@@ -3,13 +3,15 @@
 //! Every limit the gate enforces has a key here with a default, so an operator
 //! can see all of them with `--print-config`.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`).
+pub use mir2_proto::Dialect;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,7 +78,7 @@ pub struct ServerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<SocketAddr>,
     /// Link dialect the LoginSrv speaks.
-    pub dialect: DialectName,
+    pub dialect: Dialect,
     /// Interval of `%--$` heartbeats.
     pub heartbeat_secs: u64,
     /// No heartbeat reply for this long = link dead, reconnect.
@@ -90,19 +92,6 @@ pub struct ServerConfig {
     /// Encoded frames waiting for the link writer at most; a client whose
     /// data would exceed it is closed (`server_busy`).
     pub max_link_buffer_bytes: usize,
-}
-
-/// Link dialect names as written in the config and on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DialectName {
-    /// The Wemade C++ LoginSrv of the seed.
-    Wemade,
-    /// The Delphi LoginSrv (DelphiMir and ports).
-    Delphi,
-    /// The HappyM2 Delphi LoginSrv.
-    #[serde(rename = "happym2")]
-    HappyM2,
 }
 
 /// Log output format.
@@ -154,53 +143,13 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             addr: None,
-            dialect: DialectName::Wemade,
+            dialect: Dialect::Wemade,
             heartbeat_secs: 5,
             dead_after_secs: 15,
             reconnect_max_secs: 10,
             connect_timeout_secs: 5,
             max_frame_bytes: 16 * 1024,
             max_link_buffer_bytes: 4 * 1024 * 1024,
-        }
-    }
-}
-
-impl DialectName {
-    /// The protocol crate's dialect.
-    pub fn dialect(self) -> mir2_proto::Dialect {
-        match self {
-            DialectName::Wemade => mir2_proto::Dialect::Wemade,
-            DialectName::Delphi => mir2_proto::Dialect::Delphi,
-            DialectName::HappyM2 => mir2_proto::Dialect::HappyM2,
-        }
-    }
-
-    /// The name used in config and CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DialectName::Wemade => "wemade",
-            DialectName::Delphi => "delphi",
-            DialectName::HappyM2 => "happym2",
-        }
-    }
-}
-
-impl fmt::Display for DialectName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DialectName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "wemade" => Ok(DialectName::Wemade),
-            "delphi" => Ok(DialectName::Delphi),
-            "happym2" => Ok(DialectName::HappyM2),
-            other => Err(format!(
-                "unknown dialect {other:?} (expected wemade, delphi or happym2)"
-            )),
         }
     }
 }
@@ -450,7 +399,7 @@ mod tests {
     fn server_addr_round_trips() {
         let mut c = Config::default();
         c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
-        c.server.dialect = DialectName::HappyM2;
+        c.server.dialect = Dialect::HappyM2;
         let back = Config::from_toml(&c.to_toml(), Path::new("x")).unwrap();
         assert_eq!(back, c);
     }
@@ -558,9 +507,9 @@ mod tests {
 
     #[test]
     fn dialect_names_parse() {
-        assert_eq!("HappyM2".parse::<DialectName>(), Ok(DialectName::HappyM2));
-        assert!("ipx".parse::<DialectName>().is_err());
+        assert_eq!("HappyM2".parse::<Dialect>(), Ok(Dialect::HappyM2));
+        assert!("ipx".parse::<Dialect>().is_err());
         let c = Config::from_toml("[server]\ndialect = \"delphi\"\n", Path::new("x")).unwrap();
-        assert_eq!(c.server.dialect, DialectName::Delphi);
+        assert_eq!(c.server.dialect, Dialect::Delphi);
     }
 }

@@ -30,7 +30,7 @@ impl Embedded {
         let mut ls =
             loginsrv::Config::from_table(overrides.clone()).context("gate config [embedded]")?;
         ls.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        ls.default_dialect = config.server.dialect.dialect().into();
+        ls.default_dialect = config.server.dialect;
         let db_path = config.data_dir.join(DB_FILE);
         if !overrides.contains_key("database") {
             std::fs::create_dir_all(&config.data_dir)

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use logingate::config::{Config, DialectName};
+use logingate::config::{Config, Dialect};
 
 const BIN: &str = env!("CARGO_BIN_EXE_logingate");
 
@@ -41,7 +41,7 @@ fn print_config_parses_back_with_flags_applied() {
     c.validate().unwrap();
     assert_eq!(c.gate.listen.len(), 2);
     assert_eq!(c.server.addr, Some("127.0.0.1:5600".parse().unwrap()));
-    assert_eq!(c.server.dialect, DialectName::HappyM2);
+    assert_eq!(c.server.dialect, Dialect::HappyM2);
     assert_eq!(
         c.gate.max_packets_per_sec,
         Config::default().gate.max_packets_per_sec
@@ -86,7 +86,7 @@ fn print_config_round_trips_through_config() {
     let second = print(&printed, &[]);
     assert_eq!(first, second);
     let c = Config::from_toml(&second, Path::new("printed")).unwrap();
-    assert_eq!(c.server.dialect, DialectName::Delphi);
+    assert_eq!(c.server.dialect, Dialect::Delphi);
     assert_eq!(c.gate.max_packets_per_sec, 7);
     assert_eq!(
         c.embedded.get("answer").and_then(|v| v.as_integer()),

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::*;
-use logingate::config::DialectName;
+use logingate::config::Dialect;
 
 const LOCALHOST: &str = "127.0.0.1";
 
@@ -25,7 +25,7 @@ async fn permanent_block_is_neither_downgraded_nor_recorded_twice() {
             c.gate.block_list_file = path;
             c.gate.temp_block_secs = 1;
         },
-        DialectName::Wemade,
+        Dialect::Wemade,
     )
     .await;
     let addr = gate_addr(&gate);
@@ -104,7 +104,7 @@ fn a_block_list_that_hangs_on_read_does_not_stall_the_gate() {
                     c.gate.block_list_file = path;
                     c.gate.block_list_poll_secs = 1;
                 },
-                DialectName::Wemade,
+                Dialect::Wemade,
             )
             .await;
             addr_tx.send(gate_addr(&gate)).unwrap();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use logingate::app::Gate;
-use logingate::config::DialectName;
+use logingate::config::Dialect;
 use tokio::io::AsyncWriteExt;
 
 /// What one link connection carried, checked frame by frame.
@@ -58,7 +58,7 @@ impl Ledger {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_across_a_link_drop_keeps_open_and_close_frames_exact() {
     let srv = Srv::bind().await;
-    let mut config = test_config(srv.addr(), DialectName::Wemade);
+    let mut config = test_config(srv.addr(), Dialect::Wemade);
     config.gate.shutdown_grace_secs = 2;
     let gate = Gate::start(config).await.unwrap();
     let mut link1 = srv.accept().await;

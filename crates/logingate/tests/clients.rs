@@ -9,25 +9,25 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use logingate::config::DialectName;
+use logingate::config::Dialect;
 use tokio::io::AsyncWriteExt;
 
-fn dialect_frames(d: DialectName, id: u32) -> (String, String, String, &'static [u8]) {
+fn dialect_frames(d: Dialect, id: u32) -> (String, String, String, &'static [u8]) {
     let login = String::from_utf8(LOGIN.to_vec()).unwrap();
     match d {
-        DialectName::Wemade => (
+        Dialect::Wemade => (
             format!("%O{id}/127.0.0.1$"),
             format!("%A{id}/{login}$"),
             format!("%X{id}$"),
             b"\0",
         ),
-        DialectName::Delphi => (
+        Dialect::Delphi => (
             format!("%O{id}/127.0.0.1/127.0.0.1$"),
             format!("%A{id}/{login}$"),
             format!("%X{id}$"),
             b"",
         ),
-        DialectName::HappyM2 => (
+        Dialect::HappyM2 => (
             format!("%N{id}/127.0.0.1/127.0.0.1$"),
             format!("%D{id}/{login}$"),
             format!("%C{id}$"),
@@ -36,7 +36,7 @@ fn dialect_frames(d: DialectName, id: u32) -> (String, String, String, &'static 
     }
 }
 
-async fn open_data_reply_close(d: DialectName) {
+async fn open_data_reply_close(d: Dialect) {
     let (gate, _srv, mut link) = gate_with_srv(|_| {}, d).await;
     let mut client = connect(gate_addr(&gate)).await;
     let open = link.text().await;
@@ -63,22 +63,22 @@ async fn open_data_reply_close(d: DialectName) {
 
 #[tokio::test]
 async fn wemade_frames_are_exact() {
-    open_data_reply_close(DialectName::Wemade).await;
+    open_data_reply_close(Dialect::Wemade).await;
 }
 
 #[tokio::test]
 async fn delphi_frames_are_exact() {
-    open_data_reply_close(DialectName::Delphi).await;
+    open_data_reply_close(Dialect::Delphi).await;
 }
 
 #[tokio::test]
 async fn happym2_frames_are_exact() {
-    open_data_reply_close(DialectName::HappyM2).await;
+    open_data_reply_close(Dialect::HappyM2).await;
 }
 
 #[tokio::test]
 async fn split_and_coalesced_messages_each_become_one_frame() {
-    let (gate, _srv, mut link) = gate_with_srv(|_| {}, DialectName::Delphi).await;
+    let (gate, _srv, mut link) = gate_with_srv(|_| {}, Dialect::Delphi).await;
     let mut client = connect(gate_addr(&gate)).await;
     let id = link.open_id().await;
 
@@ -112,7 +112,7 @@ async fn split_and_coalesced_messages_each_become_one_frame() {
 async fn replies_reach_the_right_client_among_1000() {
     const N: usize = 1000;
     let (gate, _srv, mut link) =
-        gate_with_srv(|c| c.gate.max_connections = 2 * N, DialectName::Wemade).await;
+        gate_with_srv(|c| c.gate.max_connections = 2 * N, Dialect::Wemade).await;
     let addr = gate_addr(&gate);
 
     let mut clients = Vec::with_capacity(N);
@@ -165,7 +165,7 @@ async fn replies_reach_the_right_client_among_1000() {
 
 #[tokio::test]
 async fn kick_delivers_pending_reply_then_closes() {
-    let (gate, _srv, mut link) = gate_with_srv(|_| {}, DialectName::Delphi).await;
+    let (gate, _srv, mut link) = gate_with_srv(|_| {}, Dialect::Delphi).await;
     let mut client = connect(gate_addr(&gate)).await;
     let mut neighbour = connect(gate_addr(&gate)).await;
     let id = link.open_id().await;
@@ -196,7 +196,7 @@ async fn kick_delivers_pending_reply_then_closes() {
 #[tokio::test]
 async fn temporary_block_refuses_the_ip_until_it_expires() {
     let (gate, _srv, mut link) =
-        gate_with_srv(|c| c.gate.temp_block_secs = 2, DialectName::HappyM2).await;
+        gate_with_srv(|c| c.gate.temp_block_secs = 2, Dialect::HappyM2).await;
     let addr = gate_addr(&gate);
     let mut client = connect(addr).await;
     let id = link.open_id().await;
@@ -227,7 +227,7 @@ async fn permanent_block_is_recorded_and_the_file_is_reloaded() {
             c.gate.block_list_file = path;
             c.gate.block_list_poll_secs = 1;
         },
-        DialectName::HappyM2,
+        Dialect::HappyM2,
     )
     .await;
     let addr = gate_addr(&gate);
@@ -289,7 +289,7 @@ async fn offender(
 
 #[tokio::test]
 async fn injection_attempts_never_reach_the_server() {
-    let (gate, _srv, mut link) = gate_with_srv(|_| {}, DialectName::Wemade).await;
+    let (gate, _srv, mut link) = gate_with_srv(|_| {}, Dialect::Wemade).await;
     let mut neighbour = connect(gate_addr(&gate)).await;
     let nid = link.open_id().await;
     let good = client_msg(7);
@@ -336,7 +336,7 @@ async fn oversize_short_and_flooding_clients_are_closed() {
             c.gate.max_packet_bytes = 64;
             c.gate.max_packets_per_sec = 5;
         },
-        DialectName::Delphi,
+        Dialect::Delphi,
     )
     .await;
     let good = client_msg(1);
@@ -369,7 +369,7 @@ async fn slow_reader_is_closed_and_neighbours_are_served() {
         |c| {
             c.gate.max_outbound_bytes = 64 * 1024;
         },
-        DialectName::Delphi,
+        Dialect::Delphi,
     )
     .await;
     let addr = gate_addr(&gate);
@@ -423,7 +423,7 @@ async fn gate_limits_reach_the_core() {
             c.gate.max_conn_per_ip = 2;
             c.gate.first_packet_timeout_secs = 1;
         },
-        DialectName::Wemade,
+        Dialect::Wemade,
     )
     .await;
     let addr = gate_addr(&gate);

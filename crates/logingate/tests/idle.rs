@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use logingate::config::DialectName;
+use logingate::config::Dialect;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -32,7 +32,7 @@ async fn acks_and_trickled_bytes_do_not_keep_a_client_alive() {
             c.gate.idle_timeout_secs = 1;
             c.gate.first_packet_timeout_secs = 1;
         },
-        DialectName::Wemade,
+        Dialect::Wemade,
     )
     .await;
     let addr = gate_addr(&gate);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use logingate::app::Gate;
-use logingate::config::DialectName;
+use logingate::config::Dialect;
 use tokio::io::AsyncWriteExt;
 
 fn fast_heartbeat(c: &mut logingate::config::Config) {
@@ -19,7 +19,7 @@ fn fast_heartbeat(c: &mut logingate::config::Config) {
 
 #[tokio::test]
 async fn silent_server_is_declared_dead_and_clients_dropped() {
-    let (gate, srv, mut link) = gate_with_srv(fast_heartbeat, DialectName::Delphi).await;
+    let (gate, srv, mut link) = gate_with_srv(fast_heartbeat, Dialect::Delphi).await;
     let mut client = connect(gate_addr(&gate)).await;
     let id = link.open_id().await;
     let t0 = tokio::time::Instant::now();
@@ -46,7 +46,7 @@ async fn silent_server_is_declared_dead_and_clients_dropped() {
 
 #[tokio::test]
 async fn answered_heartbeats_keep_the_link() {
-    let (gate, _srv, mut link) = gate_with_srv(fast_heartbeat, DialectName::Wemade).await;
+    let (gate, _srv, mut link) = gate_with_srv(fast_heartbeat, Dialect::Wemade).await;
     // Three heartbeats answered (Wemade style, 0x00 after) span longer than
     // dead_after_secs, and the link stays.
     // Wemade's reply with its NUL, Delphi's, and an unlisted `%+x$` (the
@@ -64,7 +64,7 @@ async fn answered_heartbeats_keep_the_link() {
 async fn restarted_login_server_is_reconnected_and_service_resumes() {
     let srv = Srv::bind().await;
     let addr = srv.addr();
-    let gate = Gate::start(test_config(addr, DialectName::Delphi))
+    let gate = Gate::start(test_config(addr, Dialect::Delphi))
         .await
         .unwrap();
     let mut link = srv.accept().await;
@@ -104,7 +104,7 @@ async fn restarted_login_server_is_reconnected_and_service_resumes() {
 #[tokio::test]
 async fn bad_server_frames_are_skipped_and_an_overlong_one_resets_the_link() {
     let (gate, srv, mut link) =
-        gate_with_srv(|c| c.server.max_frame_bytes = 64, DialectName::Delphi).await;
+        gate_with_srv(|c| c.server.max_frame_bytes = 64, Dialect::Delphi).await;
     let mut client = connect(gate_addr(&gate)).await;
     let id = link.open_id().await;
 
@@ -129,7 +129,7 @@ async fn bad_server_frames_are_skipped_and_an_overlong_one_resets_the_link() {
 
 #[tokio::test]
 async fn shutdown_sends_every_close_frame_then_ends_the_link() {
-    let (gate, _srv, mut link) = gate_with_srv(|_| {}, DialectName::HappyM2).await;
+    let (gate, _srv, mut link) = gate_with_srv(|_| {}, Dialect::HappyM2).await;
     let mut clients = Vec::new();
     let mut ids = BTreeSet::new();
     for _ in 0..5 {
@@ -173,7 +173,7 @@ async fn a_stalled_login_server_makes_the_gate_shed_clients_not_memory() {
     let srv = Srv {
         listener: socket.listen(16).unwrap(),
     };
-    let mut config = test_config(srv.addr(), DialectName::Delphi);
+    let mut config = test_config(srv.addr(), Dialect::Delphi);
     config.gate.max_packet_bytes = 2048;
     config.server.max_link_buffer_bytes = 16 * 1024;
     let gate = Gate::start(config).await.unwrap();
@@ -228,7 +228,7 @@ async fn full_link_buffer_refuses_new_clients() {
     let srv = Srv {
         listener: socket.listen(16).unwrap(),
     };
-    let mut config = test_config(srv.addr(), DialectName::Delphi);
+    let mut config = test_config(srv.addr(), Dialect::Delphi);
     config.gate.max_packet_bytes = 2048;
     config.server.max_link_buffer_bytes = 16 * 1024;
     let gate = Gate::start(config).await.unwrap();

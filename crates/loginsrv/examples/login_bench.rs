@@ -20,7 +20,7 @@ use anyhow::{bail, Context as _};
 use bytes::BytesMut;
 use clap::Parser;
 use logingate::app::Gate;
-use logingate::config::{Config as GateConfig, DialectName};
+use logingate::config::{Config as GateConfig, Dialect};
 use loginsrv::{Config, SecurityConfig};
 use mir2_proto::ids::{IdTable, MsgKind};
 use mir2_proto::packet::{write_client_packet, Packet};
@@ -147,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
     gc.gate.conn_rate_per_ip = 0;
     gc.gate.max_packets_per_sec = 100_000;
     gc.server.addr = Some(srv.local_addr());
-    gc.server.dialect = DialectName::Delphi;
+    gc.server.dialect = Dialect::Delphi;
     let gate = Gate::start(gc).await?;
     if !gate.wait_link_up(TIMEOUT).await {
         bail!("gate link did not come up");

@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+/// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`).
+pub use mir2_proto::Dialect;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,7 +24,7 @@ pub struct Config {
     /// Upper bound on pooled database connections.
     pub db_max_connections: u32,
     /// Link dialect assumed for a gate until its frames reveal one.
-    pub default_dialect: DialectName,
+    pub default_dialect: Dialect,
     /// Gates are unauthenticated in the protocol; only these source networks may link.
     pub allow_gates: Vec<IpNet>,
     /// Concurrent gate links; a gate beyond this is refused.
@@ -94,46 +97,13 @@ fn default_capacity() -> u32 {
     1000
 }
 
-/// Link dialect names as written in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DialectName {
-    /// The Wemade C++ gate of the seed.
-    Wemade,
-    /// Delphi gates (DelphiMir and ports).
-    Delphi,
-    /// HappyM2 Delphi gates.
-    #[serde(rename = "happym2")]
-    HappyM2,
-}
-
-impl From<DialectName> for mir2_proto::Dialect {
-    fn from(d: DialectName) -> Self {
-        match d {
-            DialectName::Wemade => mir2_proto::Dialect::Wemade,
-            DialectName::Delphi => mir2_proto::Dialect::Delphi,
-            DialectName::HappyM2 => mir2_proto::Dialect::HappyM2,
-        }
-    }
-}
-
-impl From<mir2_proto::Dialect> for DialectName {
-    fn from(d: mir2_proto::Dialect) -> Self {
-        match d {
-            mir2_proto::Dialect::Wemade => DialectName::Wemade,
-            mir2_proto::Dialect::Delphi => DialectName::Delphi,
-            mir2_proto::Dialect::HappyM2 => DialectName::HappyM2,
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 5500)),
             database: "sqlite://accounts.db".to_owned(),
             db_max_connections: 8,
-            default_dialect: DialectName::Delphi,
+            default_dialect: Dialect::Delphi,
             allow_gates: vec![
                 IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)),
                 IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),

@@ -163,9 +163,7 @@ async fn serve_gate(
     tracker: TaskTracker,
 ) -> &'static str {
     let (mut rd, wr) = stream.into_split();
-    let dialect = Arc::new(AtomicU8::new(dialect_to_u8(
-        shared.config.default_dialect.into(),
-    )));
+    let dialect = Arc::new(AtomicU8::new(dialect_to_u8(shared.config.default_dialect)));
     let (tx, rx) = mpsc::channel(shared.config.gate_outbound_queue);
     let link_done = cancel.child_token();
     let idle = Duration::from_secs(shared.config.gate_idle_timeout_secs);

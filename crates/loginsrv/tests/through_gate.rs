@@ -11,11 +11,11 @@ use std::time::Duration;
 use common::client::Client;
 use common::{assert_reply, config, start, Backend, Db};
 use logingate::app::Gate;
-use logingate::config::{Config as GateConfig, DialectName};
+use logingate::config::{Config as GateConfig, Dialect};
 use loginsrv::code;
 use mir2_proto::ids::MsgKind;
 
-fn gate_config(dialect: DialectName) -> GateConfig {
+fn gate_config(dialect: Dialect) -> GateConfig {
     let mut c = GateConfig::default();
     c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
     c.gate.max_conn_per_ip = 0;
@@ -31,7 +31,7 @@ async fn linked_gate(c: GateConfig) -> (Gate, SocketAddr) {
     (gate, addr)
 }
 
-async fn full_flow(backend: Backend, dialect: DialectName) {
+async fn full_flow(backend: Backend, dialect: Dialect) {
     let Some(db) = Db::new(backend).await else {
         return;
     };
@@ -100,29 +100,29 @@ async fn full_flow(backend: Backend, dialect: DialectName) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_delphi_gate() {
-    full_flow(Backend::Sqlite, DialectName::Delphi).await;
+    full_flow(Backend::Sqlite, Dialect::Delphi).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_wemade_gate() {
-    full_flow(Backend::Sqlite, DialectName::Wemade).await;
+    full_flow(Backend::Sqlite, Dialect::Wemade).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_happym2_gate() {
-    full_flow(Backend::Sqlite, DialectName::HappyM2).await;
+    full_flow(Backend::Sqlite, Dialect::HappyM2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_delphi_gate() {
-    full_flow(Backend::Postgres, DialectName::Delphi).await;
+    full_flow(Backend::Postgres, Dialect::Delphi).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_loginsrv_persists_in_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("state");
-    let mut gc = gate_config(DialectName::Wemade);
+    let mut gc = gate_config(Dialect::Wemade);
     gc.data_dir = data_dir.clone();
     // Test-speed Argon2 through the [embedded] pass-through table.
     gc.embedded = toml::from_str("[security]\nargon2_m_kib = 8\nargon2_t = 1\n").unwrap();

@@ -10,6 +10,11 @@ use crate::codec::ByteDisplay;
 
 /// Which family of servers the link talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Dialect {
     /// The Wemade C++ servers: `%O<id>/<ip>$`, replies followed by one 0x00.
     Wemade,

@@ -471,7 +471,7 @@ async fn gate_in_front_of(link: SocketAddr) -> logingate::app::Gate {
     c.gate.conn_rate_per_ip = 0;
     c.gate.max_packets_per_sec = 1_000_000;
     c.server.addr = Some(link);
-    c.server.dialect = logingate::config::DialectName::Wemade;
+    c.server.dialect = logingate::config::Dialect::Wemade;
     let gate = logingate::app::Gate::start(c).await.expect("gate starts");
     assert!(
         gate.wait_link_up(Duration::from_secs(10)).await,
@@ -570,7 +570,7 @@ async fn login_flows_through_the_real_gate_and_loginsrv() {
     c.gate.max_conn_per_ip = 0;
     c.gate.conn_rate_per_ip = 0;
     c.server.addr = Some(srv.local_addr());
-    c.server.dialect = logingate::config::DialectName::Delphi;
+    c.server.dialect = logingate::config::Dialect::Delphi;
     let gate = logingate::app::Gate::start(c).await.expect("gate starts");
     assert!(gate.wait_link_up(Duration::from_secs(10)).await);
     let target = gate.local_addrs()[0].to_string();

@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use logingate::app::Gate;
-use logingate::config::{Config as GateConfig, DialectName};
+use logingate::config::{Config as GateConfig, Dialect};
 
 struct Stack {
     srv: loginsrv::RunningServer,
@@ -31,7 +31,7 @@ async fn stack() -> Stack {
     c.gate.max_conn_per_ip = 0;
     c.gate.conn_rate_per_ip = 0;
     c.server.addr = Some(srv.local_addr());
-    c.server.dialect = DialectName::Delphi;
+    c.server.dialect = Dialect::Delphi;
     let gate = Gate::start(c).await.expect("gate starts");
     assert!(
         gate.wait_link_up(Duration::from_secs(10)).await,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use logingate::app::Gate;
-use logingate::config::{Config, DialectName};
+use logingate::config::{Config, Dialect};
 use mir2_proto::MsgHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -17,7 +17,7 @@ pub const STEP: Duration = Duration::from_secs(5);
 
 /// A gate config for tests: loopback, ephemeral port, no per-IP limits (every
 /// test client is 127.0.0.1), long heartbeats so frames are deterministic.
-pub fn test_config(server: SocketAddr, dialect: DialectName) -> Config {
+pub fn test_config(server: SocketAddr, dialect: Dialect) -> Config {
     let mut c = Config::default();
     c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
     c.gate.max_conn_per_ip = 0;
@@ -263,7 +263,7 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 /// A gate linked to a fresh scripted LoginSrv, link up.
 pub async fn gate_with_srv(
     tune: impl FnOnce(&mut Config),
-    dialect: DialectName,
+    dialect: Dialect,
 ) -> (Gate, Srv, SrvConn) {
     let srv = Srv::bind().await;
     let mut config = test_config(srv.addr(), dialect);
