@@ -8,8 +8,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::codec::ByteDisplay;
 
-/// Which family of servers the link talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// Which family of servers the link talks to. There is no default: each
+/// application chooses its own (the gate's config, the LoginSrv's fallback
+/// before a gate's first frame shows its dialect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -19,7 +21,6 @@ pub enum Dialect {
     /// The Wemade C++ servers: `%O<id>/<ip>$`, replies followed by one 0x00.
     Wemade,
     /// DelphiMir and its ports: `%O<id>/<ip>/<gateIp>$`.
-    #[default]
     Delphi,
     /// HappyM2: `%N…`, `%C…`, `%D…`, plus block frames.
     HappyM2,
@@ -36,6 +37,20 @@ impl Dialect {
             Dialect::Delphi => "delphi",
             Dialect::HappyM2 => "happym2",
         }
+    }
+
+    /// A compact code, for keeping a dialect in an atomic (`AtomicU8`).
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Dialect::Wemade => 0,
+            Dialect::Delphi => 1,
+            Dialect::HappyM2 => 2,
+        }
+    }
+
+    /// The inverse of [`Dialect::to_u8`]; `None` for a code no dialect has.
+    pub fn from_u8(code: u8) -> Option<Dialect> {
+        Dialect::ALL.get(usize::from(code)).copied()
     }
 }
 
@@ -508,6 +523,15 @@ mod tests {
         }
         assert_eq!("HappyM2".parse::<Dialect>().unwrap(), Dialect::HappyM2);
         assert!("mir3".parse::<Dialect>().is_err());
+    }
+
+    #[test]
+    fn dialect_codes_roundtrip() {
+        for d in Dialect::ALL {
+            assert_eq!(Dialect::from_u8(d.to_u8()), Some(d));
+        }
+        assert_eq!(Dialect::from_u8(3), None);
+        assert_eq!(Dialect::from_u8(u8::MAX), None);
     }
 
     #[test]
