@@ -1,4 +1,4 @@
-//! Legend of Mir 2 login-path wire formats (see `/work/shared/PROTOCOL.md`).
+//! Legend of Mir 2 login-path wire formats (see `docs/PROTOCOL.md` at the repository root).
 //!
 //! Pure functions and incremental framers over byte buffers: no I/O, no allocation on the
 //! framing path, every parser bounded and total (errors, never panics, on peer input).
