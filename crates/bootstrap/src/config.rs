@@ -1,0 +1,197 @@
+//! Config errors and the TOML loader.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+/// Largest value any `*_secs` key may take (one year): far beyond any
+/// sensible setting, and small enough that `Instant + Duration` can never
+/// overflow (which would panic the task that computes a deadline).
+pub const MAX_SECS: u64 = 365 * 24 * 3600;
+
+/// Why a configuration was refused. The binaries print it on one line and
+/// exit with [`EXIT_CONFIG`](crate::EXIT_CONFIG).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key, e.g. `gate.max_conn_per_ip`; `config` for the file itself.
+    pub key: String,
+    /// What is wrong with it, including the line when a file was parsed.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// An error about one key.
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The same error, its key placed under `prefix` (an embedded table).
+    pub fn under(self, prefix: &str) -> ConfigError {
+        ConfigError {
+            key: format!("{prefix}.{}", self.key),
+            problem: self.problem,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config key `{}`: {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parse a TOML document into `T`. On failure the error names the dotted key
+/// (the path serde was at, plus the field for an unknown or missing one) and
+/// the line, e.g. ``config key `gate.max_conn`: unknown field `max_conn`, expected
+/// one of … (gate.toml line 4)``.
+pub fn from_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, ConfigError> {
+    let deserializer = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.message().trim_end().to_owned();
+        let key = key_named(&path, &message);
+        let line = inner.span().map(|span| line_of(text, span.start));
+        let at = match line {
+            Some(line) => format!(" ({} line {line})", origin.display()),
+            None => format!(" ({})", origin.display()),
+        };
+        ConfigError::new(key, format!("{message}{at}"))
+    })
+}
+
+/// Read and parse a TOML file.
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("config", format!("cannot read {}: {e}", path.display())))?;
+    from_toml(&text, path)
+}
+
+/// `key` must be a whole number of seconds in `min..=MAX_SECS`.
+pub fn check_secs(key: &str, secs: u64, min: u64) -> Result<(), ConfigError> {
+    if (min..=MAX_SECS).contains(&secs) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(key, format!("must be {min}..={MAX_SECS} seconds")))
+    }
+}
+
+/// The key an error is about: serde's path, extended by the field an
+/// "unknown field" or "missing field" message names. `.` is serde's root.
+fn key_named(path: &str, message: &str) -> String {
+    let field = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    let path = if path == "." { "" } else { path };
+    match (path, field) {
+        ("", Some(f)) => f.to_owned(),
+        ("", None) => "config".to_owned(),
+        (p, Some(f)) if !p.ends_with(f) => format!("{p}.{f}"),
+        (p, _) => p.to_owned(),
+    }
+}
+
+/// 1-based line number of byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields, default)]
+    struct Inner {
+        max_conn_per_ip: u32,
+        listen: Vec<String>,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields, default)]
+    struct Outer {
+        data_dir: String,
+        gate: Inner,
+    }
+
+    fn err(text: &str) -> ConfigError {
+        from_toml::<Outer>(text, Path::new("gate.toml")).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_key_in_a_table_names_the_dotted_key_and_line() {
+        let e = err("data_dir = \"x\"\n[gate]\nmax_conn = 3\n");
+        assert_eq!(e.key, "gate.max_conn");
+        assert!(e.problem.contains("unknown field `max_conn`"), "{e}");
+        assert!(e.problem.contains("gate.toml line 3"), "{e}");
+        assert_eq!(e.to_string().lines().count(), 1);
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = err("[gate]\nmax_conn_per_ip = \"ten\"\n");
+        assert_eq!(e.key, "gate.max_conn_per_ip");
+        assert!(e.problem.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_inside_an_array_names_the_element() {
+        let e = err("[gate]\nlisten = [\"a\", 3]\n");
+        assert_eq!(e.key, "gate.listen[1]");
+    }
+
+    #[test]
+    fn unknown_top_level_key() {
+        let e = err("colour = true\n");
+        assert_eq!(e.key, "colour");
+    }
+
+    #[test]
+    fn syntax_error_names_the_file() {
+        let e = err("[gate\n");
+        assert_eq!(e.key, "config");
+        assert!(e.problem.contains("gate.toml line 1"), "{e}");
+    }
+
+    #[test]
+    fn valid_document_parses() {
+        let o: Outer = from_toml("[gate]\nmax_conn_per_ip = 4\n", Path::new("x")).unwrap();
+        assert_eq!(o.gate.max_conn_per_ip, 4);
+    }
+
+    #[test]
+    fn unreadable_file_is_a_config_error() {
+        let e = load_toml::<Outer>(Path::new("/nonexistent/gate.toml")).unwrap_err();
+        assert_eq!(e.key, "config");
+        assert!(e.problem.contains("/nonexistent/gate.toml"));
+    }
+
+    #[test]
+    fn seconds_are_bounded() {
+        assert!(check_secs("a", 0, 0).is_ok());
+        assert!(check_secs("a", 0, 1).is_err());
+        assert!(check_secs("a", MAX_SECS, 1).is_ok());
+        let e = check_secs("server.heartbeat_secs", MAX_SECS + 1, 1).unwrap_err();
+        assert_eq!(e.key, "server.heartbeat_secs");
+    }
+
+    #[test]
+    fn under_prefixes_the_key() {
+        let e = ConfigError::new("max_gates", "too big").under("embedded");
+        assert_eq!(e.key, "embedded.max_gates");
+    }
+}
