@@ -25,7 +25,6 @@ mod admission;
 mod config;
 mod conn;
 mod listener;
-mod log_limit;
 mod metrics;
 mod pool;
 mod reason;
