@@ -1,17 +1,21 @@
 //! The netcore [`Handler`]: frames client bytes and forwards each whole
 //! `#…!` as one link data frame; sends open and close frames.
+//!
+//! Only a whole `#…!` counts as a message for netcore's first-packet and idle
+//! timers: lone `*` acks and a message trickled a byte at a time do not, so
+//! neither can hold a slot past `first_packet_timeout_secs` or `idle_timeout_secs`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use mir2_proto::ClientFramer;
-use netcore::{CloseReason, Handler, Session};
+use netcore::{CloseReason, Handler, Progress, Session};
 use parking_lot::Mutex;
 use tracing::{debug, info};
 
-use crate::config::{optional_secs, Config};
+use crate::config::Config;
 use crate::link::{Generation, Link, PushError};
 use crate::ratelog::LogLimiter;
 
@@ -35,10 +39,6 @@ pub struct GateHandler {
     max_packet_bytes: usize,
     /// Per-session message rate (and burst).
     max_packets_per_sec: u32,
-    /// Longest time without a whole message (`idle_timeout_secs`; `None` =
-    /// no limit). netcore's idle timer sees bytes, so lone `*` acks or a
-    /// message trickled a byte at a time would otherwise hold a slot forever.
-    idle_timeout: Option<Duration>,
     /// Closes by reason label, for operators' summaries and tests.
     closes: Mutex<BTreeMap<&'static str, u64>>,
     /// Clients the gate itself refused in `on_open`, by label (netcore
@@ -56,8 +56,6 @@ pub struct ClientState {
     tokens: f64,
     /// When `tokens` was last refilled.
     refilled: Instant,
-    /// When the last whole message arrived (or the session opened).
-    last_message: Instant,
 }
 
 static REJECT_LOG: LogLimiter = LogLimiter::new(10);
@@ -69,7 +67,6 @@ impl GateHandler {
             link,
             max_packet_bytes: config.gate.max_packet_bytes,
             max_packets_per_sec: config.gate.max_packets_per_sec,
-            idle_timeout: optional_secs(config.gate.idle_timeout_secs),
             closes: Mutex::new(BTreeMap::new()),
             rejects: Mutex::new(BTreeMap::new()),
         }
@@ -107,28 +104,6 @@ impl GateHandler {
             true
         } else {
             false
-        }
-    }
-}
-
-impl GateHandler {
-    /// Bytes arrived but no whole message for `idle_timeout`: idle all the
-    /// same (only `*` acks, or a message trickled in byte by byte).
-    fn check_progress(
-        &self,
-        st: &ClientState,
-        s: &Session,
-        now: Instant,
-    ) -> Result<(), CloseReason> {
-        match self.idle_timeout {
-            Some(idle) if now.saturating_duration_since(st.last_message) >= idle => {
-                if let Some(suppressed) = REJECT_LOG.check() {
-                    info!(session = s.id().get(), peer = %s.peer(), reason = "idle_timeout", suppressed,
-                        "closing client: no whole message for {} s", idle.as_secs());
-                }
-                Err(CloseReason::IdleTimeout)
-            }
-            _ => Ok(()),
         }
     }
 }
@@ -175,7 +150,6 @@ impl Handler for GateHandler {
             generation,
             tokens: f64::from(self.max_packets_per_sec),
             refilled: Instant::now(),
-            last_message: Instant::now(),
         })
     }
 
@@ -184,13 +158,14 @@ impl Handler for GateHandler {
         st: &mut ClientState,
         s: &Session,
         buf: &mut BytesMut,
-    ) -> Result<(), CloseReason> {
+    ) -> Result<Progress, CloseReason> {
         let id = s.id().get();
         let now = Instant::now();
+        let mut progress = Progress::Partial;
         loop {
             let msg = match st.framer.decode(buf) {
                 Ok(Some(msg)) => msg,
-                Ok(None) => return self.check_progress(st, s, now),
+                Ok(None) => return Ok(progress),
                 Err(e) => return Err(reject(s, e.reason(), format_args!("{e}"))),
             };
             if !self.admit_message(st, now) {
@@ -201,7 +176,7 @@ impl Handler for GateHandler {
                 ));
             }
             match self.link.data(st.generation, id, &msg) {
-                Ok(()) => st.last_message = now,
+                Ok(()) => progress = Progress::Message,
                 Err(PushError::Down) => return Err(CloseReason::Protocol(reason::SERVER_LOST)),
                 Err(PushError::Busy) => {
                     return Err(reject(

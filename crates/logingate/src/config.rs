@@ -43,7 +43,8 @@ pub struct GateConfig {
     pub max_conn_per_ip: u32,
     /// New connections per second per IP, burst the same (0 = unlimited).
     pub conn_rate_per_ip: u32,
-    /// A client must send its first byte within this (0 = no limit).
+    /// A client must send its first whole `#…!` message within this; `*` acks
+    /// or a partial message do not count (0 = no limit).
     pub first_packet_timeout_secs: u64,
     /// TCP_DEFER_ACCEPT (Linux): the kernel holds a connection that has sent
     /// nothing for up to this long before the gate sees it, so a flood of

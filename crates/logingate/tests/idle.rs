@@ -1,7 +1,7 @@
-//! `idle_timeout_secs` means "no whole message for this long": a client
-//! cannot hold its slot forever with lone `*` acks or by trickling one byte
-//! of a message at a time (slowloris), which netcore's byte-level idle timer
-//! alone cannot see.
+//! `first_packet_timeout_secs` means "no whole message yet" and
+//! `idle_timeout_secs` "no whole message for this long": a client cannot hold
+//! its slot with lone `*` acks, a bare `#`, or by trickling one byte of a
+//! message at a time (slowloris).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -26,6 +26,43 @@ async fn keep_sending(c: &mut TcpStream, mut chunk: impl FnMut(usize) -> Vec<u8>
 }
 
 #[tokio::test]
+async fn bytes_without_a_whole_message_are_closed_at_the_first_packet_timeout() {
+    let (gate, _srv, mut link) = gate_with_srv(
+        |c| {
+            c.gate.first_packet_timeout_secs = 1;
+            // Far beyond the test's patience: only the first-packet deadline can close them.
+            c.gate.idle_timeout_secs = 600;
+        },
+        Dialect::Wemade,
+    )
+    .await;
+    let addr = gate_addr(&gate);
+    let mut good = connect(addr).await;
+    let id_good = link.open_id().await;
+    let mut cut = Vec::new();
+    for bytes in [&b"*"[..], b"#", b"#1<<<"] {
+        let mut c = connect(addr).await;
+        link.open_id().await;
+        c.write_all(bytes).await.unwrap();
+        cut.push(c);
+    }
+    good.write_all(&client_msg(1)).await.unwrap();
+    assert!(link.text().await.starts_with(&format!("%A{id_good}/")));
+    for c in &mut cut {
+        assert!(read_to_close(c).await.is_empty());
+    }
+    assert_eq!(
+        gate.handler().closes("first_packet_timeout"),
+        3,
+        "{:?}",
+        gate.handler().close_counts()
+    );
+    // A client that sent a whole message is past its first packet.
+    expect_open(&mut good, Duration::from_millis(200)).await;
+    assert_eq!(gate.handler().closes("first_packet_timeout"), 3);
+}
+
+#[tokio::test]
 async fn acks_and_trickled_bytes_do_not_keep_a_client_alive() {
     let (gate, _srv, mut link) = gate_with_srv(
         |c| {
@@ -37,10 +74,10 @@ async fn acks_and_trickled_bytes_do_not_keep_a_client_alive() {
     .await;
     let addr = gate_addr(&gate);
 
-    // Only ever sends `*`.
+    // One whole message, then only `*`.
     let mut acks = connect(addr).await;
     let id_acks = link.open_id().await;
-    // Trickles one message, a byte per tick.
+    // One whole message, then trickles another, a byte per tick.
     let mut slow = connect(addr).await;
     let id_slow = link.open_id().await;
     // A real client: a whole message per tick.
@@ -48,9 +85,13 @@ async fn acks_and_trickled_bytes_do_not_keep_a_client_alive() {
     let id_good = link.open_id().await;
 
     let (acks_cut, slow_cut, good_cut) = tokio::join!(
-        keep_sending(&mut acks, |_| b"*".to_vec()),
+        keep_sending(&mut acks, |n| if n == 0 {
+            client_msg(100)
+        } else {
+            b"*".to_vec()
+        }),
         keep_sending(&mut slow, |n| if n == 0 {
-            b"#1".to_vec()
+            [client_msg(200), b"#1".to_vec()].concat()
         } else {
             b"<".to_vec()
         }),
@@ -72,7 +113,7 @@ async fn acks_and_trickled_bytes_do_not_keep_a_client_alive() {
         let f = link.text().await;
         if f.starts_with(&format!("%A{id_good}/")) {
             good_msgs += 1;
-        } else {
+        } else if f.starts_with("%X") {
             closed.push(f);
         }
     }

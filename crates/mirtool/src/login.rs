@@ -38,8 +38,8 @@ pub struct Args {
     /// Change the password to this before logging in (CM_CHANGEPASSWORD).
     #[arg(long, value_name = "NEW")]
     change_password: Option<String>,
-    /// Deadline for connecting and for each reply.
-    #[arg(long, default_value_t = 10)]
+    /// Deadline for connecting and for each reply, seconds (1..=3600).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout_secs: u64,
     /// Client build date sent in CM_PROTOCOL.
     #[arg(long, default_value_t = 20_020_522)]
@@ -102,7 +102,7 @@ fn id_table(overrides: &[String]) -> Result<IdTable, Failure> {
 
 async fn walk(args: &Args) -> Result<(), Failure> {
     let ids = id_table(&args.ids)?;
-    let timeout = Duration::from_secs(args.timeout_secs.max(1));
+    let timeout = Duration::from_secs(args.timeout_secs);
     let mut conn = Conn::connect(&args.addr, ids, timeout).await?;
     println!("connected to {}", args.addr);
 

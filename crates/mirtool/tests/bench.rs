@@ -63,6 +63,53 @@ fn bench(args: &[&str]) -> (Output, serde_json::Value) {
     (out, json)
 }
 
+/// Runs `mirtool bench ARGS`, killing it (and failing) if it is still running after 20 s.
+fn bench_bounded(args: &[&str]) -> Output {
+    let mut child = Command::new(MIRTOOL)
+        .arg("bench")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mirtool bench");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mirtool bench {args:?} still running after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn seconds_options_out_of_range_are_refused_naming_the_flag() {
+    // Nothing listens there: a run that got past its arguments would only see errors.
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let cases: [(&[&str], &str); 5] = [
+        (&["connect", "--duration", "1e18"], "--duration"),
+        (&["login", "--duration", "1e18"], "--duration"),
+        (&["idle", "--hold", "1e18"], "--hold"),
+        (&["relay", "--drain", "1e18"], "--drain"),
+        (&["relay", "--connect-timeout=-1"], "--connect-timeout"),
+    ];
+    for (args, flag) in cases {
+        let out = bench_bounded(&[args, &["--target", &free, "--json"]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} must be 0..=86400 seconds")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 fn n(v: &serde_json::Value, key: &str) -> u64 {
     v[key]
         .as_u64()

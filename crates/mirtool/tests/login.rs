@@ -192,3 +192,24 @@ async fn connection_errors_exit_2() {
     let o = mirtool(free, &["--user", "a", "--password", "b", "--id", "bogus"]).await;
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_out_of_range_is_a_usage_error_naming_the_flag() {
+    // A listener that never accepts: the kernel completes the handshake, so a run that
+    // got past the arguments would connect, send and wait for a reply.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    for bad in ["0", "3601", "18446744073709551615"] {
+        let o = mirtool(
+            addr,
+            &["--user", "a", "--password", "b", "--timeout-secs", bad],
+        )
+        .await;
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "--timeout-secs {bad}: {stderr}");
+        assert!(
+            stderr.contains("--timeout-secs") && stderr.contains("1..=3600"),
+            "--timeout-secs {bad}: {stderr}"
+        );
+    }
+}

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use netcore::{CloseReason, Config, Handler, Server, Session};
+use netcore::{CloseReason, Config, Handler, Progress, Server, Session};
 
 /// Counts live heap bytes and blocks; forwards everything to the system allocator.
 struct Counting;
@@ -79,12 +79,18 @@ impl Handler for Echo {
     fn on_open(&self, _: &Session) -> Result<u32, &'static str> {
         Ok(0)
     }
-    fn on_data(&self, n: &mut u32, s: &Session, buf: &mut BytesMut) -> Result<(), CloseReason> {
-        if let Some(nl) = buf.iter().rposition(|&b| b == b'\n') {
-            *n += 1;
-            let _ = s.send(buf.split_to(nl + 1).freeze());
-        }
-        Ok(())
+    fn on_data(
+        &self,
+        n: &mut u32,
+        s: &Session,
+        buf: &mut BytesMut,
+    ) -> Result<Progress, CloseReason> {
+        let Some(nl) = buf.iter().rposition(|&b| b == b'\n') else {
+            return Ok(Progress::Partial);
+        };
+        *n += 1;
+        let _ = s.send(buf.split_to(nl + 1).freeze());
+        Ok(Progress::Message)
     }
     fn on_close(&self, _: u32, _: &Session, _: CloseReason) {}
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use netcore::{CloseReason, Config, Handler, Server, Session};
+use netcore::{CloseReason, Config, Handler, Progress, Server, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -26,14 +26,20 @@ impl Handler for Echo {
     fn on_open(&self, _: &Session) -> Result<(), &'static str> {
         Ok(())
     }
-    fn on_data(&self, _: &mut (), s: &Session, buf: &mut BytesMut) -> Result<(), CloseReason> {
+    fn on_data(
+        &self,
+        _: &mut (),
+        s: &Session,
+        buf: &mut BytesMut,
+    ) -> Result<Progress, CloseReason> {
         if buf.first() == Some(&b'!') {
             return Err(CloseReason::Protocol("bye"));
         }
-        if let Some(nl) = buf.iter().rposition(|&b| b == b'\n') {
-            let _ = s.send(buf.split_to(nl + 1).freeze());
-        }
-        Ok(())
+        let Some(nl) = buf.iter().rposition(|&b| b == b'\n') else {
+            return Ok(Progress::Partial);
+        };
+        let _ = s.send(buf.split_to(nl + 1).freeze());
+        Ok(Progress::Message)
     }
     fn on_close(&self, _: (), _: &Session, _: CloseReason) {
         self.closed.fetch_add(1, Ordering::Relaxed);

@@ -30,9 +30,10 @@ pub struct Config {
     /// Most run-time block-list entries; when full, expired entries are purged, then
     /// the one expiring soonest is evicted.
     pub max_runtime_blocks: usize,
-    /// Close a session that sent nothing this long after connecting.
+    /// Close a session that sent no whole message this long after connecting (the handler
+    /// decides what a message is, see [`crate::Progress`]).
     pub first_packet_timeout: Option<Duration>,
-    /// Close a session that sent nothing for this long.
+    /// Close a session that sent no whole message for this long.
     pub idle_timeout: Option<Duration>,
     /// Bytes queued for one peer before it is closed as a slow reader.
     pub max_outbound_bytes: usize,

@@ -10,6 +10,10 @@
 //! `poll_write_ready`: tokio keeps those wakers in the socket's own slot), the
 //! session's waker slot and one `Sleep`. No other future is held across an await,
 //! which keeps the per-session task small (see `session_future_stays_small`).
+//!
+//! Both timers measure the time since the last whole message, as `on_data` reports it
+//! ([`Progress`]): bytes alone do not count, so a peer sending one byte, or a message a
+//! byte at a time, is still closed at the first-packet (then idle) deadline.
 
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
@@ -26,7 +30,7 @@ use crate::admission::Permit;
 use crate::reason::CloseReason;
 use crate::server::Core;
 use crate::session::Session;
-use crate::Handler;
+use crate::{Handler, Progress};
 
 /// Most queued chunks handed to one `writev`.
 const MAX_IOVECS: usize = 64;
@@ -160,7 +164,7 @@ fn close<H: Handler>(
 
 /// The I/O loop; returns the winning close reason.
 ///
-/// Only `last_rx` and the arguments live across the await; the rest happens in plain
+/// Only `last_message` and the arguments live across the await; the rest happens in plain
 /// functions so it takes no room in the session's future.
 #[allow(clippy::manual_async_fn)] // deliberate, see `serve`
 fn drive<'a, H: Handler>(
@@ -170,8 +174,8 @@ fn drive<'a, H: Handler>(
     mut timer: Pin<&'a mut Sleep>,
 ) -> impl Future<Output = CloseReason> + 'a {
     async move {
-        // When the last bytes arrived; `None` until the first packet.
-        let mut last_rx: Option<Instant> = None;
+        // When the last whole message arrived; `None` until the first one.
+        let mut last_message: Option<Instant> = None;
         if let Some(timeout) = conn.core.config.first_packet_timeout {
             timer.as_mut().reset(after(Instant::now(), timeout));
         }
@@ -181,7 +185,8 @@ fn drive<'a, H: Handler>(
                 Err(reason) => return reason,
             };
             let event = wait(conn, write_blocked, timer.as_mut()).await;
-            if let Err(reason) = on_event(conn, state, rx, &mut last_rx, timer.as_mut(), event) {
+            if let Err(reason) = on_event(conn, state, rx, &mut last_message, timer.as_mut(), event)
+            {
                 return reason;
             }
         }
@@ -228,13 +233,13 @@ fn wait<'a, H: Handler>(
 
 /// Acts on one event; `Err` ends the session with that (winning) reason.
 ///
-/// The timer is re-armed only when it fires (or when the first packet brings the
-/// deadline forward), never on every packet: activity is a timestamp compared at expiry.
+/// The timer is re-armed only when it fires (or when the first message brings the
+/// deadline forward), never on every message: activity is a timestamp compared at expiry.
 fn on_event<H: Handler>(
     conn: &Conn<H>,
     state: &mut H::State,
     rx: &mut Option<BytesMut>,
-    last_rx: &mut Option<Instant>,
+    last_message: &mut Option<Instant>,
     mut timer: Pin<&mut Sleep>,
     event: io::Result<Event>,
 ) -> Result<(), CloseReason> {
@@ -244,25 +249,25 @@ fn on_event<H: Handler>(
         Err(e) => Err(session.close_with(CloseReason::Error(e.kind()))),
         Ok(Event::Woken | Event::Writable) => Ok(()), // the loop top closes or flushes
         Ok(Event::Readable) => {
-            let arrived = read_and_dispatch(&conn.core, &conn.stream, session, state, rx)
+            let progress = read_and_dispatch(&conn.core, &conn.stream, session, state, rx)
                 .map_err(|reason| session.close_with(reason))?;
-            if arrived {
+            if progress == Progress::Message {
                 let now = Instant::now();
-                if last_rx.is_none() {
-                    // Past the first packet: from now on the idle deadline applies.
+                if last_message.is_none() {
+                    // Past the first message: from now on the idle deadline applies.
                     let next = after(now, idle_timeout.unwrap_or(FAR_FUTURE));
                     if next < timer.deadline() || idle_timeout.is_none() {
                         timer.as_mut().reset(next);
                     }
                 }
-                *last_rx = Some(now);
+                *last_message = Some(now);
             }
             Ok(())
         }
         Ok(Event::Timer) => {
             let now = Instant::now();
-            match (*last_rx, idle_timeout) {
-                // Only the first-packet deadline is armed before the first packet.
+            match (*last_message, idle_timeout) {
+                // Only the first-packet deadline is armed before the first message.
                 (None, _) => Err(session.close_with(CloseReason::FirstPacketTimeout)),
                 (Some(at), Some(idle)) if now >= after(at, idle) => {
                     Err(session.close_with(CloseReason::IdleTimeout))
@@ -280,16 +285,16 @@ fn on_event<H: Handler>(
     }
 }
 
-/// One non-blocking read into the session's pooled buffer, then the handler.
-/// `Ok(true)` when bytes arrived. The buffer goes back to the pool as soon as the
-/// handler leaves nothing pending, so an idle session holds none.
+/// One non-blocking read into the session's pooled buffer, then the handler, whose
+/// verdict is returned (`Partial` when nothing was read). The buffer goes back to the
+/// pool as soon as the handler leaves nothing pending, so an idle session holds none.
 fn read_and_dispatch<H: Handler>(
     core: &Core<H>,
     stream: &TcpStream,
     session: &Session,
     state: &mut H::State,
     rx: &mut Option<BytesMut>,
-) -> Result<bool, CloseReason> {
+) -> Result<Progress, CloseReason> {
     let cap = core.pool.buffer_bytes();
     let buf = rx.get_or_insert_with(|| core.pool.take(session.id().get()));
     let room = cap.saturating_sub(buf.len());
@@ -303,17 +308,17 @@ fn read_and_dispatch<H: Handler>(
             if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted =>
         {
             release_if_drained(core, session, rx);
-            return Ok(false);
+            return Ok(Progress::Partial);
         }
         Err(e) => return Err(CloseReason::Error(e.kind())),
     };
     core.metrics.bytes_in.increment(read as u64);
-    core.handler.on_data(state, session, buf)?;
+    let progress = core.handler.on_data(state, session, buf)?;
     if buf.len() >= cap {
         return Err(CloseReason::Protocol(READ_BUFFER_FULL));
     }
     release_if_drained(core, session, rx);
-    Ok(true)
+    Ok(progress)
 }
 
 fn release_if_drained<H: Handler>(core: &Core<H>, session: &Session, rx: &mut Option<BytesMut>) {
@@ -430,9 +435,14 @@ mod tests {
         fn on_open(&self, _: &Session) -> Result<(), &'static str> {
             Ok(())
         }
-        fn on_data(&self, _: &mut (), _: &Session, buf: &mut BytesMut) -> Result<(), CloseReason> {
+        fn on_data(
+            &self,
+            _: &mut (),
+            _: &Session,
+            buf: &mut BytesMut,
+        ) -> Result<Progress, CloseReason> {
             buf.clear();
-            Ok(())
+            Ok(Progress::Message)
         }
         fn on_close(&self, _: (), _: &Session, _: CloseReason) {}
     }
@@ -471,13 +481,21 @@ mod tests {
         fn on_open(&self, _: &Session) -> Result<(), &'static str> {
             Ok(())
         }
-        fn on_data(&self, _: &mut (), _: &Session, buf: &mut BytesMut) -> Result<(), CloseReason> {
+        fn on_data(
+            &self,
+            _: &mut (),
+            _: &Session,
+            buf: &mut BytesMut,
+        ) -> Result<Progress, CloseReason> {
             self.seen
                 .store(buf.len(), std::sync::atomic::Ordering::SeqCst);
-            if let Some(nl) = buf.iter().rposition(|&b| b == b'\n') {
-                let _ = buf.split_to(nl + 1);
+            match buf.iter().rposition(|&b| b == b'\n') {
+                Some(nl) => {
+                    let _ = buf.split_to(nl + 1);
+                    Ok(Progress::Message)
+                }
+                None => Ok(Progress::Partial),
             }
-            Ok(())
         }
         fn on_close(&self, _: (), _: &Session, _: CloseReason) {}
     }

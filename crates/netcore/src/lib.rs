@@ -6,8 +6,9 @@
 //!   per-IP rate (fixed-memory table), global and per-IP concurrency caps.
 //! * A registry of sessions with ids 1..=i32::MAX, O(1) lookup from any task.
 //! * One task per session: in-order reads into pooled buffers held only while bytes are
-//!   pending, a byte-bounded outbound queue written with vectored writes, first-packet
-//!   and idle timers at O(1) cost, and `on_close` exactly once.
+//!   pending, a byte-bounded outbound queue written with vectored writes, first-message
+//!   and idle timers at O(1) cost (driven by whole messages, as the handler reports
+//!   them), and `on_close` exactly once.
 //! * Orderly shutdown: stop accepting, close every session, flush, wait for all tasks.
 //!
 //! The seed's known defects are impossible here by construction:
@@ -25,7 +26,6 @@ mod admission;
 mod config;
 mod conn;
 mod listener;
-mod log_limit;
 mod metrics;
 mod pool;
 mod reason;
@@ -46,6 +46,17 @@ pub use tokio_util::sync::CancellationToken;
 
 use bytes::BytesMut;
 
+/// What [`Handler::on_data`] made of the bytes: the one notion of activity both session
+/// timers use (`first_packet_timeout`, `idle_timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// At least one whole message: the session is past its first packet and not idle.
+    Message,
+    /// No whole message (part of one, or bytes the protocol does not count, such as
+    /// keep-alive noise): no timer moves, so trickled bytes cannot hold a slot.
+    Partial,
+}
+
 /// The application's side of a session. One `Handler` serves all sessions; per-session
 /// protocol state lives in `State`, owned by the session's task.
 pub trait Handler: Send + Sync + 'static {
@@ -60,12 +71,15 @@ pub trait Handler: Send + Sync + 'static {
     /// Bytes arrived, in order. Consume whole frames from the front of `buf` and leave a
     /// partial tail; a tail that fills the whole receive buffer closes the session as
     /// `Protocol("read_buffer_full")`. `Err(reason)` closes the session.
+    ///
+    /// The result says whether a whole message arrived, which only the protocol knows:
+    /// it is what ends the first-packet deadline and restarts the idle one.
     fn on_data(
         &self,
         state: &mut Self::State,
         session: &Session,
         buf: &mut BytesMut,
-    ) -> Result<(), CloseReason>;
+    ) -> Result<Progress, CloseReason>;
 
     /// The session ended; called exactly once per session `on_open` accepted, whoever
     /// closed it. The session is already out of the registry and refuses sends.

@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use limits::LogLimiter;
 use tokio::io::unix::AsyncFd;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +18,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::config::Config;
-use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use crate::pool::BufferPool;
 use crate::registry::Sessions;
@@ -41,7 +41,7 @@ pub(crate) struct Core<H: Handler> {
     /// Queue bound and overflow counter handed to every session.
     pub(crate) send_limits: Arc<SendLimits>,
     /// Keeps rejection and error logs to one line per reason per second.
-    pub(crate) log_limit: LogLimiter,
+    pub(crate) log_limit: LogLimiter<&'static str>,
     /// Tracks session tasks so shutdown can wait for all of them.
     pub(crate) tracker: TaskTracker,
     /// Cancelled to start the shutdown.
@@ -52,13 +52,13 @@ impl<H: Handler> Core<H> {
     /// Counts and (rate-limited) logs a rejected connection.
     pub(crate) fn reject(&self, reason: &'static str, peer: SocketAddr) {
         self.metrics.rejected(reason);
-        if let Some(suppressed) = self.log_limit.admit(reason) {
+        if let Some(suppressed) = self.log_limit.check_for(reason) {
             tracing::info!(%peer, reason, suppressed, "connection rejected");
         }
     }
 
     pub(crate) fn log_error(&self, what: &'static str, error: &io::Error) {
-        if let Some(suppressed) = self.log_limit.admit(what) {
+        if let Some(suppressed) = self.log_limit.check_for(what) {
             tracing::warn!(what, %error, suppressed, "listener error");
         }
     }
@@ -120,7 +120,7 @@ impl<H: Handler> Server<H> {
             pool: BufferPool::new(config.read_buffer_bytes, config.buffer_pool_max),
             metrics,
             send_limits,
-            log_limit: LogLimiter::default(),
+            log_limit: LogLimiter::new(1, Duration::from_secs(1)),
             tracker: TaskTracker::new(),
             token: CancellationToken::new(),
             sessions,

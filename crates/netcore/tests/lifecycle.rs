@@ -75,6 +75,50 @@ async fn idle_timeout_closes_only_the_idle_session() {
     h.stop().await;
 }
 
+/// Writes `chunk` every 50 ms until the server closes the connection (or 30 s pass).
+fn trickle(mut stream: TcpStream, chunk: &'static [u8]) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for _ in 0..600 {
+            if stream.write_all(chunk).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_without_a_whole_message_do_not_end_the_first_packet_deadline() {
+    let mut cfg = config("life_first_partial_");
+    cfg.first_packet_timeout = Some(Duration::from_millis(200));
+    cfg.idle_timeout = Some(Duration::from_secs(60));
+    let h = start(cfg).await;
+    // The echo handler reports these bytes as part of a line, never a whole one.
+    let writer = trickle(TcpStream::connect(h.addr).await.unwrap(), b"x");
+    eventually("trickling client closed", || h.handler.closed() == 1).await;
+    assert_eq!(h.handler.reasons_of(CloseReason::FirstPacketTimeout), 1);
+    assert_eq!(h.counter("closed_total", Some("first_packet_timeout")), 1);
+    writer.abort();
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_without_a_whole_message_do_not_restart_the_idle_deadline() {
+    let mut cfg = config("life_idle_partial_");
+    cfg.first_packet_timeout = Some(Duration::from_secs(60));
+    cfg.idle_timeout = Some(Duration::from_millis(250));
+    let h = start(cfg).await;
+    let mut client = TcpStream::connect(h.addr).await.unwrap();
+    client.write_all(b"once\n").await.unwrap();
+    let mut echo = [0u8; 5];
+    client.read_exact(&mut echo).await.unwrap();
+    let writer = trickle(client, b"x");
+    eventually("trickling client closed", || h.handler.closed() == 1).await;
+    assert_eq!(h.handler.reasons_of(CloseReason::IdleTimeout), 1);
+    writer.abort();
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_that_never_reads_is_closed_as_slow_reader_while_others_flow() {
     let mut cfg = config("life_slow_");

@@ -143,10 +143,18 @@ pub fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime>
     }
 }
 
-/// A seconds option as a Duration; rejects negative, NaN and absurd values instead of panicking.
+/// Longest seconds option (a day): beyond any run, and small enough that no deadline
+/// computed from it can overflow an `Instant`.
+const MAX_SECS: f64 = 86_400.0;
+
+/// A seconds option as a Duration; rejects negative, NaN and values over `MAX_SECS`
+/// instead of panicking or waiting forever.
 pub fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v)
-        .map_err(|_| anyhow::anyhow!("{name} must be a non-negative number of seconds, got {v}"))
+    let out_of_range = || anyhow::anyhow!("{name} must be 0..={MAX_SECS} seconds, got {v}");
+    if !(0.0..=MAX_SECS).contains(&v) {
+        return Err(out_of_range());
+    }
+    Duration::try_from_secs_f64(v).map_err(|_| out_of_range())
 }
 
 /// Loopback source addresses used to spread connections: 127.0.0.2 … 127.0.0.254.

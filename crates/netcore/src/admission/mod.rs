@@ -7,7 +7,6 @@
 
 mod blocklist;
 mod per_ip;
-mod rate;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,13 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use limits::{Rate, RateTable};
 use parking_lot::RwLock;
 
 use crate::config::Config;
 use crate::metrics::reject;
 use blocklist::BlockList;
 use per_ip::PerIpCounts;
-use rate::RateLimiter;
 
 /// Default rate-table slots per allowed connection: room for the live sources plus
 /// as many recent ones, so legitimate reconnects rarely collide.
@@ -33,8 +32,8 @@ const RATE_SLOTS_MAX: usize = 1 << 20;
 struct Inner {
     /// Static and run-time blocks.
     blocks: RwLock<BlockList>,
-    /// Per-IP connection rate; `None` when unlimited.
-    rate: Option<RateLimiter>,
+    /// Per-IP connection rate, keyed by canonical IP; `None` when unlimited.
+    rate: Option<RateTable<IpAddr>>,
     /// Live sessions per IP; only consulted when `max_per_ip > 0`.
     per_ip: PerIpCounts,
     /// `Config::max_conn_per_ip`.
@@ -103,7 +102,12 @@ impl Admission {
                     .clamp(RATE_SLOTS_MIN, RATE_SLOTS_MAX),
                 slots => slots,
             };
-            RateLimiter::new(config.conn_rate_per_ip, config.conn_burst_per_ip, slots)
+            let rate = Rate::new(
+                config.conn_rate_per_ip,
+                Duration::from_secs(1),
+                config.conn_burst_per_ip,
+            );
+            RateTable::new(rate, slots)
         });
         Admission {
             inner: Arc::new(Inner {

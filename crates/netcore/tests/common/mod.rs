@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use netcore::{
-    Admission, CancellationToken, CloseReason, Config, Handler, Server, Session, Sessions,
+    Admission, CancellationToken, CloseReason, Config, Handler, Progress, Server, Session, Sessions,
 };
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
@@ -62,16 +62,17 @@ impl Handler for Echo {
         st: &mut EchoState,
         s: &Session,
         buf: &mut BytesMut,
-    ) -> Result<(), CloseReason> {
+    ) -> Result<Progress, CloseReason> {
+        // A line is a message; bytes without a newline are part of one.
         let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
-            return Ok(());
+            return Ok(Progress::Partial);
         };
         let frames: Bytes = buf.split_to(last_nl + 1).freeze();
         if !frames.starts_with(b"!") && !frames.windows(2).any(|w| w == b"\n!") {
             st.lines += frames.iter().filter(|&&b| b == b'\n').count() as u64;
             // A refused send closed the session itself (slow reader) or it is closing anyway.
             let _ = s.send(frames);
-            return Ok(());
+            return Ok(Progress::Message);
         }
         // Slow path: line by line, with test commands.
         for line in frames.split_inclusive(|&b| b == b'\n') {
@@ -95,7 +96,7 @@ impl Handler for Echo {
                 }
             }
         }
-        Ok(())
+        Ok(Progress::Message)
     }
 
     fn on_close(&self, _st: EchoState, s: &Session, reason: CloseReason) {
