@@ -1,57 +1,9 @@
-//! The client framer never panics, never emits a message with a forbidden byte, never lets
-//! a waiting partial message reach the bound, and gives the same result however the input
-//! is chunked (chunk sizes come from the first input bytes).
+//! libFuzzer entry for `fuzz/checks/client_framer.rs`, where the property lives so that
+//! `cargo test` replays the kept inputs on stable.
 #![no_main]
-use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use mir2_proto::client_framer::{ClientFrameError, ClientFramer};
-use mir2_proto::codec;
 
-fn run(input: &[u8], cuts: &[u8], max: usize) -> (Vec<Bytes>, Option<ClientFrameError>) {
-    let mut framer = ClientFramer::new(max);
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    let mut cut = cuts.iter().cycle();
-    while pos < input.len() {
-        let n = if cuts.is_empty() {
-            input.len()
-        } else {
-            usize::from(*cut.next().unwrap_or(&1)).max(1)
-        };
-        let end = (pos + n).min(input.len());
-        buf.extend_from_slice(&input[pos..end]);
-        pos = end;
-        loop {
-            match framer.decode(&mut buf) {
-                Ok(Some(m)) => out.push(m),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e)),
-            }
-        }
-        assert!(buf.len() < framer.max_message());
-    }
-    (out, None)
-}
+#[path = "../checks/client_framer.rs"]
+mod check;
 
-fuzz_target!(|data: &[u8]| {
-    let Some((&head, rest)) = data.split_first() else {
-        return;
-    };
-    let ncuts = usize::from(head % 8).min(rest.len());
-    let (cuts, input) = rest.split_at(ncuts);
-    let max = 18 + usize::from(head) * 2;
-    let (whole, whole_err) = run(input, &[], max);
-    let (split, split_err) = run(input, cuts, max);
-    assert_eq!(whole, split);
-    assert_eq!(whole_err, split_err);
-    for m in &whole {
-        assert!(m.len() <= max);
-        assert_eq!(m.first(), Some(&b'#'));
-        assert_eq!(m.last(), Some(&b'!'));
-        for (i, &b) in m.iter().enumerate().take(m.len() - 1).skip(1) {
-            assert!(codec::is_alphabet(b) || (i == 1 && (b'1'..=b'9').contains(&b)));
-        }
-        assert!(mir2_proto::Packet::parse(m.clone()).is_ok());
-    }
-});
+fuzz_target!(|data: &[u8]| check::check(data));
