@@ -11,8 +11,8 @@ use netcore::{Admission, CloseReason, SendError, Sessions};
 use tracing::{debug, error, info};
 
 use crate::blocklist;
-use crate::client::reason;
 use crate::link::Dispatch;
+use crate::reason;
 
 /// Blocks ordered by the LoginSrv, by `kind` (`temporary`, `permanent`).
 pub const METRIC_BLOCKS: &str = "gate_blocks_total";

@@ -4,6 +4,7 @@
 //! - [`client`]: the netcore handler (framing, rate limit, open/data/close frames).
 //! - [`link`]: the LoginSrv link (batching writer, heartbeat, reconnect).
 //! - [`dispatch`]: the LoginSrv's replies, kicks and blocks applied to sessions.
+//! - [`reason`]: close and refusal labels, counted without a lock.
 //! - [`blocklist`]: the block list file.
 //! - [`app`]: wiring and shutdown; [`app::Gate`] runs a gate in-process.
 
@@ -16,3 +17,4 @@ pub mod dispatch;
 pub mod embedded;
 pub mod link;
 mod ratelog;
+pub mod reason;
