@@ -18,6 +18,7 @@ pub use mir2_proto::Dialect;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory for state of the embedded LoginSrv (accounts database).
+    #[cfg(feature = "embedded")]
     pub data_dir: PathBuf,
     /// Log line format on stderr.
     pub log_format: LogFormat,
@@ -26,6 +27,7 @@ pub struct Config {
     /// LoginSrv side: the one multiplexed link.
     pub server: ServerConfig,
     /// Settings passed verbatim to the embedded LoginSrv (its own schema).
+    #[cfg(feature = "embedded")]
     pub embedded: toml::Table,
 }
 
@@ -74,7 +76,8 @@ pub struct GateConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// LoginSrv gate port; absent = start the embedded LoginSrv.
+    /// LoginSrv gate port; absent = start the embedded LoginSrv (required
+    /// in a gate built without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<SocketAddr>,
     /// Link dialect the LoginSrv speaks.
@@ -107,10 +110,12 @@ pub enum LogFormat {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            #[cfg(feature = "embedded")]
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Text,
             gate: GateConfig::default(),
             server: ServerConfig::default(),
+            #[cfg(feature = "embedded")]
             embedded: toml::Table::new(),
         }
     }
@@ -188,6 +193,7 @@ pub enum ConfigError {
         message: String,
     },
     /// The `[embedded]` table is not a valid LoginSrv configuration.
+    #[cfg(feature = "embedded")]
     #[error("config key `{key}`: {problem}")]
     Embedded {
         /// Dotted key under `embedded`, e.g. `embedded.max_gates`.
@@ -205,7 +211,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         problem: problem.into(),
@@ -252,11 +258,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let g = &self.gate;
         let s = &self.server;
-        // TOML strings are UTF-8: a path that is not cannot be printed by
-        // `--print-config` nor given back through `--config`.
-        if self.data_dir.to_str().is_none() {
-            return Err(invalid("data_dir", "must be valid UTF-8"));
-        }
+        #[cfg(feature = "embedded")]
+        crate::embedded::validate_data_dir(self)?;
         for (key, secs) in [
             (
                 "gate.first_packet_timeout_secs",
@@ -333,18 +336,15 @@ impl Config {
         }
         // Checked here, not when the embedded LoginSrv starts, so a bad key
         // exits 2 (and `--print-config` refuses it) like every other one.
+        #[cfg(feature = "embedded")]
+        crate::embedded::validate_table(self)?;
+        #[cfg(not(feature = "embedded"))]
         if s.addr.is_none() {
-            if let Err(e) = loginsrv::Config::from_table(self.embedded.clone()) {
-                let key = if e.key == "embedded" {
-                    e.key
-                } else {
-                    format!("embedded.{}", e.key)
-                };
-                return Err(ConfigError::Embedded {
-                    key,
-                    problem: e.reason,
-                });
-            }
+            return Err(invalid(
+                "server.addr",
+                "is required: this gate was built without the embedded LoginSrv \
+                 (cargo feature `embedded`); pass --server HOST:PORT or set [server] addr",
+            ));
         }
         // A reply the link accepts must fit a client's queue, or the client
         // would be closed as a "slow reader" for a single reply.
@@ -385,9 +385,21 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The defaults, valid in this build: a gate without the embedded
+    /// LoginSrv needs a `server.addr`.
+    fn defaults() -> Config {
+        #[allow(unused_mut)]
+        let mut c = Config::default();
+        #[cfg(not(feature = "embedded"))]
+        {
+            c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
+        }
+        c
+    }
+
     #[test]
     fn defaults_are_valid_and_round_trip() {
-        let c = Config::default();
+        let c = defaults();
         c.validate().unwrap();
         let text = c.to_toml();
         let back = Config::from_toml(&text, Path::new("x")).unwrap();
@@ -397,7 +409,7 @@ mod tests {
 
     #[test]
     fn server_addr_round_trips() {
-        let mut c = Config::default();
+        let mut c = defaults();
         c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
         c.server.dialect = Dialect::HappyM2;
         let back = Config::from_toml(&c.to_toml(), Path::new("x")).unwrap();
@@ -414,30 +426,31 @@ mod tests {
 
     #[test]
     fn ranges_are_checked_by_key() {
-        let mut c = Config::default();
+        let mut c = defaults();
         c.server.dead_after_secs = c.server.heartbeat_secs;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("server.dead_after_secs"), "{err}");
 
-        let mut c = Config::default();
+        let mut c = defaults();
         c.gate.max_packet_bytes = 17;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("gate.max_packet_bytes"), "{err}");
 
-        let mut c = Config::default();
+        let mut c = defaults();
         c.server.heartbeat_secs = 0;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("server.heartbeat_secs"), "{err}");
 
-        let mut c = Config::default();
+        let mut c = defaults();
         c.gate.max_outbound_bytes = 8 * 1024;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("gate.max_outbound_bytes"), "{err}");
     }
 
+    #[cfg(feature = "embedded")]
     #[test]
     fn embedded_table_is_checked_only_without_server_addr() {
-        let mut c = Config::default();
+        let mut c = defaults();
         c.embedded
             .insert("bogus_key".into(), toml::Value::Integer(1));
         let err = c.validate().unwrap_err().to_string();
@@ -495,14 +508,32 @@ mod tests {
             }),
         ];
         for (key, set) in cases {
-            let mut c = Config::default();
+            let mut c = defaults();
             set(&mut c);
             let err = c.validate().expect_err(key).to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
-        let mut c = Config::default();
+        let mut c = defaults();
         c.gate.temp_block_secs = MAX_SECS;
         c.validate().unwrap();
+    }
+
+    #[cfg(not(feature = "embedded"))]
+    #[test]
+    fn without_the_embedded_loginsrv_server_addr_is_required() {
+        let err = Config::default().validate().unwrap_err().to_string();
+        assert!(err.contains("`server.addr`"), "{err}");
+        assert!(err.contains("embedded"), "{err}");
+        // Only the `[embedded]` table and `data_dir` belong to the feature.
+        for (text, key) in [
+            ("[embedded]\n", "embedded"),
+            ("data_dir = \"x\"\n", "data_dir"),
+        ] {
+            let err = Config::from_toml(text, Path::new("x"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`reason`]: close and refusal labels, counted without a lock.
 //! - [`blocklist`]: the block list file.
 //! - [`app`]: wiring and shutdown; [`app::Gate`] runs a gate in-process.
+//! - `embedded` (cargo feature `embedded`, on by default): the reference
+//!   LoginSrv started in-process when `server.addr` is absent.
 
 pub mod app;
 pub mod blocklist;
@@ -14,6 +16,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dispatch;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod link;
 mod ratelog;
