@@ -3,7 +3,7 @@
 //! Every limit the gate enforces has a key here with a default, so an operator
 //! can see all of them with `--print-config`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -286,6 +286,33 @@ impl Config {
         if g.listen.is_empty() {
             return Err(invalid("gate.listen", "needs at least one address"));
         }
+        // A second bind of the same address would fail only at startup.
+        for (i, a) in g.listen.iter().enumerate() {
+            if g.listen[..i].contains(a) {
+                return Err(invalid(
+                    "gate.listen",
+                    format!("lists {a} twice (from the file or --listen)"),
+                ));
+            }
+        }
+        if let Some(addr) = s.addr {
+            // Port 0 can be listened on, not connected to: the link would retry forever.
+            if addr.port() == 0 {
+                return Err(invalid(
+                    "server.addr",
+                    format!("needs a port other than 0 (got {addr})"),
+                ));
+            }
+            if let Some(own) = g.listen.iter().find(|l| reaches(addr, **l)) {
+                return Err(invalid(
+                    "server.addr",
+                    format!(
+                        "{addr} is the gate's own listener {own} (gate.listen): \
+                         the link would connect to the gate itself"
+                    ),
+                ));
+            }
+        }
         if g.max_connections == 0 {
             return Err(invalid("gate.max_connections", "must be at least 1"));
         }
@@ -373,6 +400,30 @@ impl Config {
         let f = self.gate.block_list_file.trim();
         (!f.is_empty()).then(|| PathBuf::from(f))
     }
+}
+
+/// Whether connecting to `server` would reach the listener bound to `listen`.
+/// netcore binds IPv6 listeners IPv6-only, so families never cross.
+fn reaches(server: SocketAddr, listen: SocketAddr) -> bool {
+    if server.port() != listen.port() {
+        return false;
+    }
+    let (server, listen) = (server.ip().to_canonical(), listen.ip().to_canonical());
+    if server == listen {
+        return true;
+    }
+    if server.is_ipv4() != listen.is_ipv4() {
+        return false;
+    }
+    // A wildcard listener accepts on every address of this host; connecting
+    // to the unspecified address reaches this host.
+    (listen.is_unspecified() && is_local(server)) || server.is_unspecified()
+}
+
+/// Whether `ip` is an address of this host: loopback, or one a socket can
+/// be bound to (the kernel refuses addresses it does not own).
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
 /// `Some(secs)` as a duration, `None` for 0 ("no limit").
@@ -533,6 +584,81 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(key), "{err}");
+        }
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn server_addr_port_0_is_refused() {
+        let mut c = defaults();
+        c.server.addr = Some(addr("127.0.0.1:0"));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("`server.addr`"), "{err}");
+        c.server.addr = Some(addr("127.0.0.1:1"));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn duplicate_listen_addresses_are_refused() {
+        for list in [
+            ["127.0.0.1:7000", "127.0.0.1:7000"],
+            ["[::]:7000", "[::]:7000"],
+        ] {
+            let mut c = defaults();
+            c.gate.listen = list.iter().map(|a| addr(a)).collect();
+            let err = c.validate().expect_err(list[0]).to_string();
+            assert!(err.contains("`gate.listen`"), "{err}");
+            assert!(err.contains(list[0]), "{err}");
+        }
+        // The same port on other addresses is fine.
+        let mut c = defaults();
+        c.gate.listen = vec![
+            addr("127.0.0.1:7000"),
+            addr("[::1]:7000"),
+            addr("127.0.0.2:7000"),
+        ];
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_gate_linking_to_its_own_listener_is_refused() {
+        let own = [
+            ("127.0.0.1:7000", "127.0.0.1:7000"),
+            ("[::1]:7000", "[::1]:7000"),
+            // Wildcard listeners accept on every local address of their family.
+            ("0.0.0.0:7000", "127.0.0.1:7000"),
+            ("0.0.0.0:7000", "127.3.2.1:7000"),
+            ("[::]:7000", "[::1]:7000"),
+            // Connecting to the unspecified address reaches this host.
+            ("127.0.0.1:7000", "0.0.0.0:7000"),
+            // An IPv4-mapped server address is the IPv4 one.
+            ("127.0.0.1:7000", "[::ffff:127.0.0.1]:7000"),
+        ];
+        for (listen, server) in own {
+            let mut c = defaults();
+            c.gate.listen = vec![addr("127.0.0.1:7999"), addr(listen)];
+            c.server.addr = Some(addr(server));
+            let err = c.validate().expect_err(server).to_string();
+            assert!(err.contains("`server.addr`"), "{listen} {server}: {err}");
+        }
+        let other = [
+            ("127.0.0.1:7000", "127.0.0.1:7001"),
+            ("127.0.0.1:7000", "127.0.0.2:7000"),
+            ("0.0.0.0:7000", "[::1]:7000"),
+            // IPv6 listeners are IPv6-only.
+            ("[::]:7000", "127.0.0.1:7000"),
+            // TEST-NET-1: never an address of this host.
+            ("0.0.0.0:7000", "192.0.2.1:7000"),
+        ];
+        for (listen, server) in other {
+            let mut c = defaults();
+            c.gate.listen = vec![addr(listen)];
+            c.server.addr = Some(addr(server));
+            c.validate()
+                .unwrap_or_else(|e| panic!("{listen} {server}: {e}"));
         }
     }
 

@@ -191,6 +191,43 @@ fn without_the_embedded_loginsrv_a_missing_server_addr_exits_2() {
     );
 }
 
+fn flags_exit_2_naming(args: &[&str], key: &str) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "flags {args:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(key), "stderr {err:?} should name {key}");
+}
+
+/// Addresses that could only fail later (a connect loop to port 0, a bind
+/// error, a gate linked to itself) are refused up front.
+#[test]
+fn unusable_addresses_exit_2_naming_the_key() {
+    flags_exit_2_naming(&["--server", "127.0.0.1:0"], "server.addr");
+    flags_exit_2_naming(
+        &[
+            "--listen",
+            "127.0.0.1:7100",
+            "--listen",
+            "127.0.0.1:7100",
+            "--server",
+            "127.0.0.1:5600",
+        ],
+        "gate.listen",
+    );
+    flags_exit_2_naming(
+        &["--listen", "0.0.0.0:7100", "--server", "127.0.0.1:7100"],
+        "server.addr",
+    );
+    exits_2_naming(
+        "[gate]\nlisten = [\"[::1]:7100\", \"[::1]:7100\"]\n[server]\naddr = \"127.0.0.1:5600\"\n",
+        "gate.listen",
+    );
+}
+
 /// Reads the binary's stderr until it reports both its listen address and
 /// the link being up; returns the listen address.
 fn listen_addr_from_log(stderr: std::process::ChildStderr) -> SocketAddr {
