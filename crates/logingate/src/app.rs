@@ -1,8 +1,10 @@
 //! Wiring: embedded LoginSrv (if any), link, netcore server, block list,
 //! and the orderly shutdown.
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -301,8 +303,16 @@ async fn log_stats(
 
 /// Run the gate until SIGINT/SIGTERM, then shut down in order.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Polled once before anything starts, so the handlers are installed: a
+    // signal that arrives while the gate starts (the embedded LoginSrv can
+    // take a while) stops it in order instead of killing the process.
+    let mut stop_signal = std::pin::pin!(netcore::shutdown_signal());
+    let early = std::future::poll_fn(|cx| Poll::Ready(stop_signal.as_mut().poll(cx))).await;
+    if early.is_ready() {
+        return Ok(());
+    }
     let gate = Gate::start(config).await?;
-    netcore::shutdown_signal().await;
+    stop_signal.await;
     tokio::select! {
         () = gate.shutdown() => {}
         // An operator who asks twice does not want to wait for the grace period.
