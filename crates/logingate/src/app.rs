@@ -1,8 +1,10 @@
 //! Wiring: embedded LoginSrv (if any), link, netcore server, block list,
 //! and the orderly shutdown.
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,6 +17,7 @@ use crate::blocklist;
 use crate::client::GateHandler;
 use crate::config::{optional_secs, Config};
 use crate::dispatch::NetDispatch;
+#[cfg(feature = "embedded")]
 use crate::embedded::Embedded;
 use crate::link::{self, Link, LinkOptions};
 
@@ -43,6 +46,7 @@ pub struct Gate {
     /// The link task.
     link_task: JoinHandle<()>,
     /// The in-process LoginSrv when `[server] addr` is absent.
+    #[cfg(feature = "embedded")]
     embedded: Option<Embedded>,
     /// Bound on each shutdown phase.
     grace: Duration,
@@ -79,21 +83,30 @@ impl Gate {
     /// connects in the background: see [`Gate::wait_link_up`]).
     pub async fn start(config: Config) -> anyhow::Result<Gate> {
         config.validate()?;
+        #[cfg(feature = "embedded")]
         let embedded = match config.server.addr {
             Some(_) => None,
             None => Some(Embedded::start(&config).await?),
         };
+        #[cfg(feature = "embedded")]
         let server_addr = match (&config.server.addr, &embedded) {
             (Some(addr), _) => *addr,
             (None, Some(e)) => e.addr(),
             (None, None) => anyhow::bail!("no LoginSrv address"),
         };
+        // Validation refuses a missing address in a gate without the embedded LoginSrv.
+        #[cfg(not(feature = "embedded"))]
+        let server_addr = config
+            .server
+            .addr
+            .context("server.addr is required: built without the embedded LoginSrv")?;
         let dialect = config.server.dialect;
         let link = Link::new(dialect, config.server.max_link_buffer_bytes);
         let handler = Arc::new(GateHandler::new(link.clone(), &config));
         let server = match Server::bind(core_config(&config), handler.clone()).await {
             Ok(server) => server,
             Err(e) => {
+                #[cfg(feature = "embedded")]
                 if let Some(embedded) = embedded {
                     embedded.shutdown().await;
                 }
@@ -147,7 +160,7 @@ impl Gate {
         info!(
             listen = ?local_addrs,
             server = %server_addr,
-            embedded = embedded.is_some(),
+            embedded = cfg!(feature = "embedded") && config.server.addr.is_none(),
             dialect = %config.server.dialect,
             max_connections = g.max_connections,
             max_conn_per_ip = g.max_conn_per_ip,
@@ -172,6 +185,7 @@ impl Gate {
             link_stop: link_stop.drop_guard(),
             server_task,
             link_task,
+            #[cfg(feature = "embedded")]
             embedded,
             grace: Duration::from_secs(config.gate.shutdown_grace_secs),
         })
@@ -241,6 +255,7 @@ impl Gate {
         {
             warn!("link did not flush within the grace period");
         }
+        #[cfg(feature = "embedded")]
         if let Some(e) = self.embedded {
             e.shutdown().await;
         }
@@ -288,8 +303,16 @@ async fn log_stats(
 
 /// Run the gate until SIGINT/SIGTERM, then shut down in order.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Polled once before anything starts, so the handlers are installed: a
+    // signal that arrives while the gate starts (the embedded LoginSrv can
+    // take a while) stops it in order instead of killing the process.
+    let mut stop_signal = std::pin::pin!(netcore::shutdown_signal());
+    let early = std::future::poll_fn(|cx| Poll::Ready(stop_signal.as_mut().poll(cx))).await;
+    if early.is_ready() {
+        return Ok(());
+    }
     let gate = Gate::start(config).await?;
-    netcore::shutdown_signal().await;
+    stop_signal.await;
     tokio::select! {
         () = gate.shutdown() => {}
         // An operator who asks twice does not want to wait for the grace period.

@@ -17,7 +17,8 @@ pub struct Cli {
     /// Address to accept clients on; repeat for several (replaces gate.listen).
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
-    /// LoginSrv gate address (server.addr); without it the embedded LoginSrv runs.
+    /// LoginSrv gate address (server.addr); without it the embedded LoginSrv
+    /// runs (required when built without the `embedded` feature).
     #[arg(long, value_name = "ADDR")]
     pub server: Option<SocketAddr>,
     /// Link dialect: wemade, delphi or happym2 (server.dialect).
@@ -30,6 +31,7 @@ pub struct Cli {
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
     /// Directory for the embedded LoginSrv's data (data_dir).
+    #[cfg(feature = "embedded")]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -53,6 +55,7 @@ impl Cli {
         if let Some(f) = self.log_format {
             config.log_format = f;
         }
+        #[cfg(feature = "embedded")]
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
         }

@@ -12,24 +12,12 @@ use std::time::Instant;
 use bytes::BytesMut;
 use mir2_proto::ClientFramer;
 use netcore::{CloseReason, Handler, Progress, Session};
-use parking_lot::Mutex;
 use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::link::{Generation, Link, PushError};
 use crate::ratelog::LogLimiter;
-
-/// Close labels the gate itself uses (netcore adds its own, see README).
-pub mod reason {
-    /// Client refused because the LoginSrv link is down.
-    pub const SERVER_UNAVAILABLE: &str = "server_unavailable";
-    /// More than `max_packets_per_sec` messages in a second.
-    pub const FLOODING: &str = "flooding";
-    /// The link's pending buffer is full (a close, or a refusal on open).
-    pub const SERVER_BUSY: &str = "server_busy";
-    /// The link the session was opened on dropped.
-    pub const SERVER_LOST: &str = "server_lost";
-}
+use crate::reason::{self, ReasonCounts};
 
 /// The gate's per-connection logic, shared by all sessions.
 pub struct GateHandler {
@@ -39,11 +27,12 @@ pub struct GateHandler {
     max_packet_bytes: usize,
     /// Per-session message rate (and burst).
     max_packets_per_sec: u32,
-    /// Closes by reason label, for operators' summaries and tests.
-    closes: Mutex<BTreeMap<&'static str, u64>>,
-    /// Clients the gate itself refused in `on_open`, by label (netcore
-    /// counts them in `rejected_total` too; this is for the stats line).
-    rejects: Mutex<BTreeMap<&'static str, u64>>,
+    /// Closes by reason label, for the stats line and tests (netcore's
+    /// `closed_total` goes to the metrics facade, which cannot be read back).
+    closes: ReasonCounts,
+    /// Clients the gate itself refused in `on_open`, by label (the same
+    /// holds for netcore's `rejected_total`).
+    rejects: ReasonCounts,
 }
 
 /// Protocol state of one client, owned by its session task.
@@ -67,30 +56,30 @@ impl GateHandler {
             link,
             max_packet_bytes: config.gate.max_packet_bytes,
             max_packets_per_sec: config.gate.max_packets_per_sec,
-            closes: Mutex::new(BTreeMap::new()),
-            rejects: Mutex::new(BTreeMap::new()),
+            closes: ReasonCounts::closes(),
+            rejects: ReasonCounts::refusals(),
         }
     }
 
     /// How many sessions closed with `reason` (a `CloseReason::as_str` label).
     pub fn closes(&self, reason: &str) -> u64 {
-        self.closes.lock().get(reason).copied().unwrap_or(0)
+        self.closes.get(reason)
     }
 
     /// How many clients `on_open` refused with `reason`
     /// (`server_unavailable`, `server_busy`).
     pub fn rejects(&self, reason: &str) -> u64 {
-        self.rejects.lock().get(reason).copied().unwrap_or(0)
+        self.rejects.get(reason)
     }
 
     /// All refusal counts of `on_open` by reason.
     pub fn reject_counts(&self) -> BTreeMap<&'static str, u64> {
-        self.rejects.lock().clone()
+        self.rejects.snapshot()
     }
 
     /// All close counts by reason.
     pub fn close_counts(&self) -> BTreeMap<&'static str, u64> {
-        self.closes.lock().clone()
+        self.closes.snapshot()
     }
 
     /// Take one message token; `false` when the client is over its rate.
@@ -137,7 +126,7 @@ impl Handler for GateHandler {
                     PushError::Down => (reason::SERVER_UNAVAILABLE, "LoginSrv link is down"),
                     PushError::Busy => (reason::SERVER_BUSY, "link buffer full"),
                 };
-                *self.rejects.lock().entry(label).or_insert(0) += 1;
+                self.rejects.add(label);
                 if let Some(suppressed) = REJECT_LOG.check() {
                     info!(peer = %s.peer(), reason = label, suppressed, "refusing client: {why}");
                 }
@@ -192,7 +181,7 @@ impl Handler for GateHandler {
     fn on_close(&self, st: ClientState, s: &Session, why: CloseReason) {
         let id = s.id().get();
         let sent = self.link.close(st.generation, id);
-        *self.closes.lock().entry(why.as_str()).or_insert(0) += 1;
+        self.closes.add(why.as_str());
         debug!(session = id, peer = %s.peer(), reason = %why, close_frame_sent = sent, "client closed");
     }
 }

@@ -3,7 +3,7 @@
 //! Every limit the gate enforces has a key here with a default, so an operator
 //! can see all of them with `--print-config`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,6 +18,7 @@ pub use mir2_proto::Dialect;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory for state of the embedded LoginSrv (accounts database).
+    #[cfg(feature = "embedded")]
     pub data_dir: PathBuf,
     /// Log line format on stderr.
     pub log_format: LogFormat,
@@ -26,6 +27,7 @@ pub struct Config {
     /// LoginSrv side: the one multiplexed link.
     pub server: ServerConfig,
     /// Settings passed verbatim to the embedded LoginSrv (its own schema).
+    #[cfg(feature = "embedded")]
     pub embedded: toml::Table,
 }
 
@@ -75,7 +77,8 @@ pub struct GateConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// LoginSrv gate port; absent = start the embedded LoginSrv.
+    /// LoginSrv gate port; absent = start the embedded LoginSrv (required
+    /// in a gate built without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<SocketAddr>,
     /// Link dialect the LoginSrv speaks.
@@ -108,10 +111,12 @@ pub enum LogFormat {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            #[cfg(feature = "embedded")]
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Text,
             gate: GateConfig::default(),
             server: ServerConfig::default(),
+            #[cfg(feature = "embedded")]
             embedded: toml::Table::new(),
         }
     }
@@ -189,6 +194,7 @@ pub enum ConfigError {
         message: String,
     },
     /// The `[embedded]` table is not a valid LoginSrv configuration.
+    #[cfg(feature = "embedded")]
     #[error("config key `{key}`: {problem}")]
     Embedded {
         /// Dotted key under `embedded`, e.g. `embedded.max_gates`.
@@ -206,7 +212,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         problem: problem.into(),
@@ -253,11 +259,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let g = &self.gate;
         let s = &self.server;
-        // TOML strings are UTF-8: a path that is not cannot be printed by
-        // `--print-config` nor given back through `--config`.
-        if self.data_dir.to_str().is_none() {
-            return Err(invalid("data_dir", "must be valid UTF-8"));
-        }
+        #[cfg(feature = "embedded")]
+        crate::embedded::validate_data_dir(self)?;
         for (key, secs) in [
             (
                 "gate.first_packet_timeout_secs",
@@ -283,6 +286,33 @@ impl Config {
         }
         if g.listen.is_empty() {
             return Err(invalid("gate.listen", "needs at least one address"));
+        }
+        // A second bind of the same address would fail only at startup.
+        for (i, a) in g.listen.iter().enumerate() {
+            if g.listen[..i].contains(a) {
+                return Err(invalid(
+                    "gate.listen",
+                    format!("lists {a} twice (from the file or --listen)"),
+                ));
+            }
+        }
+        if let Some(addr) = s.addr {
+            // Port 0 can be listened on, not connected to: the link would retry forever.
+            if addr.port() == 0 {
+                return Err(invalid(
+                    "server.addr",
+                    format!("needs a port other than 0 (got {addr})"),
+                ));
+            }
+            if let Some(own) = g.listen.iter().find(|l| reaches(addr, **l)) {
+                return Err(invalid(
+                    "server.addr",
+                    format!(
+                        "{addr} is the gate's own listener {own} (gate.listen): \
+                         the link would connect to the gate itself"
+                    ),
+                ));
+            }
         }
         if g.max_connections == 0 {
             return Err(invalid("gate.max_connections", "must be at least 1"));
@@ -334,18 +364,15 @@ impl Config {
         }
         // Checked here, not when the embedded LoginSrv starts, so a bad key
         // exits 2 (and `--print-config` refuses it) like every other one.
+        #[cfg(feature = "embedded")]
+        crate::embedded::validate_table(self)?;
+        #[cfg(not(feature = "embedded"))]
         if s.addr.is_none() {
-            if let Err(e) = loginsrv::Config::from_table(self.embedded.clone()) {
-                let key = if e.key == "embedded" {
-                    e.key
-                } else {
-                    format!("embedded.{}", e.key)
-                };
-                return Err(ConfigError::Embedded {
-                    key,
-                    problem: e.reason,
-                });
-            }
+            return Err(invalid(
+                "server.addr",
+                "is required: this gate was built without the embedded LoginSrv \
+                 (cargo feature `embedded`); pass --server HOST:PORT or set [server] addr",
+            ));
         }
         // A reply the link accepts must fit a client's queue, or the client
         // would be closed as a "slow reader" for a single reply.
@@ -376,6 +403,30 @@ impl Config {
     }
 }
 
+/// Whether connecting to `server` would reach the listener bound to `listen`.
+/// netcore binds IPv6 listeners IPv6-only, so families never cross.
+fn reaches(server: SocketAddr, listen: SocketAddr) -> bool {
+    if server.port() != listen.port() {
+        return false;
+    }
+    let (server, listen) = (server.ip().to_canonical(), listen.ip().to_canonical());
+    if server == listen {
+        return true;
+    }
+    if server.is_ipv4() != listen.is_ipv4() {
+        return false;
+    }
+    // A wildcard listener accepts on every address of this host; connecting
+    // to the unspecified address reaches this host.
+    (listen.is_unspecified() && is_local(server)) || server.is_unspecified()
+}
+
+/// Whether `ip` is an address of this host: loopback, or one a socket can
+/// be bound to (the kernel refuses addresses it does not own).
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
 /// `Some(secs)` as a duration, `None` for 0 ("no limit").
 pub fn optional_secs(secs: u64) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
@@ -386,9 +437,21 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The defaults, valid in this build: a gate without the embedded
+    /// LoginSrv needs a `server.addr`.
+    fn defaults() -> Config {
+        #[allow(unused_mut)]
+        let mut c = Config::default();
+        #[cfg(not(feature = "embedded"))]
+        {
+            c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
+        }
+        c
+    }
+
     #[test]
     fn defaults_are_valid_and_round_trip() {
-        let c = Config::default();
+        let c = defaults();
         c.validate().unwrap();
         let text = c.to_toml();
         let back = Config::from_toml(&text, Path::new("x")).unwrap();
@@ -398,7 +461,7 @@ mod tests {
 
     #[test]
     fn server_addr_round_trips() {
-        let mut c = Config::default();
+        let mut c = defaults();
         c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
         c.server.dialect = Dialect::HappyM2;
         let back = Config::from_toml(&c.to_toml(), Path::new("x")).unwrap();
@@ -415,30 +478,31 @@ mod tests {
 
     #[test]
     fn ranges_are_checked_by_key() {
-        let mut c = Config::default();
+        let mut c = defaults();
         c.server.dead_after_secs = c.server.heartbeat_secs;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("server.dead_after_secs"), "{err}");
 
-        let mut c = Config::default();
+        let mut c = defaults();
         c.gate.max_packet_bytes = 17;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("gate.max_packet_bytes"), "{err}");
 
-        let mut c = Config::default();
+        let mut c = defaults();
         c.server.heartbeat_secs = 0;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("server.heartbeat_secs"), "{err}");
 
-        let mut c = Config::default();
+        let mut c = defaults();
         c.gate.max_outbound_bytes = 8 * 1024;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("gate.max_outbound_bytes"), "{err}");
     }
 
+    #[cfg(feature = "embedded")]
     #[test]
     fn embedded_table_is_checked_only_without_server_addr() {
-        let mut c = Config::default();
+        let mut c = defaults();
         c.embedded
             .insert("bogus_key".into(), toml::Value::Integer(1));
         let err = c.validate().unwrap_err().to_string();
@@ -496,14 +560,107 @@ mod tests {
             }),
         ];
         for (key, set) in cases {
-            let mut c = Config::default();
+            let mut c = defaults();
             set(&mut c);
             let err = c.validate().expect_err(key).to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
-        let mut c = Config::default();
+        let mut c = defaults();
         c.gate.temp_block_secs = MAX_SECS;
         c.validate().unwrap();
+    }
+
+    #[cfg(not(feature = "embedded"))]
+    #[test]
+    fn without_the_embedded_loginsrv_server_addr_is_required() {
+        let err = Config::default().validate().unwrap_err().to_string();
+        assert!(err.contains("`server.addr`"), "{err}");
+        assert!(err.contains("embedded"), "{err}");
+        // Only the `[embedded]` table and `data_dir` belong to the feature.
+        for (text, key) in [
+            ("[embedded]\n", "embedded"),
+            ("data_dir = \"x\"\n", "data_dir"),
+        ] {
+            let err = Config::from_toml(text, Path::new("x"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn server_addr_port_0_is_refused() {
+        let mut c = defaults();
+        c.server.addr = Some(addr("127.0.0.1:0"));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("`server.addr`"), "{err}");
+        c.server.addr = Some(addr("127.0.0.1:1"));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn duplicate_listen_addresses_are_refused() {
+        for list in [
+            ["127.0.0.1:7000", "127.0.0.1:7000"],
+            ["[::]:7000", "[::]:7000"],
+        ] {
+            let mut c = defaults();
+            c.gate.listen = list.iter().map(|a| addr(a)).collect();
+            let err = c.validate().expect_err(list[0]).to_string();
+            assert!(err.contains("`gate.listen`"), "{err}");
+            assert!(err.contains(list[0]), "{err}");
+        }
+        // The same port on other addresses is fine.
+        let mut c = defaults();
+        c.gate.listen = vec![
+            addr("127.0.0.1:7000"),
+            addr("[::1]:7000"),
+            addr("127.0.0.2:7000"),
+        ];
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_gate_linking_to_its_own_listener_is_refused() {
+        let own = [
+            ("127.0.0.1:7000", "127.0.0.1:7000"),
+            ("[::1]:7000", "[::1]:7000"),
+            // Wildcard listeners accept on every local address of their family.
+            ("0.0.0.0:7000", "127.0.0.1:7000"),
+            ("0.0.0.0:7000", "127.3.2.1:7000"),
+            ("[::]:7000", "[::1]:7000"),
+            // Connecting to the unspecified address reaches this host.
+            ("127.0.0.1:7000", "0.0.0.0:7000"),
+            // An IPv4-mapped server address is the IPv4 one.
+            ("127.0.0.1:7000", "[::ffff:127.0.0.1]:7000"),
+        ];
+        for (listen, server) in own {
+            let mut c = defaults();
+            c.gate.listen = vec![addr("127.0.0.1:7999"), addr(listen)];
+            c.server.addr = Some(addr(server));
+            let err = c.validate().expect_err(server).to_string();
+            assert!(err.contains("`server.addr`"), "{listen} {server}: {err}");
+        }
+        let other = [
+            ("127.0.0.1:7000", "127.0.0.1:7001"),
+            ("127.0.0.1:7000", "127.0.0.2:7000"),
+            ("0.0.0.0:7000", "[::1]:7000"),
+            // IPv6 listeners are IPv6-only.
+            ("[::]:7000", "127.0.0.1:7000"),
+            // TEST-NET-1: never an address of this host.
+            ("0.0.0.0:7000", "192.0.2.1:7000"),
+        ];
+        for (listen, server) in other {
+            let mut c = defaults();
+            c.gate.listen = vec![addr(listen)];
+            c.server.addr = Some(addr(server));
+            c.validate()
+                .unwrap_or_else(|e| panic!("{listen} {server}: {e}"));
+        }
     }
 
     #[test]

@@ -11,8 +11,8 @@ use netcore::{Admission, CloseReason, SendError, Sessions};
 use tracing::{debug, error, info};
 
 use crate::blocklist;
-use crate::client::reason;
-use crate::link::Dispatch;
+use crate::link::{Dispatch, Undelivered};
+use crate::reason;
 
 /// Blocks ordered by the LoginSrv, by `kind` (`temporary`, `permanent`).
 pub const METRIC_BLOCKS: &str = "gate_blocks_total";
@@ -68,25 +68,25 @@ impl NetDispatch {
 }
 
 impl Dispatch for NetDispatch {
-    fn deliver(&self, id: u32, data: Bytes) -> Result<(), &'static str> {
-        let session = self.sessions.get(id).ok_or("unknown_session")?;
+    fn deliver(&self, id: u32, data: Bytes) -> Result<(), Undelivered> {
+        let session = self.sessions.get(id).ok_or(Undelivered::UnknownSession)?;
         session.send(data).map_err(|e| match e {
-            SendError::Closed => "session_closed",
+            SendError::Closed => Undelivered::SessionClosed,
             // netcore has closed the session as a slow reader.
-            SendError::QueueFull => "slow_reader",
+            SendError::QueueFull => Undelivered::SlowReader,
         })
     }
 
-    fn kick(&self, id: u32) -> Result<(), &'static str> {
-        let session = self.sessions.get(id).ok_or("unknown_session")?;
+    fn kick(&self, id: u32) -> Result<(), Undelivered> {
+        let session = self.sessions.get(id).ok_or(Undelivered::UnknownSession)?;
         metrics::counter!(METRIC_KICKS).increment(1);
         info!(session = id, peer = %session.peer(), "LoginSrv kicked client");
         session.close(CloseReason::Kicked);
         Ok(())
     }
 
-    fn block(&self, id: u32, permanent: bool) -> Result<(), &'static str> {
-        let session = self.sessions.get(id).ok_or("unknown_session")?;
+    fn block(&self, id: u32, permanent: bool) -> Result<(), Undelivered> {
+        let session = self.sessions.get(id).ok_or(Undelivered::UnknownSession)?;
         let ip = session.peer().ip().to_canonical();
         let (kind, expiry) = if permanent {
             ("permanent", None)

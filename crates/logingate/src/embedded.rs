@@ -1,4 +1,4 @@
-//! Embedded LoginSrv for the default run (owned by the LoginSrv work).
+//! Embedded LoginSrv for the default run (cargo feature `embedded`).
 //!
 //! When no `[server] addr` is configured the gate starts the reference
 //! LoginSrv in-process on `127.0.0.1:<ephemeral>` with SQLite in
@@ -12,8 +12,39 @@ use std::net::{Ipv4Addr, SocketAddr};
 use anyhow::Context as _;
 use tracing::info;
 
+use crate::config::{invalid, Config, ConfigError};
+
 /// File name of the accounts database inside `data_dir`.
 const DB_FILE: &str = "accounts.db";
+
+/// `data_dir` must be printable as TOML: a path that is not UTF-8 could
+/// neither be shown by `--print-config` nor given back through `--config`.
+pub(crate) fn validate_data_dir(config: &Config) -> Result<(), ConfigError> {
+    if config.data_dir.to_str().is_none() {
+        return Err(invalid("data_dir", "must be valid UTF-8"));
+    }
+    Ok(())
+}
+
+/// The `[embedded]` table judged by the LoginSrv's own loader, only when
+/// the embedded LoginSrv will run (no `server.addr`).
+pub(crate) fn validate_table(config: &Config) -> Result<(), ConfigError> {
+    if config.server.addr.is_some() {
+        return Ok(());
+    }
+    loginsrv::Config::from_table(config.embedded.clone()).map_err(|e| {
+        let key = if e.key == "embedded" {
+            e.key
+        } else {
+            format!("embedded.{}", e.key)
+        };
+        ConfigError::Embedded {
+            key,
+            problem: e.reason,
+        }
+    })?;
+    Ok(())
+}
 
 /// The in-process LoginSrv the gate links to when `[server] addr` is absent.
 pub struct Embedded {
@@ -25,7 +56,7 @@ pub struct Embedded {
 
 impl Embedded {
     /// Start the embedded LoginSrv; returns the address the link must connect to.
-    pub async fn start(config: &crate::config::Config) -> anyhow::Result<Embedded> {
+    pub async fn start(config: &Config) -> anyhow::Result<Embedded> {
         let overrides = &config.embedded;
         let mut ls =
             loginsrv::Config::from_table(overrides.clone()).context("gate config [embedded]")?;

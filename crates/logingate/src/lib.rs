@@ -4,8 +4,11 @@
 //! - [`client`]: the netcore handler (framing, rate limit, open/data/close frames).
 //! - [`link`]: the LoginSrv link (batching writer, heartbeat, reconnect).
 //! - [`dispatch`]: the LoginSrv's replies, kicks and blocks applied to sessions.
+//! - [`reason`]: close and refusal labels, counted without a lock.
 //! - [`blocklist`]: the block list file.
 //! - [`app`]: wiring and shutdown; [`app::Gate`] runs a gate in-process.
+//! - `embedded` (cargo feature `embedded`, on by default): the reference
+//!   LoginSrv started in-process when `server.addr` is absent.
 
 pub mod app;
 pub mod blocklist;
@@ -13,6 +16,8 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dispatch;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod link;
 mod ratelog;
+pub mod reason;

@@ -55,14 +55,25 @@ fn print_config_parses_back_with_flags_applied() {
 fn print_config_round_trips_through_config() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.toml");
+    // `data_dir` and `[embedded]` exist only with the embedded LoginSrv.
+    let embedded_keys = if cfg!(feature = "embedded") {
+        (
+            "data_dir = \"/tmp/gate data\"\n",
+            "[embedded]\nanswer = 42\n[embedded.db]\nurl = \"sqlite://x.db\"\n\
+             [[embedded.servers]]\nname = \"one\"\n",
+        )
+    } else {
+        ("", "")
+    };
     std::fs::write(
         &input,
-        "data_dir = \"/tmp/gate data\"\nlog_format = \"json\"\n\
-         [gate]\nlisten = [\"[::]:7000\", \"127.0.0.1:7001\"]\nblock_list_file = \"blocks.txt\"\n\
-         max_packets_per_sec = 7\n\
-         [server]\naddr = \"[::1]:5500\"\nmax_frame_bytes = 4096\n\
-         [embedded]\nanswer = 42\n[embedded.db]\nurl = \"sqlite://x.db\"\n\
-         [[embedded.servers]]\nname = \"one\"\n",
+        format!(
+            "{}log_format = \"json\"\n\
+             [gate]\nlisten = [\"[::]:7000\", \"127.0.0.1:7001\"]\nblock_list_file = \"blocks.txt\"\n\
+             max_packets_per_sec = 7\n\
+             [server]\naddr = \"[::1]:5500\"\nmax_frame_bytes = 4096\n{}",
+            embedded_keys.0, embedded_keys.1
+        ),
     )
     .unwrap();
     let print = |config: &Path, extra: &[&str]| {
@@ -88,16 +99,20 @@ fn print_config_round_trips_through_config() {
     let c = Config::from_toml(&second, Path::new("printed")).unwrap();
     assert_eq!(c.server.dialect, Dialect::Delphi);
     assert_eq!(c.gate.max_packets_per_sec, 7);
-    assert_eq!(
-        c.embedded.get("answer").and_then(|v| v.as_integer()),
-        Some(42)
-    );
-    assert!(c.embedded.get("servers").is_some_and(|v| v.is_array()));
+    #[cfg(feature = "embedded")]
+    {
+        assert_eq!(
+            c.embedded.get("answer").and_then(|v| v.as_integer()),
+            Some(42)
+        );
+        assert!(c.embedded.get("servers").is_some_and(|v| v.is_array()));
+        assert_eq!(c.data_dir, Path::new("/tmp/gate data"));
+    }
 }
 
 /// A `--data-dir` that TOML cannot hold is refused (exit 2, key named)
 /// instead of printing a config that would not round-trip.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "embedded"))]
 #[test]
 fn non_utf8_data_dir_exits_2() {
     use std::os::unix::ffi::OsStrExt;
@@ -138,12 +153,79 @@ fn bad_configs_exit_2_naming_the_key() {
     exits_2_naming("[gate]\nmax_conections = 10\n", "max_conections");
     exits_2_naming("[server]\ndialect = \"ipx\"\n", "dialect");
     // The embedded LoginSrv's own keys are checked up front too.
+    #[cfg(feature = "embedded")]
     exits_2_naming("[embedded]\nbogus_key = 1\n", "bogus_key");
     let out = Command::new(BIN)
         .args(["--dialect", "ipx"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A gate built without the embedded LoginSrv has nothing to link to
+/// without `server.addr`, and no `[embedded]` table or `data_dir`.
+#[cfg(not(feature = "embedded"))]
+#[test]
+fn without_the_embedded_loginsrv_a_missing_server_addr_exits_2() {
+    exits_2_naming("[gate]\nmax_packets_per_sec = 7\n", "server.addr");
+    exits_2_naming(
+        "[server]\naddr = \"127.0.0.1:5500\"\n[embedded]\n",
+        "embedded",
+    );
+    exits_2_naming(
+        "data_dir = \"x\"\n[server]\naddr = \"127.0.0.1:5500\"\n",
+        "data_dir",
+    );
+    let out = Command::new(BIN).arg("--print-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.addr"), "{err}");
+    let out = Command::new(BIN)
+        .args(["--server", "127.0.0.1:5500", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn flags_exit_2_naming(args: &[&str], key: &str) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "flags {args:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(key), "stderr {err:?} should name {key}");
+}
+
+/// Addresses that could only fail later (a connect loop to port 0, a bind
+/// error, a gate linked to itself) are refused up front.
+#[test]
+fn unusable_addresses_exit_2_naming_the_key() {
+    flags_exit_2_naming(&["--server", "127.0.0.1:0"], "server.addr");
+    flags_exit_2_naming(
+        &[
+            "--listen",
+            "127.0.0.1:7100",
+            "--listen",
+            "127.0.0.1:7100",
+            "--server",
+            "127.0.0.1:5600",
+        ],
+        "gate.listen",
+    );
+    flags_exit_2_naming(
+        &["--listen", "0.0.0.0:7100", "--server", "127.0.0.1:7100"],
+        "server.addr",
+    );
+    exits_2_naming(
+        "[gate]\nlisten = [\"[::1]:7100\", \"[::1]:7100\"]\n[server]\naddr = \"127.0.0.1:5600\"\n",
+        "gate.listen",
+    );
 }
 
 /// Reads the binary's stderr until it reports both its listen address and

@@ -1,0 +1,335 @@
+//! A TCP link to one LoginSrv: connect, batch writes, heartbeat, route
+//! replies, detect death, reconnect with backoff. Split by concern:
+//!
+//! - this module: the sessions' handle ([`Link`]), the pending buffer and
+//!   the generations;
+//! - [`supervisor`]: connect, backoff, linger, why a connection ended;
+//! - [`writer`]: batching the pending buffer into socket writes;
+//! - [`reader`]: framing server bytes and acting on each frame through
+//!   [`Dispatch`];
+//! - [`stats`]: the link's counters and metric names.
+//!
+//! Nothing here is global: a gate with several LoginSrvs runs one [`Link`]
+//! and one [`run`] per backend, each with its own address, dialect,
+//! heartbeat, generations and counters.
+//!
+//! Sessions never touch the socket. They append encoded frames to one shared
+//! buffer and a single writer swaps the buffer out and writes it whole, so
+//! under load one `write` carries many frames.
+//!
+//! Link generations: every successful connect starts a new generation. A
+//! session remembers the generation its open frame went out on; its data and
+//! close frames are only sent on that same generation. When a link drops, the
+//! LoginSrv forgets every session of it, so the gate closes them all
+//! (`server_lost`) and sends no close frame for them on the next link.
+//!
+//! Liveness: only heartbeat replies (`%++$`, or any `%+x$` that is not a kick
+//! or block, as in the Delphi servers) reset the dead timer. A LoginSrv that
+//! still answers clients but no longer answers heartbeats is treated as dead,
+//! which is what the Delphi gates do; data alone proves little since a wedged
+//! server may still flush old replies.
+
+mod reader;
+mod stats;
+mod supervisor;
+mod writer;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mir2_proto::link::{self as wire, Dialect};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use stats::{Count, LinkCounters};
+
+pub use reader::{Dispatch, Undelivered};
+pub use stats::{metric, LinkTotals};
+pub use supervisor::run;
+
+/// Identifies one connection of a link; 0 is never used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64);
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The link is down or was re-established since the session opened.
+    Down,
+    /// The pending buffer is full (`max_link_buffer_bytes`).
+    Busy,
+}
+
+/// Where one link connects and its timing and size limits, from `[server]`.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// Where the LoginSrv listens for gates.
+    pub addr: SocketAddr,
+    /// Interval of `%--$`.
+    pub heartbeat: Duration,
+    /// No heartbeat reply for this long = dead.
+    pub dead_after: Duration,
+    /// Backoff ceiling.
+    pub reconnect_max: Duration,
+    /// Bound on one connect attempt.
+    pub connect_timeout: Duration,
+    /// Longest server frame.
+    pub max_frame_bytes: usize,
+}
+
+impl LinkOptions {
+    /// Options from the config, linking to `addr`.
+    pub fn from_config(config: &Config, addr: SocketAddr) -> Self {
+        let s = &config.server;
+        LinkOptions {
+            addr,
+            heartbeat: Duration::from_secs(s.heartbeat_secs),
+            dead_after: Duration::from_secs(s.dead_after_secs),
+            reconnect_max: Duration::from_secs(s.reconnect_max_secs),
+            connect_timeout: Duration::from_secs(s.connect_timeout_secs),
+            max_frame_bytes: s.max_frame_bytes,
+        }
+    }
+}
+
+/// The sessions' side of one link: a cheap clone of a shared handle.
+#[derive(Clone)]
+pub struct Link {
+    /// State shared by the sessions and this link's task.
+    state: Arc<LinkState>,
+}
+
+/// Everything one link's sessions and its task share.
+struct LinkState {
+    /// Dialect every frame of this link is written in.
+    dialect: Dialect,
+    /// Bound on pending bytes for open and data frames.
+    max_pending: usize,
+    /// Frames waiting for the writer, and the generation they belong to.
+    pending: Mutex<PendingFrames>,
+    /// Wakes the writer when the buffer goes from empty to non-empty.
+    wake: Notify,
+    /// This link's counters.
+    counters: LinkCounters,
+}
+
+/// Encoded frames not yet written, under the lock that also guards the
+/// generation, so no frame can be appended to a connection that is gone.
+struct PendingFrames {
+    /// Encoded frames not yet handed to the socket.
+    buf: BytesMut,
+    /// How many frames `buf` holds (batching metric).
+    frames: u64,
+    /// Generation of the live connection; `None` while down.
+    generation: Option<Generation>,
+}
+
+impl Link {
+    /// A link handle, down until [`run`] connects it.
+    pub fn new(dialect: Dialect, max_pending: usize) -> Self {
+        Link {
+            state: Arc::new(LinkState {
+                dialect,
+                max_pending,
+                pending: Mutex::new(PendingFrames {
+                    buf: BytesMut::with_capacity(writer::BATCH_START_BYTES),
+                    frames: 0,
+                    generation: None,
+                }),
+                wake: Notify::new(),
+                counters: LinkCounters::new(),
+            }),
+        }
+    }
+
+    /// The dialect in use.
+    pub fn dialect(&self) -> Dialect {
+        self.state.dialect
+    }
+
+    /// Whether the link is connected right now.
+    pub fn is_up(&self) -> bool {
+        self.state.pending.lock().generation.is_some()
+    }
+
+    /// Queue the open frame of session `id`; the caller refuses the client
+    /// on `Down` (link down) or `Busy` (pending buffer over its bound: a
+    /// stalled LoginSrv must not let client churn grow it). Close frames are
+    /// always accepted, so pending bytes stay within `max_pending` plus one
+    /// close frame per live session.
+    pub fn open(
+        &self,
+        id: u32,
+        client_ip: IpAddr,
+        gate_ip: IpAddr,
+    ) -> Result<Generation, PushError> {
+        let mut p = self.state.pending.lock();
+        let generation = p.generation.ok_or(PushError::Down)?;
+        if p.buf.len() >= self.state.max_pending {
+            return Err(PushError::Busy);
+        }
+        self.append(&mut p, |d, buf| {
+            wire::write_open(d, buf, id, client_ip, gate_ip)
+        });
+        Ok(generation)
+    }
+
+    /// Queue one client message for session `id`.
+    pub fn data(&self, generation: Generation, id: u32, data: &[u8]) -> Result<(), PushError> {
+        let mut p = self.state.pending.lock();
+        if p.generation != Some(generation) {
+            return Err(PushError::Down);
+        }
+        // `%A` + up to 10 id digits + `/` + `$`: a safe upper bound.
+        if p.buf.len() + data.len() + 16 > self.state.max_pending {
+            return Err(PushError::Busy);
+        }
+        self.append(&mut p, |d, buf| wire::write_data(d, buf, id, data));
+        Ok(())
+    }
+
+    /// Queue the close frame of session `id` if it was opened on the current
+    /// connection; `false` when that connection is gone (nothing to close).
+    pub fn close(&self, generation: Generation, id: u32) -> bool {
+        let mut p = self.state.pending.lock();
+        if p.generation != Some(generation) {
+            return false;
+        }
+        self.append(&mut p, |d, buf| wire::write_close(d, buf, id));
+        true
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> LinkTotals {
+        self.state.counters.totals()
+    }
+
+    fn counters(&self) -> &LinkCounters {
+        &self.state.counters
+    }
+
+    fn append(&self, p: &mut PendingFrames, write: impl FnOnce(Dialect, &mut BytesMut)) {
+        let was_empty = p.buf.is_empty();
+        write(self.state.dialect, &mut p.buf);
+        p.frames += 1;
+        if was_empty {
+            self.state.wake.notify_one();
+        }
+    }
+
+    /// Queue a heartbeat if `generation` is still the live connection.
+    fn heartbeat(&self, generation: Generation) {
+        let mut p = self.state.pending.lock();
+        if p.generation == Some(generation) {
+            self.append(&mut p, wire::write_heartbeat);
+            self.counters().add(Count::Heartbeats, 1);
+        }
+    }
+
+    /// Start a generation: an empty buffer, sessions may open.
+    fn mark_up(&self, generation: Generation) {
+        let mut p = self.state.pending.lock();
+        p.buf.clear();
+        p.frames = 0;
+        p.generation = Some(generation);
+    }
+
+    /// End the generation; returns how many pending bytes were discarded.
+    fn mark_down(&self) -> usize {
+        let mut p = self.state.pending.lock();
+        let discarded = p.buf.len();
+        p.buf.clear();
+        p.frames = 0;
+        p.generation = None;
+        discarded
+    }
+
+    /// Swap the pending buffer with `spare` (empty); returns frames taken.
+    fn take(&self, spare: &mut BytesMut) -> u64 {
+        let mut p = self.state.pending.lock();
+        std::mem::swap(&mut p.buf, spare);
+        std::mem::take(&mut p.frames)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn drain(link: &Link) -> (Vec<u8>, u64) {
+        let mut spare = BytesMut::new();
+        let frames = link.take(&mut spare);
+        (spare.to_vec(), frames)
+    }
+
+    #[test]
+    fn frames_are_batched_in_order() {
+        let link = Link::new(Dialect::Wemade, 1024);
+        link.mark_up(Generation(1));
+        let g = link.open(7, IP, IP).unwrap();
+        link.data(g, 7, b"#1abc!").unwrap();
+        assert!(link.close(g, 7));
+        link.heartbeat(g);
+        assert_eq!(
+            drain(&link),
+            (b"%O7/127.0.0.1$%A7/#1abc!$%X7$%--$".to_vec(), 4)
+        );
+        assert_eq!(drain(&link), (Vec::new(), 0));
+    }
+
+    #[test]
+    fn pending_bytes_are_bounded_for_data_and_opens_but_not_closes() {
+        let link = Link::new(Dialect::Delphi, 100);
+        link.mark_up(Generation(1));
+        let g = link.open(1, IP, IP).unwrap();
+        let mut opened = vec![1];
+        link.data(g, 1, &[b'<'; 50]).unwrap();
+        assert_eq!(link.data(g, 1, &[b'<'; 50]), Err(PushError::Busy));
+        // Opens fill the rest of the bound, then are refused.
+        for id in 2..20 {
+            match link.open(id, IP, IP) {
+                Ok(_) => opened.push(id),
+                Err(e) => assert_eq!(e, PushError::Busy),
+            }
+        }
+        assert!(opened.len() < 19, "opens are bounded");
+        assert_eq!(link.open(99, IP, IP), Err(PushError::Busy));
+        // Every opened session still gets its close frame.
+        for &id in &opened {
+            assert!(link.close(g, id));
+        }
+        let (bytes, frames) = drain(&link);
+        assert_eq!(frames, 1 + 2 * opened.len() as u64);
+        assert!(bytes.len() > 100);
+        // Drained: room again.
+        link.data(g, 1, &[b'<'; 50]).unwrap();
+        assert!(link.open(100, IP, IP).is_ok());
+    }
+
+    #[test]
+    fn sessions_are_tied_to_their_generation() {
+        let link = Link::new(Dialect::HappyM2, 1024);
+        assert_eq!(
+            link.open(1, IP, IP),
+            Err(PushError::Down),
+            "refused while down"
+        );
+        link.mark_up(Generation(1));
+        let old = link.open(1, IP, IP).unwrap();
+        link.data(old, 1, b"#1x!").unwrap();
+        assert!(link.mark_down() > 0, "pending bytes discarded");
+        assert_eq!(link.data(old, 1, b"#1x!"), Err(PushError::Down));
+        assert!(!link.close(old, 1));
+        link.mark_up(Generation(2));
+        // The new LoginSrv connection never heard of session 1.
+        assert_eq!(link.data(old, 1, b"#1x!"), Err(PushError::Down));
+        assert!(!link.close(old, 1));
+        assert_eq!(drain(&link), (Vec::new(), 0));
+    }
+}
