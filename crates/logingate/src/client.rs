@@ -16,7 +16,7 @@ use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::link::{Generation, Link, PushError};
-use crate::ratelog::LogLimiter;
+use limits::LogLimiter;
 use crate::reason::{self, ReasonCounts};
 
 /// The gate's per-connection logic, shared by all sessions.
@@ -47,7 +47,7 @@ pub struct ClientState {
     refilled: Instant,
 }
 
-static REJECT_LOG: LogLimiter = LogLimiter::new(10);
+static REJECT_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(1));
 
 impl GateHandler {
     /// A handler forwarding to `link` with the limits of `config`.

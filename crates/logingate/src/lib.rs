@@ -19,5 +19,4 @@ pub mod dispatch;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod link;
-mod ratelog;
 pub mod reason;

@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use super::stats::{Count, UNDELIVERED_LABELS};
 use super::supervisor::DownReason;
 use super::{Generation, Link, LinkOptions};
-use crate::ratelog::LogLimiter;
+use limits::LogLimiter;
 
 /// What the link reader does with the LoginSrv's orders; the gate implements
 /// it over the netcore registry, tests can implement it over anything.
@@ -59,8 +59,8 @@ pub(super) struct ReaderLogs {
 impl ReaderLogs {
     pub(super) const fn new() -> Self {
         ReaderLogs {
-            parse: LogLimiter::new(5),
-            undelivered: LogLimiter::new(5),
+            parse: LogLimiter::new(5, Duration::from_secs(1)),
+            undelivered: LogLimiter::new(5, Duration::from_secs(1)),
         }
     }
 }
