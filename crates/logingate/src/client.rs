@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mir2_proto::ClientFramer;
@@ -47,7 +47,7 @@ pub struct ClientState {
     refilled: Instant,
 }
 
-static REJECT_LOG: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(1));
+static REJECT_LOG: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
 
 impl GateHandler {
     /// A handler forwarding to `link` with the limits of `config`.
