@@ -6,6 +6,7 @@
 //! drift (the seed's counters were updated outside its locks).
 
 mod blocklist;
+mod front;
 mod per_ip;
 mod rate;
 
@@ -22,6 +23,9 @@ use crate::metrics::reject;
 use blocklist::BlockList;
 use per_ip::PerIpCounts;
 use rate::RateLimiter;
+
+pub(crate) use blocklist::NetMap;
+pub(crate) use front::FrontPermit;
 
 /// Default rate-table slots per allowed connection: room for the live sources plus
 /// as many recent ones, so legitimate reconnects rarely collide.
