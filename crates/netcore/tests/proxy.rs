@@ -186,8 +186,16 @@ async fn local_and_unknown_headers_close_quietly_without_a_session() {
         front.write_all(&bytes).await.unwrap();
         assert!(is_rejected(&mut front).await);
     }
+    // A header naming the front's own connection (HAProxy's v1 health checks).
+    let mut front = connect_from(FRONT, h.addr).await;
+    let own = front.local_addr().unwrap();
+    front
+        .write_all(&header::encode(Version::V1, own, h.addr).unwrap())
+        .await
+        .unwrap();
+    assert!(is_rejected(&mut front).await);
     eventually("counted", || {
-        h.counter("rejected_total", Some("proxy_local")) == 2
+        h.counter("rejected_total", Some("proxy_local")) == 3
     })
     .await;
     assert_eq!(h.handler.opened(), 0);

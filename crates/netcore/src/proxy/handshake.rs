@@ -9,6 +9,9 @@
 //! piece by piece (so that the next peek waits for new bytes) into a heap buffer of
 //! exactly its size, at most `MAX_HEADER_BYTES`.
 //!
+//! A header whose source is the TCP peer's own address and port is the front speaking
+//! for itself (HAProxy's v1 health checks send one): closed quietly like `LOCAL`.
+//!
 //! Once the header names the client, admission runs for the client's address, the
 //! session is registered with that address as its peer, and the ordinary session task
 //! (`conn::serve`) is spawned: after its header a front's connection costs exactly what
@@ -74,12 +77,18 @@ fn identify<H: Handler>(
     permit: FrontPermit,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let source = read_header(&core, &stream).await;
-        match source {
+        match read_header(&core, &stream).await {
+            // The front describing its own connection (HAProxy's v1 health checks do):
+            // it relays nobody, like LOCAL.
+            Ok(client) if client == canonical(front) => refuse(&core, front, Refusal::Local),
             Ok(client) => start_session(&core, stream, front, client, permit),
             Err(refusal) => refuse(&core, front, refusal),
         }
     }
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// Client admission by the carried address, registration, the session task.
