@@ -199,6 +199,15 @@ async fn local_and_unknown_headers_close_quietly_without_a_session() {
     })
     .await;
     assert_eq!(h.handler.opened(), 0);
+    // A relayed client whose address happens to equal the front's end (client and
+    // front on one host) connected to the front, not to us: a session.
+    let mut front = connect_from(FRONT, h.addr).await;
+    let own = front.local_addr().unwrap();
+    let relayed = header::encode(Version::V1, own, addr("127.0.0.1:1")).unwrap();
+    front.write_all(&relayed).await.unwrap();
+    echo_line(&mut front, b"more\n").await;
+    assert_eq!(only_peer(&h), own);
+    drop(front);
     h.stop().await;
 }
 

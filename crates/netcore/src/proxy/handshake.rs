@@ -9,8 +9,9 @@
 //! piece by piece (so that the next peek waits for new bytes) into a heap buffer of
 //! exactly its size, at most `MAX_HEADER_BYTES`.
 //!
-//! A header whose source is the TCP peer's own address and port is the front speaking
-//! for itself (HAProxy's v1 health checks send one): closed quietly like `LOCAL`.
+//! A header naming exactly the connection it arrives on (source = the TCP peer,
+//! destination = our end) is the front speaking for itself (HAProxy's v1 health
+//! checks send one): closed quietly like `LOCAL`.
 //!
 //! Once the header names the client, admission runs for the client's address, the
 //! session is registered with that address as its peer, and the ordinary session task
@@ -33,6 +34,15 @@ use crate::admission::FrontPermit;
 use crate::reason::CloseReason;
 use crate::server::Core;
 use crate::Handler;
+
+/// What a complete header with a client says.
+#[derive(Debug, PartialEq, Eq)]
+struct Carried {
+    /// The client.
+    client: SocketAddr,
+    /// Where the client connected to.
+    destination: Option<SocketAddr>,
+}
 
 /// Why a trusted peer's connection ends before it becomes a session.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,10 +88,12 @@ fn identify<H: Handler>(
 ) -> impl Future<Output = ()> + Send {
     async move {
         match read_header(&core, &stream).await {
-            // The front describing its own connection (HAProxy's v1 health checks do):
-            // it relays nobody, like LOCAL.
-            Ok(client) if client == canonical(front) => refuse(&core, front, Refusal::Local),
-            Ok(client) => start_session(&core, stream, front, client, permit),
+            // The header describes this very connection (HAProxy's v1 health checks
+            // send one): the front relays nobody, like LOCAL.
+            Ok(carried) if describes_itself(&carried, front, &stream) => {
+                refuse(&core, front, Refusal::Local)
+            }
+            Ok(carried) => start_session(&core, stream, front, carried.client, permit),
             Err(refusal) => refuse(&core, front, refusal),
         }
     }
@@ -89,6 +101,18 @@ fn identify<H: Handler>(
 
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// Source = the TCP peer and destination = our end: the header names the connection
+/// it arrives on. A relayed client never does, since it connected to the front, not
+/// to us.
+fn describes_itself(carried: &Carried, front: SocketAddr, stream: &TcpStream) -> bool {
+    carried.client == canonical(front)
+        && carried.destination.is_some_and(|destination| {
+            stream
+                .local_addr()
+                .is_ok_and(|local| canonical(local) == destination)
+        })
 }
 
 /// Client admission by the carried address, registration, the session task.
@@ -153,7 +177,7 @@ fn refuse<H: Handler>(core: &Core<H>, front: SocketAddr, refusal: Refusal) {
 fn read_header<'a, H: Handler>(
     core: &'a Core<H>,
     stream: &'a TcpStream,
-) -> impl Future<Output = Result<SocketAddr, Refusal>> + 'a {
+) -> impl Future<Output = Result<Carried, Refusal>> + 'a {
     async move {
         let mut deadline = pin!(tokio::time::sleep(core.sources.header_timeout));
         let mut cancelled = pin!(core.token.cancelled());
@@ -185,7 +209,7 @@ fn poll_header(
     stream: &TcpStream,
     held: &mut Vec<u8>,
     cx: &mut Context<'_>,
-) -> Poll<Result<SocketAddr, Refusal>> {
+) -> Poll<Result<Carried, Refusal>> {
     let invalid = |detail| Poll::Ready(Err(Refusal::Header(label::HEADER_INVALID, detail)));
     let missing = |detail| Poll::Ready(Err(Refusal::Header(label::HEADER_MISSING, detail)));
     loop {
@@ -210,7 +234,11 @@ fn poll_header(
             };
         }
         let (take, source) = match header::decode(protocol, &window[..have + peeked]) {
-            Decoded::Complete { len, source } => (len.saturating_sub(have), Some(source)),
+            Decoded::Complete {
+                len,
+                source,
+                destination,
+            } => (len.saturating_sub(have), Some((source, destination))),
             // Every byte seen is header: take them out, so the next peek waits for more.
             Decoded::Incomplete => (peeked, None),
             Decoded::Missing => return missing("stream does not begin with a PROXY header"),
@@ -222,9 +250,12 @@ fn poll_header(
             Err(_) => return missing("socket error before the header"),
         };
         match source {
-            Some(source) if taken == take => {
+            Some((source, destination)) if taken == take => {
                 return Poll::Ready(match source {
-                    Source::Client(client) => Ok(client),
+                    Source::Client(client) => Ok(Carried {
+                        client,
+                        destination,
+                    }),
                     Source::Local => Err(Refusal::Local),
                 })
             }

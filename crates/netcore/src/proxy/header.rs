@@ -130,6 +130,8 @@ pub enum Decoded {
         len: usize,
         /// Whom it speaks for.
         source: Source,
+        /// The address the client connected to, when the header names one (canonical).
+        destination: Option<SocketAddr>,
     },
     /// The bytes do not begin with a PROXY protocol signature.
     Missing,
@@ -211,14 +213,21 @@ fn v1_fields(line: &[u8]) -> Decoded {
         Ok(header) => header,
         Err(_) => return Decoded::Invalid("v1 header: malformed fields"),
     };
-    let source = match header.addresses {
-        v1::Addresses::Tcp4(a) => Source::Client(client(a.source_address.into(), a.source_port)),
-        v1::Addresses::Tcp6(a) => Source::Client(client(a.source_address.into(), a.source_port)),
-        v1::Addresses::Unknown => Source::Local,
+    let (source, destination) = match header.addresses {
+        v1::Addresses::Tcp4(a) => (
+            Source::Client(client(a.source_address.into(), a.source_port)),
+            Some(client(a.destination_address.into(), a.destination_port)),
+        ),
+        v1::Addresses::Tcp6(a) => (
+            Source::Client(client(a.source_address.into(), a.source_port)),
+            Some(client(a.destination_address.into(), a.destination_port)),
+        ),
+        v1::Addresses::Unknown => (Source::Local, None),
     };
     Decoded::Complete {
         len: line.len(),
         source,
+        destination,
     }
 }
 
@@ -239,21 +248,24 @@ fn decode_v2(input: &[u8]) -> Decoded {
         Err(e) => return Decoded::Invalid(v2_error(&e)),
     };
     let len = V2_PREFIX_BYTES + payload;
+    let local = Decoded::Complete {
+        len,
+        source: Source::Local,
+        destination: None,
+    };
     if header.command == Command::Local {
-        return Decoded::Complete {
-            len,
-            source: Source::Local,
-        };
+        return local;
     }
-    let source = match header.addresses {
-        v2::Addresses::IPv4(a) => client(a.source_address.into(), a.source_port),
-        v2::Addresses::IPv6(a) => client(a.source_address.into(), a.source_port),
-        v2::Addresses::Unspecified => {
-            return Decoded::Complete {
-                len,
-                source: Source::Local,
-            }
-        }
+    let (source, destination) = match header.addresses {
+        v2::Addresses::IPv4(a) => (
+            client(a.source_address.into(), a.source_port),
+            client(a.destination_address.into(), a.destination_port),
+        ),
+        v2::Addresses::IPv6(a) => (
+            client(a.source_address.into(), a.source_port),
+            client(a.destination_address.into(), a.destination_port),
+        ),
+        v2::Addresses::Unspecified => return local,
         v2::Addresses::Unix(_) => {
             return Decoded::Invalid("v2 header: AF_UNIX source has no IP address")
         }
@@ -264,6 +276,7 @@ fn decode_v2(input: &[u8]) -> Decoded {
     Decoded::Complete {
         len,
         source: Source::Client(source),
+        destination: Some(destination),
     }
 }
 
@@ -336,7 +349,7 @@ mod tests {
 
     fn complete(input: &[u8], accept: ProxyProtocol) -> (usize, Source) {
         match decode(accept, input) {
-            Decoded::Complete { len, source } => (len, source),
+            Decoded::Complete { len, source, .. } => (len, source),
             other => panic!("{:?}: {other:?}", String::from_utf8_lossy(input)),
         }
     }
@@ -651,9 +664,14 @@ mod tests {
             for cut in 0..header.len() {
                 prop_assert_eq!(decode(ProxyProtocol::Any, &bytes[..cut]), Decoded::Incomplete);
             }
+            let (source, destination) = same_family(source, destination);
             prop_assert_eq!(
                 decode(ProxyProtocol::Any, &bytes),
-                Decoded::Complete { len: header.len(), source: Source::Client(canonical(source)) }
+                Decoded::Complete {
+                    len: header.len(),
+                    source: Source::Client(canonical(source)),
+                    destination: Some(canonical(destination)),
+                }
             );
         }
 
@@ -665,7 +683,11 @@ mod tests {
             let header = v2(0x21, 0x11, &payload);
             prop_assert_eq!(
                 decode(ProxyProtocol::V2, &header),
-                Decoded::Complete { len: header.len(), source: Source::Client(addr("192.0.2.7:40000")) }
+                Decoded::Complete {
+                    len: header.len(),
+                    source: Source::Client(addr("192.0.2.7:40000")),
+                    destination: Some(addr("10.0.0.1:7000")),
+                }
             );
         }
     }
