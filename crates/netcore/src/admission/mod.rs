@@ -6,6 +6,7 @@
 //! drift (CIOCPServer's counters were updated outside its locks).
 
 mod blocklist;
+mod front;
 mod per_ip;
 
 use std::net::IpAddr;
@@ -21,6 +22,9 @@ use crate::config::Config;
 use crate::metrics::reject;
 use blocklist::BlockList;
 use per_ip::PerIpCounts;
+
+pub(crate) use blocklist::NetMap;
+pub(crate) use front::FrontPermit;
 
 /// Default rate-table slots per allowed connection: room for the live sources plus
 /// as many recent ones, so legitimate reconnects rarely collide.
