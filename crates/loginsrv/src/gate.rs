@@ -84,6 +84,7 @@ fn dialect_to_u8(d: Dialect) -> u8 {
         Dialect::Wemade => 0,
         Dialect::Delphi => 1,
         Dialect::HappyM2 => 2,
+        Dialect::Ldx => 3,
     }
 }
 
@@ -91,6 +92,7 @@ fn dialect_from_u8(v: u8) -> Dialect {
     match v {
         0 => Dialect::Wemade,
         2 => Dialect::HappyM2,
+        3 => Dialect::Ldx,
         _ => Dialect::Delphi,
     }
 }
@@ -240,7 +242,7 @@ impl GateReader {
     }
 
     async fn frame(&mut self, body: Bytes) {
-        let (frame, revealed) = match link::parse_gate_frame(body) {
+        let (frame, revealed) = match link::detect_gate_frame(body) {
             Ok(x) => x,
             Err(e) => {
                 reject(e.reason(), format_args!("gate {}: {e}", self.link.peer));

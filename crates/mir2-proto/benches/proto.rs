@@ -170,7 +170,22 @@ fn bench_link_framer(c: &mut Criterion) {
                 let mut framer = LinkFramer::new(16 * 1024);
                 let mut n = 0usize;
                 while let Some(f) = framer.next_frame(&mut buf).unwrap() {
-                    let (frame, _) = link::parse_gate_frame(f).unwrap();
+                    let (frame, _) = link::detect_gate_frame(f).unwrap();
+                    n += matches!(frame, link::GateFrame::Data { .. }) as usize;
+                }
+                black_box(n)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("frames_and_parse_table", |b| {
+        b.iter_batched(
+            || BytesMut::from(&stream[..]),
+            |mut buf| {
+                let mut framer = LinkFramer::new(16 * 1024);
+                let mut n = 0usize;
+                while let Some(f) = framer.next_frame(&mut buf).unwrap() {
+                    let frame = link::parse_gate_frame(Dialect::Delphi, f).unwrap();
                     n += matches!(frame, link::GateFrame::Data { .. }) as usize;
                 }
                 black_box(n)

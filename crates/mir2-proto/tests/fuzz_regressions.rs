@@ -44,10 +44,18 @@ fn replay(target: &str, check: fn(&[u8])) {
         .filter(|p| p.is_file())
         .collect();
     inputs.sort();
-    assert!(!inputs.is_empty(), "{target}: no kept inputs in {}", dir.display());
+    assert!(
+        !inputs.is_empty(),
+        "{target}: no kept inputs in {}",
+        dir.display()
+    );
     for path in inputs {
         let data = std::fs::read(&path).unwrap();
         let outcome = std::panic::catch_unwind(|| check(&data));
-        assert!(outcome.is_ok(), "{target}: {} breaks the property", path.display());
+        assert!(
+            outcome.is_ok(),
+            "{target}: {} breaks the property",
+            path.display()
+        );
     }
 }
