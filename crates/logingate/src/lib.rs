@@ -5,6 +5,7 @@
 //! - [`link`]: the LoginSrv link (batching writer, heartbeat, reconnect).
 //! - [`dispatch`]: the LoginSrv's replies, kicks and blocks applied to sessions.
 //! - [`reason`]: close and refusal labels, counted without a lock.
+//! - [`role`]: LoginGate or SelGate, and the defaults of each.
 //! - [`blocklist`]: the block list file.
 //! - [`app`]: wiring and shutdown; [`app::Gate`] runs a gate in-process.
 //! - `embedded` (cargo feature `embedded`, on by default): the reference
@@ -20,3 +21,4 @@ pub mod dispatch;
 pub mod embedded;
 pub mod link;
 pub mod reason;
+pub mod role;
