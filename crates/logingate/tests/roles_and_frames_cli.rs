@@ -160,3 +160,21 @@ fn selgate_role_takes_selgate_defaults_and_needs_a_dbserver() {
         Role::SelGate.defaults().gate.max_conn_per_ip
     );
 }
+
+/// The embedded LoginSrv detects the presets' frames only: other letters
+/// need an external LoginSrv of that build.
+#[cfg(feature = "embedded")]
+#[test]
+fn the_embedded_loginsrv_takes_preset_letters_only() {
+    let mut c = Config::default();
+    c.server.frames.open = Some(b'Q');
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("`server.frames`"), "{err}");
+    c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
+    c.validate().unwrap();
+    // A pinned preset (what --print-config writes) is a preset.
+    let mut c = Config::default();
+    c.server.dialect = Dialect::Ldx;
+    c.pin_frames();
+    c.validate().unwrap();
+}
