@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-/// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`).
+/// Which block frame means temporary (`B` or `T`).
+pub use mir2_proto::link::BlockLetter;
+/// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`, `ldx`).
 pub use mir2_proto::Dialect;
 
 /// The whole configuration file.
@@ -25,6 +27,9 @@ pub struct Config {
     pub db_max_connections: u32,
     /// Link dialect assumed for a gate until its frames reveal one.
     pub default_dialect: Dialect,
+    /// Which block frame sent to gates means a temporary block, `B` or `T`
+    /// (builds disagree, PROTOCOL.md §8); the other means permanent.
+    pub temporary_block: BlockLetter,
     /// Gates are unauthenticated in the protocol; only these source networks may link.
     pub allow_gates: Vec<IpNet>,
     /// Concurrent gate links; a gate beyond this is refused.
@@ -104,6 +109,7 @@ impl Default for Config {
             database: "sqlite://accounts.db".to_owned(),
             db_max_connections: 8,
             default_dialect: Dialect::Delphi,
+            temporary_block: BlockLetter::B,
             allow_gates: vec![
                 IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)),
                 IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),

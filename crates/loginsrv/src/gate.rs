@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mir2_proto::link::{self, GateFrame, LinkFramer, ServerFrame};
+use mir2_proto::link::{self, BlockLetter, Frames, GateFrame, LinkFramer, ServerFrame};
 use mir2_proto::Dialect;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -84,6 +84,7 @@ fn dialect_to_u8(d: Dialect) -> u8 {
         Dialect::Wemade => 0,
         Dialect::Delphi => 1,
         Dialect::HappyM2 => 2,
+        Dialect::Ldx => 3,
     }
 }
 
@@ -91,6 +92,7 @@ fn dialect_from_u8(v: u8) -> Dialect {
     match v {
         0 => Dialect::Wemade,
         2 => Dialect::HappyM2,
+        3 => Dialect::Ldx,
         _ => Dialect::Delphi,
     }
 }
@@ -167,7 +169,14 @@ async fn serve_gate(
     let (tx, rx) = mpsc::channel(shared.config.gate_outbound_queue);
     let link_done = cancel.child_token();
     let idle = Duration::from_secs(shared.config.gate_idle_timeout_secs);
-    tracker.spawn(write_loop(wr, rx, dialect.clone(), link_done.clone(), idle));
+    tracker.spawn(write_loop(
+        wr,
+        rx,
+        dialect.clone(),
+        shared.config.temporary_block,
+        link_done.clone(),
+        idle,
+    ));
     let link = GateLink { peer, tx };
     let shared_max_clients = shared.config.max_clients_per_gate;
     let mut reader = GateReader {
@@ -240,7 +249,7 @@ impl GateReader {
     }
 
     async fn frame(&mut self, body: Bytes) {
-        let (frame, revealed) = match link::parse_gate_frame(body) {
+        let (frame, revealed) = match link::detect_gate_frame(body) {
             Ok(x) => x,
             Err(e) => {
                 reject(e.reason(), format_args!("gate {}: {e}", self.link.peer));
@@ -311,11 +320,13 @@ impl GateReader {
     }
 }
 
-/// Write queued frames in batches, in the link's current dialect.
+/// Write queued frames in batches, in the link's current dialect with the
+/// configured block-letter meaning.
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Outbound>,
     dialect: Arc<AtomicU8>,
+    temporary_block: BlockLetter,
     done: CancellationToken,
     write_timeout: Duration,
 ) {
@@ -326,10 +337,14 @@ async fn write_loop(
             m = rx.recv() => match m { Some(m) => m, None => break },
         };
         let d = dialect_from_u8(dialect.load(Ordering::Relaxed));
-        encode(d, first, &mut out);
+        let frames = Frames {
+            temporary_block,
+            ..*d.frames()
+        };
+        encode(&frames, first, &mut out);
         while out.len() < WRITE_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(m) => encode(d, m, &mut out),
+                Ok(m) => encode(&frames, m, &mut out),
                 Err(_) => break,
             }
         }
@@ -353,10 +368,10 @@ async fn write_loop(
     let _ = wr.shutdown().await;
 }
 
-fn encode(d: Dialect, m: Outbound, out: &mut BytesMut) {
+fn encode(f: &Frames, m: Outbound, out: &mut BytesMut) {
     match m {
-        Outbound::Reply { id, data } => link::write_reply(d, out, id, &data),
-        Outbound::Kick { id } => link::write_server_frame(d, &ServerFrame::Kick { id }, out),
-        Outbound::HeartbeatReply => link::write_heartbeat_reply(d, out),
+        Outbound::Reply { id, data } => link::write_reply(f, out, id, &data),
+        Outbound::Kick { id } => link::write_server_frame(f, &ServerFrame::Kick { id }, out),
+        Outbound::HeartbeatReply => link::write_heartbeat_reply(f, out),
     }
 }

@@ -277,7 +277,7 @@ impl Gate {
                 .next_frame(&mut self.buf)
                 .expect("well-formed link")
             {
-                let f = link::parse_server_frame(body).expect("server frame parses");
+                let f = link::parse_server_frame(self.dialect, body).expect("server frame parses");
                 if want(&f) {
                     return f;
                 }
