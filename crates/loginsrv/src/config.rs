@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use ipnet::IpNet;
+use mir2_proto::ids::IdTable;
 use serde::{Deserialize, Serialize};
 
 /// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`).
@@ -29,18 +30,18 @@ pub struct Config {
     pub allow_gates: Vec<IpNet>,
     /// Concurrent gate links; a gate beyond this is refused.
     pub max_gates: usize,
-    /// Client sessions one gate may open; further opens are kicked.
+    /// Clients one gate may open; further opens are kicked.
     pub max_clients_per_gate: usize,
     /// Longest `%…$` frame from a gate; longer is fatal for that link.
     pub max_link_frame_bytes: usize,
     /// Longest `#…!` client message inside a frame.
     pub max_client_message_bytes: usize,
-    /// Messages queued per client session while an earlier one is processed.
+    /// Messages queued per client while an earlier one is processed.
     pub client_queue_messages: usize,
     /// Link dropped when a gate sends nothing (not even `%--$`) for this long,
     /// or does not take our writes for this long.
     pub gate_idle_timeout_secs: u64,
-    /// Replies queued per gate before client sessions wait (backpressure on that gate only).
+    /// Replies queued per gate before its clients wait (backpressure on that gate only).
     pub gate_outbound_queue: usize,
     /// On shutdown, how long in-flight messages may take before tasks are abandoned.
     pub shutdown_grace_secs: u64,
@@ -249,11 +250,7 @@ impl Config {
             }
         }
         self.validate_security()?;
-        let mut ids = mir2_proto::ids::IdTable::delphi();
-        for (name, id) in &self.ids {
-            ids.set(name, *id)
-                .map_err(|_| bad(format!("ids.{name}"), "unknown message name"))?;
-        }
+        self.id_table()?;
         if self.servers.is_empty() {
             return Err(bad("servers", "at least one [[servers]] entry is needed"));
         }
@@ -290,6 +287,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The message ids of the client build served: Delphi's, with the `[ids]` overrides.
+    pub fn id_table(&self) -> Result<IdTable, ConfigError> {
+        let mut ids = IdTable::delphi();
+        for (name, id) in &self.ids {
+            ids.set(name, *id)
+                .map_err(|_| bad(format!("ids.{name}"), "unknown message name"))?;
+        }
+        Ok(ids)
     }
 
     fn validate_security(&self) -> Result<(), ConfigError> {

@@ -207,7 +207,7 @@ async fn duplicate_login_kicks_the_first(backend: Backend) {
         0,
     );
 
-    // Same gate id on another gate: a different session.
+    // Same gate id on another gate: a different client.
     g2.open(7).await;
     assert_reply(
         &g2.login(7, &user, "pw1234").await,
@@ -215,7 +215,7 @@ async fn duplicate_login_kicks_the_first(backend: Backend) {
         code::ALREADY_ONLINE,
     );
     g1.kicked(7).await;
-    // The kicked session can no longer select a server.
+    // The kicked client can no longer select a server.
     assert_reply(&g1.select(7, "alpha").await, MsgKind::SmStartFail, 0);
     // The retry succeeds.
     assert_reply(
@@ -228,7 +228,7 @@ async fn duplicate_login_kicks_the_first(backend: Backend) {
         Some(MsgKind::SmSelectServerOk)
     );
 
-    // Closing the session frees the account.
+    // Closing the client frees the account.
     g2.close(7).await;
     g1.close(7).await;
     g1.open(8).await;

@@ -1,0 +1,343 @@
+//! The login messages, one file per message: each reads its request in a
+//! `parse` (pure, no I/O) and carries it out in an `apply`.
+//!
+//! Reason codes follow the Delphi LoginSrv (PROTOCOL.md §5); the ones the
+//! originals leave open (malformed request, server error) are in `code`.
+
+mod account;
+mod login;
+mod password;
+mod protocol;
+mod recovery;
+mod register;
+mod select;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mir2_proto::ids::MsgKind;
+use mir2_proto::packet::Packet;
+use mir2_proto::text::gbk_decode;
+
+use crate::client::{Client, Reply};
+use crate::config::Config;
+use crate::reject::reject;
+use crate::store::AccountAuth;
+
+/// `recog` values of the failure replies.
+pub mod code {
+    /// SM_PASSWD_FAIL: no such account.
+    pub const NO_ACCOUNT: i32 = 0;
+    /// SM_PASSWD_FAIL: wrong password.
+    pub const WRONG_PASSWORD: i32 = -1;
+    /// SM_PASSWD_FAIL / SM_CHGPASSWD_FAIL / SM_GETBACKPASSWD_FAIL: locked after repeated failures.
+    pub const LOCKED: i32 = -2;
+    /// SM_PASSWD_FAIL: already logged in; the old client was kicked, retry.
+    pub const ALREADY_ONLINE: i32 = -3;
+    /// SM_PASSWD_FAIL: request unreadable (bad encoding, missing `/`).
+    pub const MALFORMED: i32 = -4;
+    /// Any failure reply: the server could not complete it (database error,
+    /// or this client address used up `hashes_per_ip_per_minute`).
+    pub const SERVER_ERROR: i32 = -5;
+    /// SM_NEWID_FAIL: the name is taken.
+    pub const NEWID_EXISTS: i32 = 0;
+    /// SM_NEWID_FAIL / SM_UPDATEID_FAIL: invalid fields.
+    pub const INVALID: i32 = -1;
+    /// SM_CHGPASSWD_FAIL: unknown account or unacceptable new password.
+    pub const CHG_REFUSED: i32 = 0;
+    /// SM_CHGPASSWD_FAIL / SM_GETBACKPASSWD_FAIL: wrong old password / answers.
+    pub const WRONG_SECRET: i32 = -1;
+    /// SM_UPDATEID_FAIL: not logged in as that account.
+    pub const NOT_LOGGED_IN: i32 = 0;
+}
+
+/// Why a request was refused before any work: the rejection reason (metric
+/// label) and a detail for the log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Malformed {
+    /// `loginsrv_rejected_total{reason}` label.
+    pub reason: &'static str,
+    /// What was wrong, for the log line (never a secret).
+    pub detail: String,
+}
+
+impl Malformed {
+    fn new(reason: &'static str, detail: impl Into<String>) -> Malformed {
+        Malformed {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// This refusal, answered with `reply`.
+    fn answer(self, reply: Reply) -> Refused {
+        Refused {
+            why: self,
+            reply: Some(reply),
+        }
+    }
+}
+
+/// A request that is not carried out, and what the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    /// Why (counted and logged by the caller).
+    pub why: Malformed,
+    /// The failure reply; `None` for messages that get no answer.
+    pub reply: Option<Reply>,
+}
+
+/// A client request, read and checked, ready to be carried out.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// CM_PROTOCOL.
+    Protocol(protocol::Protocol),
+    /// CM_IDPASSWORD.
+    Login(login::Login),
+    /// CM_ADDNEWUSER.
+    Register(register::Register),
+    /// CM_CHANGEPASSWORD.
+    ChangePassword(password::ChangePassword),
+    /// CM_UPDATEUSER.
+    UpdateAccount(account::UpdateAccount),
+    /// CM_SELECTSERVER.
+    SelectServer(select::SelectServer),
+    /// CM_GETBACKPASSWORD.
+    RecoverPassword(recovery::RecoverPassword),
+}
+
+impl Command {
+    /// Read the request `packet` of kind `kind`.
+    pub fn parse(kind: MsgKind, packet: &Packet, config: &Config) -> Result<Command, Refused> {
+        Ok(match kind {
+            MsgKind::CmProtocol => Command::Protocol(protocol::Protocol::parse(packet)),
+            MsgKind::CmIdPassword => Command::Login(login::Login::parse(packet)?),
+            MsgKind::CmAddNewUser => Command::Register(register::Register::parse(
+                packet,
+                config.security.min_password_len,
+            )?),
+            MsgKind::CmChangePassword => Command::ChangePassword(password::ChangePassword::parse(
+                packet,
+                config.security.min_password_len,
+            )?),
+            MsgKind::CmUpdateUser => Command::UpdateAccount(account::UpdateAccount::parse(packet)?),
+            MsgKind::CmSelectServer => Command::SelectServer(select::SelectServer::parse(packet)?),
+            MsgKind::CmGetBackPassword => {
+                Command::RecoverPassword(recovery::RecoverPassword::parse(packet)?)
+            }
+            other => {
+                return Err(Refused {
+                    why: Malformed::new(
+                        "unexpected_ident",
+                        format!("{} from a client", other.name()),
+                    ),
+                    reply: None,
+                })
+            }
+        })
+    }
+
+    /// Carry the request out for `client`; the reply to send.
+    pub async fn apply(self, client: &mut Client) -> Reply {
+        match self {
+            Command::Protocol(c) => c.apply(client),
+            Command::Login(c) => c.apply(client).await,
+            Command::Register(c) => c.apply(client).await,
+            Command::ChangePassword(c) => c.apply(client).await,
+            Command::UpdateAccount(c) => c.apply(client).await,
+            Command::SelectServer(c) => c.apply(client),
+            Command::RecoverPassword(c) => c.apply(client).await,
+        }
+    }
+}
+
+/// The decoded body as GBK text.
+fn body_text(packet: &Packet) -> Result<String, Malformed> {
+    let bytes = packet
+        .body_decoded()
+        .map_err(|e| Malformed::new("bad_body_encoding", e.to_string()))?;
+    gbk_decode(&bytes).map_err(|_| Malformed::new("bad_body_text", "not GBK"))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Why an account cannot be used right now (see `usable_account`).
+enum Unusable {
+    /// No account by that name.
+    NoAccount,
+    /// Locked after repeated wrong secrets, until `locked_until`.
+    Locked,
+    /// The store failed; already logged and counted.
+    DbError,
+}
+
+/// Outcome of checking a password or recovery answers (see `verify_secret`).
+enum Verdict {
+    /// The secret matches.
+    Correct,
+    /// It does not; counted toward the lockout.
+    Wrong {
+        /// This failure locked the account.
+        locked: bool,
+    },
+    /// Not checked (hash budget used up) or the check failed; logged and counted.
+    Unavailable,
+}
+
+impl Client {
+    /// Spend one unit of this client address's Argon2 budget.
+    fn hash_budget(&self, what: &'static str) -> bool {
+        if self.server.throttle.allow(self.ip) {
+            return true;
+        }
+        reject(
+            "ip_hash_budget",
+            format_args!("{} {what}: hashes_per_ip_per_minute used up", self.who()),
+        );
+        false
+    }
+
+    /// The account behind `key` if it exists and is not locked, with the time it was
+    /// checked at: the one place that decides whether an account may be used now.
+    async fn usable_account(&self, key: &str) -> Result<(AccountAuth, i64), Unusable> {
+        let auth = match self.server.store.auth(key).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(Unusable::NoAccount),
+            Err(e) => {
+                self.db_error("account lookup", &e);
+                return Err(Unusable::DbError);
+            }
+        };
+        let now = unix_now();
+        if auth.locked_until > now {
+            return Err(Unusable::Locked);
+        }
+        Ok((auth, now))
+    }
+
+    /// Check `secret` against the stored hash `phc` of account `key`: spend the
+    /// client address's hash budget, verify, and count a wrong secret toward the
+    /// lockout. The one place a password or recovery answer is judged.
+    async fn verify_secret(
+        &self,
+        what: &'static str,
+        key: &str,
+        secret: String,
+        phc: String,
+        now: i64,
+    ) -> Verdict {
+        if !self.hash_budget(what) {
+            return Verdict::Unavailable;
+        }
+        match self.server.hasher.verify(secret, phc).await {
+            Ok(true) => Verdict::Correct,
+            Ok(false) => Verdict::Wrong {
+                locked: self.count_failure(key, now).await,
+            },
+            Err(e) => {
+                self.db_error(what, &e);
+                Verdict::Unavailable
+            }
+        }
+    }
+
+    /// Count a wrong password / answer; `true` if this one locked the account.
+    async fn count_failure(&self, key: &str, now: i64) -> bool {
+        let sec = &self.server.config.security;
+        let until = now.saturating_add(i64::try_from(sec.lockout_secs).unwrap_or(i64::MAX));
+        match self
+            .server
+            .store
+            .record_failure(key, i64::from(sec.max_failed_logins), until)
+            .await
+        {
+            Ok(locked_until) if locked_until > now => {
+                reject(
+                    "account_locked",
+                    format_args!("{}: account {key} locked", self.who()),
+                );
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                self.db_error("failure count", &e);
+                false
+            }
+        }
+    }
+
+    /// Hash `password` and make it the account's password; `false` (logged) on failure.
+    async fn store_new_password(&self, key: &str, password: String, now: i64) -> bool {
+        let hash = match self.server.hasher.hash(password).await {
+            Ok(h) => h,
+            Err(e) => {
+                self.db_error("password hash", &e);
+                return false;
+            }
+        };
+        match self.server.store.set_password(key, &hash, now).await {
+            Ok(true) => true,
+            Ok(false) => false,
+            Err(e) => {
+                self.db_error("password update", &e);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Requests as a client would send them, for the `parse` tests.
+    use bytes::Bytes;
+    use mir2_proto::ids::MsgKind;
+    use mir2_proto::packet::Packet;
+    use mir2_proto::{codec, MsgHeader};
+
+    /// A packet of `kind` whose body is `parts`, each 6-bit encoded separately.
+    pub fn packet(kind: MsgKind, recog: i32, parts: &[&[u8]]) -> Packet {
+        let body: Vec<u8> = parts.iter().flat_map(|p| codec::encode(p)).collect();
+        Packet {
+            seq: Some(1),
+            header: MsgHeader::new(kind.delphi_id(), recog, 0, 0, 0),
+            body: Bytes::from(body),
+        }
+    }
+
+    /// A packet whose body is GBK `text`.
+    pub fn text(kind: MsgKind, text: &str) -> Packet {
+        let gbk = mir2_proto::text::gbk_encode(text).unwrap_or_default();
+        packet(kind, 0, &[&gbk])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::packet;
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn server_messages_from_a_client_get_no_answer() {
+        let p = packet(MsgKind::SmPassOkSelectServer, 0, &[]);
+        let refused = Command::parse(MsgKind::SmPassOkSelectServer, &p, &Config::default())
+            .err()
+            .map(|r| (r.why.reason, r.reply));
+        assert_eq!(refused, Some(("unexpected_ident", None)));
+    }
+
+    #[test]
+    fn undecodable_bodies_are_malformed() {
+        let mut p = packet(MsgKind::CmIdPassword, 0, &[]);
+        p.body = Bytes::from_static(b"\x01\x01");
+        assert_eq!(
+            body_text(&p).map_err(|m| m.reason),
+            Err("bad_body_encoding")
+        );
+        let p = packet(MsgKind::CmIdPassword, 0, &[b"\xff\xff"]);
+        assert_eq!(body_text(&p).map_err(|m| m.reason), Err("bad_body_text"));
+    }
+}
