@@ -5,7 +5,7 @@ use mir2_proto::link::ServerFrame;
 use mir2_proto::packet::Packet;
 use mir2_proto::text::gbk_encode;
 
-use super::{body_text, code, Malformed, Refused, Unusable, Verdict};
+use super::{body_text, code, Malformed, Refused, Secret, Unusable, Verdict};
 use crate::client::{Client, Reply};
 use crate::online::{Claim, Holder};
 use crate::reject::reject;
@@ -45,8 +45,8 @@ impl Login {
     /// holder) and answer the server list.
     pub async fn apply(self, client: &mut Client) -> Reply {
         let Login { key, password } = self;
-        let (auth, now) = match client.usable_account(&key).await {
-            Ok(found) => found,
+        match client.usable_account(&key).await {
+            Ok(_) => {}
             Err(Unusable::NoAccount) => {
                 metrics::counter!("loginsrv_logins_total", "result" => "no_account").increment(1);
                 reject(
@@ -60,9 +60,9 @@ impl Login {
                 return fail(code::LOCKED);
             }
             Err(Unusable::DbError) => return fail(code::SERVER_ERROR),
-        };
+        }
         match client
-            .verify_secret("CM_IDPASSWORD", &key, password, auth.password_hash, now)
+            .verify_secret("CM_IDPASSWORD", &key, Secret::Password, password)
             .await
         {
             Verdict::Correct => {}
@@ -79,12 +79,11 @@ impl Login {
                     code::WRONG_PASSWORD
                 });
             }
-            Verdict::Unavailable => return fail(code::SERVER_ERROR),
-        }
-        if auth.failed_logins > 0 {
-            if let Err(e) = client.server.store.reset_failures(&key).await {
-                client.db_error("failure reset", &e);
+            Verdict::Locked => {
+                metrics::counter!("loginsrv_logins_total", "result" => "locked").increment(1);
+                return fail(code::LOCKED);
             }
+            Verdict::Unavailable => return fail(code::SERVER_ERROR),
         }
         if let Some(prev) = client.account.take() {
             if prev != key {

@@ -21,7 +21,7 @@ use mir2_proto::text::gbk_decode;
 use crate::client::{Client, Reply};
 use crate::config::Config;
 use crate::reject::reject;
-use crate::store::AccountAuth;
+use crate::store::{AccountState, Attempt};
 
 /// `recog` values of the failure replies.
 pub mod code {
@@ -174,16 +174,28 @@ enum Unusable {
     DbError,
 }
 
+/// Which stored secret a guess is checked against.
+#[derive(Debug, Clone, Copy)]
+enum Secret {
+    /// The password (login, password change).
+    Password,
+    /// The recovery answers (password recovery).
+    Recovery,
+}
+
 /// Outcome of checking a password or recovery answers (see `verify_secret`).
 enum Verdict {
-    /// The secret matches.
+    /// The secret matches, and the account was not locked meanwhile.
     Correct,
     /// It does not; counted toward the lockout.
     Wrong {
         /// This failure locked the account.
         locked: bool,
     },
-    /// Not checked (hash budget used up) or the check failed; logged and counted.
+    /// Locked (or its guesses for this window are taken): not evaluated, or
+    /// evaluated right but locked by concurrent guesses in the meantime.
+    Locked,
+    /// Not checked (hash budget used up, no such secret) or the check failed; logged and counted.
     Unavailable,
 }
 
@@ -200,68 +212,118 @@ impl Client {
         false
     }
 
-    /// The account behind `key` if it exists and is not locked, with the time it was
-    /// checked at: the one place that decides whether an account may be used now.
-    async fn usable_account(&self, key: &str) -> Result<(AccountAuth, i64), Unusable> {
-        let auth = match self.server.store.auth(key).await {
-            Ok(Some(a)) => a,
+    /// A cheap first look: the account exists and is not locked (and whether it
+    /// has recovery answers). Only a hint: `verify_secret` decides atomically.
+    async fn usable_account(&self, key: &str) -> Result<AccountState, Unusable> {
+        let state = match self.server.store.state(key).await {
+            Ok(Some(s)) => s,
             Ok(None) => return Err(Unusable::NoAccount),
             Err(e) => {
                 self.db_error("account lookup", &e);
                 return Err(Unusable::DbError);
             }
         };
-        let now = unix_now();
-        if auth.locked_until > now {
+        if state.locked_until > unix_now() {
             return Err(Unusable::Locked);
         }
-        Ok((auth, now))
+        Ok(state)
     }
 
-    /// Check `secret` against the stored hash `phc` of account `key`: spend the
-    /// client address's hash budget, verify, and count a wrong secret toward the
-    /// lockout. The one place a password or recovery answer is judged.
+    /// Judge a guess at account `key`'s password or recovery answers: spend the
+    /// client address's hash budget, claim the attempt in the database (counted
+    /// as a failure until proven right, see `Store::claim_attempt`), verify, and
+    /// on success clear the count unless the account locked meanwhile. The one
+    /// place a password or recovery answer is judged.
     async fn verify_secret(
         &self,
         what: &'static str,
         key: &str,
-        secret: String,
-        phc: String,
-        now: i64,
+        which: Secret,
+        guess: String,
     ) -> Verdict {
         if !self.hash_budget(what) {
             return Verdict::Unavailable;
         }
-        match self.server.hasher.verify(secret, phc).await {
-            Ok(true) => Verdict::Correct,
-            Ok(false) => Verdict::Wrong {
-                locked: self.count_failure(key, now).await,
-            },
+        let sec = &self.server.config.security;
+        let max = i64::from(sec.max_failed_logins);
+        let now = unix_now();
+        let lock_until = now.saturating_add(i64::try_from(sec.lockout_secs).unwrap_or(i64::MAX));
+        let auth = match self
+            .server
+            .store
+            .claim_attempt(key, max, now, lock_until)
+            .await
+        {
+            Ok(Attempt::Claimed(auth)) => auth,
+            Ok(Attempt::Locked) => return Verdict::Locked,
+            Ok(Attempt::NoAccount) => {
+                reject(
+                    "account_vanished",
+                    format_args!("{} {what}: no account {key}", self.who()),
+                );
+                return Verdict::Unavailable;
+            }
+            Err(e) => {
+                self.db_error("attempt claim", &e);
+                return Verdict::Unavailable;
+            }
+        };
+        let stored = match which {
+            Secret::Password => Some(auth.password_hash),
+            Secret::Recovery => auth.recovery_hash,
+        };
+        let Some(stored) = stored else {
+            reject(
+                "recovery_disabled",
+                format_args!("{}: {key} has no recovery answers", self.who()),
+            );
+            return Verdict::Unavailable;
+        };
+        match self.server.hasher.verify(guess, stored).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Verdict::Wrong {
+                    locked: self.count_failure(key, max, lock_until).await,
+                };
+            }
             Err(e) => {
                 self.db_error(what, &e);
+                return Verdict::Unavailable;
+            }
+        }
+        match self.server.store.confirm_success(key, unix_now()).await {
+            Ok(true) => Verdict::Correct,
+            Ok(false) => {
+                reject(
+                    "locked_while_verifying",
+                    format_args!("{} {what}: {key} locked by concurrent guesses", self.who()),
+                );
+                Verdict::Locked
+            }
+            Err(e) => {
+                self.db_error("failure reset", &e);
                 Verdict::Unavailable
             }
         }
     }
 
-    /// Count a wrong password / answer; `true` if this one locked the account.
-    async fn count_failure(&self, key: &str, now: i64) -> bool {
-        let sec = &self.server.config.security;
-        let until = now.saturating_add(i64::try_from(sec.lockout_secs).unwrap_or(i64::MAX));
+    /// A claimed guess was wrong. It was counted when claimed; once the count is
+    /// at the limit, the account locks. `true` if this failure locked it.
+    async fn count_failure(&self, key: &str, max: i64, lock_until: i64) -> bool {
         match self
             .server
             .store
-            .record_failure(key, i64::from(sec.max_failed_logins), until)
+            .lock_if_exhausted(key, max, lock_until)
             .await
         {
-            Ok(locked_until) if locked_until > now => {
+            Ok(true) => {
                 reject(
                     "account_locked",
                     format_args!("{}: account {key} locked", self.who()),
                 );
                 true
             }
-            Ok(_) => false,
+            Ok(false) => false,
             Err(e) => {
                 self.db_error("failure count", &e);
                 false

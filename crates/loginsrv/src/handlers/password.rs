@@ -3,7 +3,7 @@
 use mir2_proto::ids::MsgKind;
 use mir2_proto::packet::Packet;
 
-use super::{body_text, code, Malformed, Refused, Unusable, Verdict};
+use super::{body_text, code, unix_now, Malformed, Refused, Secret, Unusable, Verdict};
 use crate::client::{Client, Reply};
 use crate::validate;
 
@@ -48,22 +48,22 @@ impl ChangePassword {
     /// Verify the old password (counted toward the lockout), then store the new one.
     pub async fn apply(self, client: &mut Client) -> Reply {
         let ChangePassword { key, old, new } = self;
-        let (auth, now) = match client.usable_account(&key).await {
-            Ok(found) => found,
+        match client.usable_account(&key).await {
+            Ok(_) => {}
             Err(Unusable::NoAccount) => return fail(code::CHG_REFUSED),
             Err(Unusable::Locked) => return fail(code::LOCKED),
             Err(Unusable::DbError) => return fail(code::SERVER_ERROR),
-        };
+        }
         match client
-            .verify_secret("CM_CHANGEPASSWORD", &key, old, auth.password_hash, now)
+            .verify_secret("CM_CHANGEPASSWORD", &key, Secret::Password, old)
             .await
         {
             Verdict::Correct => {}
-            Verdict::Wrong { locked: true } => return fail(code::LOCKED),
+            Verdict::Wrong { locked: true } | Verdict::Locked => return fail(code::LOCKED),
             Verdict::Wrong { locked: false } => return fail(code::WRONG_SECRET),
             Verdict::Unavailable => return fail(code::SERVER_ERROR),
         }
-        if !client.store_new_password(&key, new, now).await {
+        if !client.store_new_password(&key, new, unix_now()).await {
             return fail(code::SERVER_ERROR);
         }
         tracing::info!(account = %key, "{}: password changed", client.who());

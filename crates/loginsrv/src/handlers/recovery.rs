@@ -7,7 +7,7 @@ use mir2_proto::ids::MsgKind;
 use mir2_proto::packet::Packet;
 use rand::Rng as _;
 
-use super::{body_text, code, Malformed, Refused, Unusable, Verdict};
+use super::{body_text, code, unix_now, Malformed, Refused, Secret, Unusable, Verdict};
 use crate::client::{Client, Reply};
 use crate::reject::reject;
 use crate::validate;
@@ -66,30 +66,33 @@ impl RecoverPassword {
     /// fresh password.
     pub async fn apply(self, client: &mut Client) -> Reply {
         let RecoverPassword { key, secret } = self;
-        let (auth, now) = match client.usable_account(&key).await {
-            Ok(found) => found,
+        let state = match client.usable_account(&key).await {
+            Ok(state) => state,
             Err(Unusable::NoAccount) => return fail(code::NO_ACCOUNT),
             Err(Unusable::Locked) => return fail(code::LOCKED),
             Err(Unusable::DbError) => return fail(code::SERVER_ERROR),
         };
-        let Some(recovery_hash) = auth.recovery_hash else {
+        if !state.has_recovery {
             reject(
                 "recovery_disabled",
                 format_args!("{}: {key} has no recovery answers", client.who()),
             );
             return fail(code::WRONG_SECRET);
-        };
+        }
         match client
-            .verify_secret("CM_GETBACKPASSWORD", &key, secret, recovery_hash, now)
+            .verify_secret("CM_GETBACKPASSWORD", &key, Secret::Recovery, secret)
             .await
         {
             Verdict::Correct => {}
-            Verdict::Wrong { locked: true } => return fail(code::LOCKED),
+            Verdict::Wrong { locked: true } | Verdict::Locked => return fail(code::LOCKED),
             Verdict::Wrong { locked: false } => return fail(code::WRONG_SECRET),
             Verdict::Unavailable => return fail(code::SERVER_ERROR),
         }
         let password = random_password();
-        if !client.store_new_password(&key, password.clone(), now).await {
+        if !client
+            .store_new_password(&key, password.clone(), unix_now())
+            .await
+        {
             return fail(code::SERVER_ERROR);
         }
         tracing::info!(account = %key, "{}: password reset by recovery answers", client.who());
