@@ -284,17 +284,21 @@ impl Store {
             .map(|r| r.rows_affected() == 1))
     }
 
-    /// Replace the password hash and clear failures.
+    /// Replace the password hash and clear failures, only if it is still
+    /// `expected` (the hash the request was verified against) and the account is
+    /// not locked: of simultaneous changes, exactly one wins. `false` otherwise.
     pub async fn set_password(
         &self,
         key: &str,
+        expected: &str,
         password_hash: &str,
         now: i64,
     ) -> sqlx::Result<bool> {
-        let sql = "UPDATE accounts SET password_hash = $2, failed_logins = 0, locked_until = 0, \
-                   updated_at = $3 WHERE account_key = $1";
+        let sql = "UPDATE accounts SET password_hash = $3, failed_logins = 0, updated_at = $4 \
+                   WHERE account_key = $1 AND password_hash = $2 AND locked_until <= $4";
         on_pool!(self, |p| sqlx::query(sql)
             .bind(key)
+            .bind(expected)
             .bind(password_hash)
             .bind(now)
             .execute(p)

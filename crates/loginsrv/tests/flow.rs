@@ -33,6 +33,7 @@ both_backends!(
     get_back_password,
     update_user,
     persists_across_restart,
+    simultaneous_recoveries_one_wins,
 );
 
 async fn register_login_select(backend: Backend) {
@@ -318,7 +319,11 @@ async fn get_back_password(backend: Backend) {
     let Some(db) = Db::new(backend).await else {
         return;
     };
-    let server = start(config(&db)).await;
+    let mut c = config(&db);
+    // The lock below must outlast the test (the default test lockout is 1 s,
+    // counted in whole seconds).
+    c.security.lockout_secs = 600;
+    let server = start(c).await;
     let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
     let user = db.account("lost");
     gate.open(1).await;
@@ -476,6 +481,57 @@ async fn persists_across_restart(backend: Backend) {
         &gate.register(1, &user, "pw1234").await,
         MsgKind::SmNewIdFail,
         code::NEWID_EXISTS,
+    );
+    server.shutdown().await;
+}
+
+/// Three clients recover the same account at once with the right answers:
+/// exactly one gets a new password (which works); the others are told the
+/// password changed meanwhile, instead of being handed passwords that never
+/// worked.
+async fn simultaneous_recoveries_one_wins(backend: Backend) {
+    use common::{ANSWER1, ANSWER2, BIRTHDAY, QUIZ1, QUIZ2};
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
+    let mut c = config(&db);
+    // One hash at a time, slow enough that all three are verified (against the
+    // same stored password) before any new password is hashed and stored.
+    c.security.argon2_m_kib = 16 * 1024;
+    c.security.argon2_t = 2;
+    c.security.max_concurrent_hashes = 1;
+    let server = start(c).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    let user = db.account("cas");
+    for id in 1..=3 {
+        gate.open(id).await;
+    }
+    assert_reply(
+        &gate.register(1, &user, "forgot").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    let ask = mir2_proto::text::gbk_encode(&format!(
+        "{user}\t{QUIZ1}\t{ANSWER1}\t{QUIZ2}\t{ANSWER2}\t{BIRTHDAY}"
+    ))
+    .unwrap();
+    for id in 1..=3 {
+        gate.send(id, MsgKind::CmGetBackPassword, 0, &[&ask]).await;
+    }
+    let mut won = Vec::new();
+    for id in 1..=3 {
+        let r = gate.reply(id).await;
+        if r.kind() == Some(MsgKind::SmGetBackPasswdSuccess) {
+            won.push(r.body_text());
+        } else {
+            assert_reply(&r, MsgKind::SmGetBackPasswdFail, code::CONFLICT);
+        }
+    }
+    assert_eq!(won.len(), 1, "{backend:?}: {won:?}");
+    assert_reply(
+        &gate.login(1, &user, &won[0]).await,
+        MsgKind::SmPassOkSelectServer,
+        0,
     );
     server.shutdown().await;
 }

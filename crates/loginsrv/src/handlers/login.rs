@@ -65,7 +65,7 @@ impl Login {
             .verify_secret("CM_IDPASSWORD", &key, Secret::Password, password)
             .await
         {
-            Verdict::Correct => {}
+            Verdict::Correct { .. } => {}
             Verdict::Wrong { locked } => {
                 metrics::counter!("loginsrv_logins_total", "result" => "wrong_password")
                     .increment(1);

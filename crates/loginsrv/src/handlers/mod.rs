@@ -48,6 +48,9 @@ pub mod code {
     pub const WRONG_SECRET: i32 = -1;
     /// SM_UPDATEID_FAIL: not logged in as that account.
     pub const NOT_LOGGED_IN: i32 = 0;
+    /// SM_CHGPASSWD_FAIL / SM_GETBACKPASSWD_FAIL: the password was changed (or the
+    /// account locked) by a simultaneous request; nothing was changed, retry.
+    pub const CONFLICT: i32 = -6;
 }
 
 /// Why a request was refused before any work: the rejection reason (metric
@@ -185,8 +188,13 @@ enum Secret {
 
 /// Outcome of checking a password or recovery answers (see `verify_secret`).
 enum Verdict {
-    /// The secret matches, and the account was not locked meanwhile.
-    Correct,
+    /// The secret matches, and the account was not locked meanwhile. Carries
+    /// the password hash the guess was checked against: a change is made only
+    /// if it is still the stored one.
+    Correct {
+        /// The stored password hash at the time of the check.
+        password_hash: String,
+    },
     /// It does not; counted toward the lockout.
     Wrong {
         /// This failure locked the account.
@@ -269,7 +277,7 @@ impl Client {
             }
         };
         let stored = match which {
-            Secret::Password => Some(auth.password_hash),
+            Secret::Password => Some(auth.password_hash.clone()),
             Secret::Recovery => auth.recovery_hash,
         };
         let Some(stored) = stored else {
@@ -292,7 +300,9 @@ impl Client {
             }
         }
         match self.server.store.confirm_success(key, unix_now()).await {
-            Ok(true) => Verdict::Correct,
+            Ok(true) => Verdict::Correct {
+                password_hash: auth.password_hash,
+            },
             Ok(false) => {
                 reject(
                     "locked_while_verifying",
@@ -331,21 +341,38 @@ impl Client {
         }
     }
 
-    /// Hash `password` and make it the account's password; `false` (logged) on failure.
-    async fn store_new_password(&self, key: &str, password: String, now: i64) -> bool {
+    /// Hash `password` and make it the account's password if its hash is still
+    /// `expected`; the failure code otherwise (logged).
+    async fn store_new_password(
+        &self,
+        key: &str,
+        expected: &str,
+        password: String,
+    ) -> Result<(), i32> {
         let hash = match self.server.hasher.hash(password).await {
             Ok(h) => h,
             Err(e) => {
                 self.db_error("password hash", &e);
-                return false;
+                return Err(code::SERVER_ERROR);
             }
         };
-        match self.server.store.set_password(key, &hash, now).await {
-            Ok(true) => true,
-            Ok(false) => false,
+        match self
+            .server
+            .store
+            .set_password(key, expected, &hash, unix_now())
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                reject(
+                    "password_changed_concurrently",
+                    format_args!("{}: {key} changed by a simultaneous request", self.who()),
+                );
+                Err(code::CONFLICT)
+            }
             Err(e) => {
                 self.db_error("password update", &e);
-                false
+                Err(code::SERVER_ERROR)
             }
         }
     }

@@ -3,7 +3,7 @@
 use mir2_proto::ids::MsgKind;
 use mir2_proto::packet::Packet;
 
-use super::{body_text, code, unix_now, Malformed, Refused, Secret, Unusable, Verdict};
+use super::{body_text, code, Malformed, Refused, Secret, Unusable, Verdict};
 use crate::client::{Client, Reply};
 use crate::validate;
 
@@ -54,17 +54,17 @@ impl ChangePassword {
             Err(Unusable::Locked) => return fail(code::LOCKED),
             Err(Unusable::DbError) => return fail(code::SERVER_ERROR),
         }
-        match client
+        let expected = match client
             .verify_secret("CM_CHANGEPASSWORD", &key, Secret::Password, old)
             .await
         {
-            Verdict::Correct => {}
+            Verdict::Correct { password_hash } => password_hash,
             Verdict::Wrong { locked: true } | Verdict::Locked => return fail(code::LOCKED),
             Verdict::Wrong { locked: false } => return fail(code::WRONG_SECRET),
             Verdict::Unavailable => return fail(code::SERVER_ERROR),
-        }
-        if !client.store_new_password(&key, new, unix_now()).await {
-            return fail(code::SERVER_ERROR);
+        };
+        if let Err(recog) = client.store_new_password(&key, &expected, new).await {
+            return fail(recog);
         }
         tracing::info!(account = %key, "{}: password changed", client.who());
         Reply::code(MsgKind::SmChgPasswdSuccess, 0)

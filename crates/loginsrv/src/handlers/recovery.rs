@@ -7,7 +7,7 @@ use mir2_proto::ids::MsgKind;
 use mir2_proto::packet::Packet;
 use rand::Rng as _;
 
-use super::{body_text, code, unix_now, Malformed, Refused, Secret, Unusable, Verdict};
+use super::{body_text, code, Malformed, Refused, Secret, Unusable, Verdict};
 use crate::client::{Client, Reply};
 use crate::reject::reject;
 use crate::validate;
@@ -79,21 +79,21 @@ impl RecoverPassword {
             );
             return fail(code::WRONG_SECRET);
         }
-        match client
+        let expected = match client
             .verify_secret("CM_GETBACKPASSWORD", &key, Secret::Recovery, secret)
             .await
         {
-            Verdict::Correct => {}
+            Verdict::Correct { password_hash } => password_hash,
             Verdict::Wrong { locked: true } | Verdict::Locked => return fail(code::LOCKED),
             Verdict::Wrong { locked: false } => return fail(code::WRONG_SECRET),
             Verdict::Unavailable => return fail(code::SERVER_ERROR),
-        }
+        };
         let password = random_password();
-        if !client
-            .store_new_password(&key, password.clone(), unix_now())
+        if let Err(recog) = client
+            .store_new_password(&key, &expected, password.clone())
             .await
         {
-            return fail(code::SERVER_ERROR);
+            return fail(recog);
         }
         tracing::info!(account = %key, "{}: password reset by recovery answers", client.who());
         Reply {
