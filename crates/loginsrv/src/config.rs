@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use ipnet::IpNet;
-use mir2_proto::ids::IdTable;
+use mir2_proto::ids::{IdTable, MsgKind};
 use serde::{Deserialize, Serialize};
 
 /// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`).
@@ -296,6 +296,26 @@ impl Config {
             ids.set(name, *id)
                 .map_err(|_| bad(format!("ids.{name}"), "unknown message name"))?;
         }
+        // Two messages on one id: the later would silently never be recognised.
+        for (i, &kind) in MsgKind::ALL.iter().enumerate() {
+            let id = ids.id(kind);
+            if let Some(&other) = MsgKind::ALL[..i].iter().find(|k| ids.id(**k) == id) {
+                let (named, clash) = if self.ids.contains_key(kind.name()) {
+                    (kind, other)
+                } else {
+                    (other, kind)
+                };
+                return Err(bad(
+                    format!("ids.{}", named.name()),
+                    format!(
+                        "id {id} is also {}'s: {} and {} would share it",
+                        clash.name(),
+                        named.name(),
+                        clash.name()
+                    ),
+                ));
+            }
+        }
         Ok(ids)
     }
 
@@ -410,6 +430,18 @@ mod tests {
         assert!(e.reason.contains("bogus"), "{e}");
         let e = Config::from_toml("max_gates = 1\n[security]\nargon2_t = \"x\"\n").unwrap_err();
         assert_eq!(e.key, "security.argon2_t", "{e}");
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused_naming_both() {
+        let e = Config::from_toml("[ids]\nCM_IDPASSWORD = 2002\n").unwrap_err();
+        assert_eq!(e.key, "ids.CM_IDPASSWORD", "{e}");
+        assert!(e.reason.contains("CM_ADDNEWUSER"), "{e}");
+        // Swapping two ids is fine; moving one onto another's is not.
+        Config::from_toml("[ids]\nCM_IDPASSWORD = 2002\nCM_ADDNEWUSER = 2001\n").unwrap();
+        let e = Config::from_toml("[ids]\nSM_GETBACKPASSWD_FAIL = 500\n").unwrap_err();
+        assert_eq!(e.key, "ids.SM_GETBACKPASSWD_FAIL", "{e}");
+        assert!(e.reason.contains("SM_CERTIFICATION_SUCCESS"), "{e}");
     }
 
     #[test]

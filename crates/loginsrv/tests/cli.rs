@@ -43,6 +43,7 @@ fn bad_config_exits_2_naming_the_key() {
     for (body, key) in [
         ("[security]\nlockout_secs = 0\n", "security.lockout_secs"),
         ("allow_gates = [\"not-a-net\"]\n", "allow_gates"),
+        ("[ids]\nCM_IDPASSWORD = 2002\n", "ids.CM_IDPASSWORD"),
         (
             "[[servers]]\nname = \"x\"\nselgates = []\n",
             "servers[0].selgates",
