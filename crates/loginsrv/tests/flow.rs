@@ -34,6 +34,7 @@ both_backends!(
     update_user,
     persists_across_restart,
     simultaneous_recoveries_one_wins,
+    look_alike_names_are_one_account,
 );
 
 async fn register_login_select(backend: Backend) {
@@ -533,5 +534,32 @@ async fn simultaneous_recoveries_one_wins(backend: Backend) {
         MsgKind::SmPassOkSelectServer,
         0,
     );
+    server.shutdown().await;
+}
+
+/// U+F92C (a CJK compatibility ideograph) and U+90CE (its unified form) are
+/// the same character: one account, whichever is typed.
+async fn look_alike_names_are_one_account(backend: Backend) {
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
+    let server = start(config(&db)).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    let compat = db.account("\u{F92C}");
+    let unified = db.account("\u{90CE}");
+    gate.open(1).await;
+    assert_reply(
+        &gate.register(1, &compat, "pw1234").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    assert_reply(
+        &gate.register(1, &unified, "other1").await,
+        MsgKind::SmNewIdFail,
+        code::NEWID_EXISTS,
+    );
+    let body = mir2_proto::text::gbk_encode(&format!("{unified}/pw1234")).unwrap();
+    gate.send(1, MsgKind::CmIdPassword, 0, &[&body]).await;
+    assert_reply(&gate.reply(1).await, MsgKind::SmPassOkSelectServer, 0);
     server.shutdown().await;
 }
