@@ -31,10 +31,7 @@ impl Hasher {
     pub fn new(sec: &SecurityConfig) -> anyhow::Result<Hasher> {
         let params = Params::new(sec.argon2_m_kib, sec.argon2_t, sec.argon2_p, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-        let permits = match sec.max_concurrent_hashes {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
+        let permits = sec.hash_permits();
         Ok(Hasher {
             params,
             permits: Arc::new(Semaphore::new(permits)),

@@ -45,6 +45,10 @@ fn bad_config_exits_2_naming_the_key() {
         ("allow_gates = [\"not-a-net\"]\n", "allow_gates"),
         ("[ids]\nCM_IDPASSWORD = 2002\n", "ids.CM_IDPASSWORD"),
         (
+            "[security]\nargon2_m_kib = 4294967295\n",
+            "security.argon2_m_kib",
+        ),
+        (
             "[[servers]]\nname = \"x\"\nselgates = []\n",
             "servers[0].selgates",
         ),
