@@ -1,7 +1,7 @@
 //! Reference Legend of Mir 2 LoginSrv.
 //!
 //! Gates connect over the `%…$` link (any of the three dialects); each
-//! client session gets its own task so a slow hash or query for one player
+//! client on a gate gets its own task so a slow hash or query for one player
 //! never delays another. Accounts live in SQLite (default) or PostgreSQL,
 //! passwords as Argon2id hashes.
 //!
@@ -15,14 +15,14 @@
 
 #![forbid(unsafe_code)]
 
+mod client;
 pub mod config;
 mod gate;
 mod handlers;
+mod hasher;
 mod online;
-mod password;
 mod reject;
 pub mod routes;
-mod session;
 mod store;
 mod throttle;
 pub mod validate;
@@ -41,8 +41,8 @@ use tokio_util::task::TaskTracker;
 pub use config::{Config, ConfigError, SecurityConfig, ServerRoute};
 pub use handlers::code;
 
-/// State shared by every gate and client task.
-pub(crate) struct Shared {
+/// The server-wide state every gate and client task reads.
+pub(crate) struct ServerState {
     /// Effective configuration.
     pub config: Config,
     /// Message ids of the client build served.
@@ -50,13 +50,13 @@ pub(crate) struct Shared {
     /// Accounts.
     pub store: store::Store,
     /// Argon2id with the configured cost.
-    pub hasher: password::Hasher,
+    pub hasher: hasher::Hasher,
     /// Accounts logged in now.
     pub online: online::Online,
     /// Servers and issued session ids.
     pub routes: routes::Routes,
-    /// Source of per-session tokens.
-    pub next_token: AtomicU64,
+    /// Source of client tokens (unique per client in this process, unlike gate ids).
+    pub next_client_token: AtomicU64,
     /// Per-client-IP budget for Argon2 work.
     pub throttle: throttle::IpThrottle,
 }
@@ -70,24 +70,20 @@ pub struct RunningServer {
     /// The accept loop, gate readers/writers and client tasks.
     tracker: TaskTracker,
     /// For closing the database after the tasks end.
-    shared: Arc<Shared>,
+    state: Arc<ServerState>,
 }
 
 impl RunningServer {
     fn grace(&self) -> Duration {
-        Duration::from_secs(self.shared.config.shutdown_grace_secs)
+        Duration::from_secs(self.state.config.shutdown_grace_secs)
     }
 }
 
 /// Open the database (migrating it), bind the listener and serve gates.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     config.validate()?;
-    let mut ids = IdTable::delphi();
-    for (name, id) in &config.ids {
-        ids.set(name, *id)
-            .map_err(|_| anyhow::anyhow!("config key `ids.{name}`: unknown message name"))?;
-    }
-    let hasher = password::Hasher::new(&config.security)?;
+    let ids = config.id_table()?;
+    let hasher = hasher::Hasher::new(&config.security)?;
     let store = store::Store::open(&config.database, config.db_max_connections).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -104,21 +100,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         "LoginSrv listening for gates"
     );
     let hashes_per_ip = config.security.hashes_per_ip_per_minute;
-    let shared = Arc::new(Shared {
+    let state = Arc::new(ServerState {
         config,
         ids,
         store,
         hasher,
         online: online::Online::default(),
         routes,
-        next_token: AtomicU64::new(1),
+        next_client_token: AtomicU64::new(1),
         throttle: throttle::IpThrottle::new(hashes_per_ip),
     });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     tracker.spawn(gate::accept_loop(
         listener,
-        shared.clone(),
+        state.clone(),
         cancel.clone(),
         tracker.clone(),
     ));
@@ -126,7 +122,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         local_addr,
         cancel,
         tracker,
-        shared,
+        state,
     })
 }
 
@@ -138,17 +134,17 @@ impl RunningServer {
 
     /// Live session ids handed out for server `name` (what a SelGate would check against).
     pub fn sessions_in_use(&self, name: &str) -> u32 {
-        self.shared.routes.used(name)
+        self.state.routes.used(name)
     }
 
     /// The account a live session id was issued to.
     pub fn session_account(&self, session_id: i32) -> Option<String> {
-        self.shared.routes.ticket(session_id).map(|t| t.account)
+        self.state.routes.ticket(session_id).map(|t| t.account)
     }
 
     /// Accounts logged in right now.
     pub fn online_accounts(&self) -> usize {
-        self.shared.online.len()
+        self.state.online.len()
     }
 
     /// Stop accepting, close every gate link, let in-flight messages finish
@@ -163,7 +159,7 @@ impl RunningServer {
         {
             tracing::warn!("LoginSrv shutdown: tasks still busy after {grace:?}");
         }
-        self.shared.store.close().await;
+        self.state.store.close().await;
         tracing::info!("LoginSrv stopped");
     }
 }

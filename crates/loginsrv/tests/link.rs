@@ -101,7 +101,7 @@ async fn old_client_versions_are_refused() {
     gate.open(1).await;
     gate.send(1, MsgKind::CmProtocol, 20_190_101, &[]).await;
     assert_reply(&gate.reply(1).await, MsgKind::SmCertificationFail, 0);
-    // Refused sessions get no service; CM_PROTOCOL again with a good build reopens it.
+    // Refused clients get no service; CM_PROTOCOL again with a good build reopens it.
     gate.send(1, MsgKind::CmIdPassword, 0, &[b"someone/pw"])
         .await;
     gate.send(1, MsgKind::CmProtocol, 20_200_101, &[]).await;
@@ -264,7 +264,7 @@ async fn session_ids_expire_and_free_capacity() {
 }
 
 #[tokio::test]
-async fn sessions_beyond_max_clients_per_gate_are_kicked() {
+async fn clients_beyond_max_clients_per_gate_are_kicked() {
     let db = db().await;
     let mut c = config(&db);
     c.max_clients_per_gate = 2;
@@ -311,7 +311,7 @@ async fn random_frames_never_break_the_link() {
             .map(|_| alphabet[rng.random_range(0..alphabet.len())])
             .collect();
         if rng.random_bool(0.5) {
-            // As client 1's data, so session parsing sees it too.
+            // As client 1's data, so client parsing sees it too.
             let mut frame = b"%A1/".to_vec();
             frame.extend(junk.iter().filter(|&&b| b != b'$' && b != b'%'));
             frame.push(b'$');
