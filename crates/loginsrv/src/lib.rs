@@ -24,7 +24,6 @@ mod online;
 mod reject;
 pub mod routes;
 mod store;
-mod throttle;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -41,6 +40,9 @@ use tokio_util::task::TaskTracker;
 pub use config::{Config, ConfigError, SecurityConfig, ServerRoute};
 pub use handlers::code;
 
+/// Slots of the per-IP hash budget table: 4 MiB, and room for about 130,000
+/// addresses at once before the least-used buckets are recycled.
+const HASH_BUDGET_SLOTS: usize = 131_072;
 /// The server-wide state every gate and client task reads.
 pub(crate) struct ServerState {
     /// Effective configuration.
@@ -57,8 +59,10 @@ pub(crate) struct ServerState {
     pub routes: routes::Routes,
     /// Source of client tokens (unique per client in this process, unlike gate ids).
     pub next_client_token: AtomicU64,
-    /// Per-client-IP budget for Argon2 work.
-    pub throttle: throttle::IpThrottle,
+    /// Per-client-IP budget for Argon2 work (`None` = unlimited): one address
+    /// cannot monopolise the hashing CPU. Fixed memory whatever the number of
+    /// addresses, so a flood of sources cannot grow it.
+    pub hash_budget: Option<limits::RateTable<std::net::IpAddr>>,
 }
 
 /// A LoginSrv serving gates.
@@ -108,7 +112,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         online: online::Online::default(),
         routes,
         next_client_token: AtomicU64::new(1),
-        throttle: throttle::IpThrottle::new(hashes_per_ip),
+        hash_budget: (hashes_per_ip > 0).then(|| {
+            let per_minute =
+                limits::Rate::new(hashes_per_ip, Duration::from_secs(60), hashes_per_ip);
+            limits::RateTable::new(per_minute, HASH_BUDGET_SLOTS)
+        }),
     });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -521,13 +521,8 @@ async fn simultaneous_recoveries_one_wins(backend: Backend) {
     // hashed, however loaded the machine is.
     let mut batch = bytes::BytesMut::new();
     for id in 1..=3u8 {
-        let header = mir2_proto::MsgHeader::new(
-            common::IDS.id(MsgKind::CmGetBackPassword),
-            0,
-            0,
-            0,
-            0,
-        );
+        let header =
+            mir2_proto::MsgHeader::new(common::IDS.id(MsgKind::CmGetBackPassword), 0, 0, 0, 0);
         let mut msg = bytes::BytesMut::new();
         mir2_proto::packet::write_client_packet(&mut msg, Some(id), &header, &[&ask]);
         mir2_proto::link::write_data(Dialect::Delphi, &mut batch, u32::from(id), &msg);

@@ -210,7 +210,11 @@ enum Verdict {
 impl Client {
     /// Spend one unit of this client address's Argon2 budget.
     fn hash_budget(&self, what: &'static str) -> bool {
-        if self.server.throttle.allow(self.ip) {
+        let allowed =
+            self.server.hash_budget.as_ref().is_none_or(|budget| {
+                budget.check(self.ip.to_canonical(), std::time::Instant::now())
+            });
+        if allowed {
             return true;
         }
         reject(
