@@ -331,7 +331,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Polled once before anything starts, so the handlers are installed: a
     // signal that arrives while the gate starts (the embedded LoginSrv can
     // take a while) stops it in order instead of killing the process.
-    let mut stop_signal = std::pin::pin!(netcore::shutdown_signal());
+    let mut stop_signal = std::pin::pin!(bootstrap::shutdown_signal());
     let early = std::future::poll_fn(|cx| Poll::Ready(stop_signal.as_mut().poll(cx))).await;
     if early.is_ready() {
         return Ok(());
@@ -341,7 +341,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::select! {
         () = gate.shutdown() => {}
         // An operator who asks twice does not want to wait for the grace period.
-        () = netcore::shutdown_signal() => warn!("second signal: exiting without waiting for the flush"),
+        () = bootstrap::shutdown_signal() => warn!("second signal: exiting without waiting for the flush"),
     }
     Ok(())
 }

@@ -45,17 +45,7 @@ pub(crate) fn validate_table(config: &Config) -> Result<(), ConfigError> {
              happym2, ldx); set server.addr for a LoginSrv of this build",
         ));
     }
-    loginsrv::Config::from_table(config.embedded.clone()).map_err(|e| {
-        let key = if e.key == "embedded" {
-            e.key
-        } else {
-            format!("embedded.{}", e.key)
-        };
-        ConfigError::Embedded {
-            key,
-            problem: e.reason,
-        }
-    })?;
+    loginsrv::Config::from_table(config.embedded.clone()).map_err(|e| e.under("embedded"))?;
     Ok(())
 }
 

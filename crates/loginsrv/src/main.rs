@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bootstrap::{LogFormat, EXIT_CONFIG};
 use clap::Parser;
 use loginsrv::Config;
 
@@ -25,17 +26,17 @@ struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, default_value = "text")]
+    log_format: LogFormat,
 }
-
-/// Exit code for configuration and usage errors.
-const EXIT_CONFIG: u8 = 2;
 
 fn load(cli: &Cli) -> Result<Config, String> {
     let mut config = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            Config::from_toml_at(&text, path).map_err(|e| e.to_string())?
         }
         None => Config::default(),
     };
@@ -62,58 +63,12 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // A closed stderr (a pipe whose reader died) must not panic the task that logs.
-        .log_internal_errors(false)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("loginsrv: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let server = match loginsrv::start(config).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("loginsrv: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        };
-        shutdown_signal().await;
+    bootstrap::logging::init(cli.log_format);
+    bootstrap::run_main("loginsrv", async move {
+        let server = loginsrv::start(config).await?;
+        bootstrap::shutdown_signal().await;
         tracing::info!("signal received, shutting down");
         server.shutdown().await;
-        ExitCode::SUCCESS
+        Ok::<(), anyhow::Error>(())
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -35,7 +35,6 @@ mod reason;
 mod registry;
 mod server;
 mod session;
-mod signal;
 
 pub use admission::Admission;
 pub use config::Config;
@@ -45,7 +44,6 @@ pub use reason::{CloseReason, SendError};
 pub use registry::Sessions;
 pub use server::Server;
 pub use session::{Session, SessionId};
-pub use signal::shutdown_signal;
 pub use tokio_util::sync::CancellationToken;
 
 use bytes::BytesMut;
