@@ -56,7 +56,7 @@ pub(crate) async fn accept_loop(
             );
             continue;
         }
-        if game.len() >= max {
+        if game.connections() >= max {
             reject(
                 "too_many_game_servers",
                 format_args!("game server {peer} refused: game_servers.max_servers reached"),

@@ -118,7 +118,7 @@ impl GameServers {
     }
 
     /// Connections open now.
-    pub fn len(&self) -> usize {
+    pub fn connections(&self) -> usize {
         self.conns.lock().len()
     }
 
