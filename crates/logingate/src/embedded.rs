@@ -75,8 +75,9 @@ impl Embedded {
         if !overrides.contains_key("servers") {
             ls.servers = vec![loginsrv::ServerRoute {
                 name: "demo".to_owned(),
-                selgates: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 7100))],
+                selgates: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 7100)).into()],
                 capacity: 1000,
+                public_addr: String::new(),
             }];
         }
         let database = ls.database.clone();

@@ -10,6 +10,8 @@ use ipnet::IpNet;
 use mir2_proto::ids::{IdTable, MsgKind};
 use serde::{Deserialize, Serialize};
 
+pub use crate::game::config::{AddrRoute, GameServersConfig, IdSet, SelGate};
+
 /// Which block frame means temporary (`B` or `T`).
 pub use mir2_proto::link::BlockLetter;
 /// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`, `ldx`).
@@ -59,6 +61,11 @@ pub struct Config {
     pub ids: BTreeMap<String, u16>,
     /// Game servers offered after login, in list order.
     pub servers: Vec<ServerRoute>,
+    /// The port game servers connect to (sessions, live counts).
+    pub game_servers: GameServersConfig,
+    /// Per-gate SelGate routes (the Delphi `!addrtable.txt`); empty = `[[servers]].selgates` for all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<AddrRoute>,
 }
 
 /// `[security]`: Argon2id cost and login throttling.
@@ -91,11 +98,15 @@ pub struct SecurityConfig {
 pub struct ServerRoute {
     /// Name shown in the client's server list and sent back in CM_SELECTSERVER.
     pub name: String,
-    /// SelGates handed out round-robin.
-    pub selgates: Vec<SocketAddr>,
-    /// Live session ids this server accepts; drives the list status and SM_STARTFAIL.
-    #[serde(default = "default_capacity")]
+    /// SelGates handed out round-robin (up to 10; `*ip:port` is kept but not handed out).
+    pub selgates: Vec<SelGate>,
+    /// Most players (the `!UserLimit.txt` figure): drives the list status and SM_STARTFAIL.
+    /// Counted in live session ids, or in the game servers' reports when `[game_servers]` is on.
+    #[serde(rename = "max_users", alias = "capacity", default = "default_capacity")]
     pub capacity: u32,
+    /// IP handed to clients instead of each SelGate's own (same port), when they differ; `""` = none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub public_addr: String,
 }
 
 fn default_capacity() -> u32 {
@@ -128,9 +139,12 @@ impl Default for Config {
             ids: BTreeMap::new(),
             servers: vec![ServerRoute {
                 name: "demo".to_owned(),
-                selgates: vec![SocketAddr::from(([127, 0, 0, 1], 7100))],
+                selgates: vec![SelGate::from(SocketAddr::from(([127, 0, 0, 1], 7100)))],
                 capacity: default_capacity(),
+                public_addr: String::new(),
             }],
+            game_servers: GameServersConfig::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -269,16 +283,15 @@ impl Config {
             if self.servers[..i].iter().any(|o| o.name == s.name) {
                 return Err(bad(format!("{key}.name"), "duplicate server name"));
             }
-            if s.selgates.is_empty() {
-                return Err(bad(format!("{key}.selgates"), "needs at least one address"));
-            }
+            crate::game::config::check_selgates(&format!("{key}.selgates"), &s.selgates)?;
             if s.capacity == 0 || s.capacity > MAX_CAPACITY {
                 return Err(bad(
-                    format!("{key}.capacity"),
+                    format!("{key}.max_users"),
                     format!("must be 1..={MAX_CAPACITY}"),
                 ));
             }
         }
+        crate::game::config::validate(self)?;
         Ok(())
     }
 

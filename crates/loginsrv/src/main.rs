@@ -29,6 +29,18 @@ struct Cli {
     /// Log lines as `text` or `json` (one object per line).
     #[arg(long, default_value = "text")]
     log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Print the TOML equivalent of a Delphi LoginSrv directory (Logsrv.ini,
+    /// !ServerAddr.txt, !UserLimit.txt, !addrtable.txt); unmapped settings become comments.
+    ImportDelphi {
+        /// The Delphi LoginSrv's directory.
+        dir: PathBuf,
+    },
 }
 
 fn load(cli: &Cli) -> Result<Config, String> {
@@ -52,6 +64,18 @@ fn load(cli: &Cli) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Sub::ImportDelphi { dir }) = &cli.command {
+        return match loginsrv::import_delphi::import(dir) {
+            Ok(toml) => {
+                print!("{toml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("loginsrv import-delphi: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
     let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
