@@ -37,7 +37,7 @@ mod server;
 mod session;
 mod signal;
 
-pub use admission::Admission;
+pub use admission::{Admission, RejectObserver, StrictLimits};
 pub use config::Config;
 pub use ipnet::IpNet;
 pub use proxy::{ProxyConfig, ProxyProtocol};
