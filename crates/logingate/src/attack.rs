@@ -159,9 +159,7 @@ impl AttackMode {
     pub fn observe(&self, now: Instant, attempts: u64) -> Option<Transition> {
         let (auto_on, rate) = {
             let mut s = self.sampler.lock();
-            let Some((then, before)) = s.last.replace((now, attempts)) else {
-                return None;
-            };
+            let (then, before) = s.last.replace((now, attempts))?;
             let secs = now.saturating_duration_since(then).as_secs_f64();
             if secs <= 0.0 {
                 return None;
