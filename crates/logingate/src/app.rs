@@ -13,14 +13,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{info, warn};
 
-use crate::blocklist;
+use crate::attack::{self, AttackMode};
 use crate::client::GateHandler;
 use crate::config::{optional_secs, Config};
 use crate::dispatch::NetDispatch;
 #[cfg(feature = "embedded")]
 use crate::embedded::Embedded;
 use crate::link::{self, Link, LinkOptions};
+use crate::punish::{Offence, Punisher};
 use crate::role::{Role, ROLE_METRIC};
+use crate::{allowlist, blocklist};
 
 /// A running gate; tests start one in-process with [`Gate::start`].
 pub struct Gate {
@@ -36,6 +38,8 @@ pub struct Gate {
     sessions: Sessions,
     /// Admission control (blocks).
     admission: Admission,
+    /// Attack mode (state, forcing).
+    attack: Arc<AttackMode>,
     /// Starts netcore's orderly shutdown; cancels on drop, so a gate dropped
     /// without `shutdown` does not leave tasks behind.
     server_stop: DropGuard,
@@ -111,7 +115,16 @@ impl Gate {
             .context("server.addr is required: built without the embedded LoginSrv")?;
         let frames = config.server.link_frames();
         let link = Link::new(frames, config.server.max_link_buffer_bytes);
-        let handler = Arc::new(GateHandler::new(link.clone(), &config));
+        let punisher = Arc::new(Punisher::new(
+            config.gate.punish,
+            Duration::from_secs(config.gate.temp_block_secs),
+            config.block_list_path(),
+        ));
+        let handler = Arc::new(GateHandler::new(
+            link.clone(),
+            &config,
+            Arc::clone(&punisher),
+        ));
         let server = match Server::bind(core_config(&config), handler.clone()).await {
             Ok(server) => server,
             Err(e) => {
@@ -128,6 +141,31 @@ impl Gate {
         let admission = server.admission();
         let server_stop = server.shutdown_token();
         let link_stop = CancellationToken::new();
+        handler.attach(admission.clone());
+        // Refusals at connect (per-IP cap, connect rate) are offences too.
+        admission.on_reject(Box::new(move |admission, ip, label| {
+            if let Some(offence) = Offence::from_label(label) {
+                punisher.punish(admission, ip, offence);
+            }
+        }));
+        if let Some(path) = config.allow_list_path() {
+            let stamp = blocklist::stamp(&path);
+            allowlist::load_into(&path, &admission);
+            tokio::spawn(blocklist::watch_file(
+                path,
+                stamp,
+                admission.clone(),
+                Duration::from_secs(config.gate.block_list_poll_secs),
+                link_stop.clone(),
+                allowlist::load_into,
+            ));
+        }
+        let attack = Arc::new(AttackMode::new(config.gate.attack));
+        tokio::spawn(attack::run(
+            Arc::clone(&attack),
+            admission.clone(),
+            link_stop.clone(),
+        ));
 
         let block_file = config.block_list_path();
         if let Some(path) = &block_file {
@@ -198,6 +236,7 @@ impl Gate {
             handler,
             sessions,
             admission,
+            attack,
             server_stop: server_stop.drop_guard(),
             link_stop: link_stop.drop_guard(),
             server_task,
@@ -242,6 +281,17 @@ impl Gate {
     /// Admission control.
     pub fn admission(&self) -> &Admission {
         &self.admission
+    }
+
+    /// Attack mode: whether it is on, and `force` to override the automatic rule.
+    pub fn attack(&self) -> &AttackMode {
+        &self.attack
+    }
+
+    /// Forces attack mode on or off, or back to automatic (`None`); applies the new
+    /// limits at once and logs the change.
+    pub fn force_attack(&self, on: Option<bool>) {
+        self.attack.apply(&self.admission, self.attack.force(on));
     }
 
     /// Wait until the link is up; `false` after `timeout`.

@@ -95,6 +95,18 @@ pub struct GateConfig {
     /// When non-empty, only these IPs or CIDRs may connect at all (checked on the
     /// TCP peer, before anything else); e.g. a protection service's ranges.
     pub allow_sources: Vec<String>,
+    /// Allow list ("green channel"): one IP or CIDR per line, reloaded when it changes
+    /// ("" = none). Its sources skip the per-IP cap, the connect rate, attack mode and
+    /// punishment, not `max_connections` nor a block.
+    pub allow_list_file: String,
+    /// `CM_ADDNEWUSER` messages per source IP per hour (burst the same; 0 = unlimited).
+    pub new_accounts_per_ip_per_hour: u32,
+    /// `CM_CHANGEPASSWORD` + `CM_GETBACKPASSWORD` per source IP per minute (0 = unlimited).
+    pub password_ops_per_ip_per_min: u32,
+    /// `[gate.punish]`: what each offence costs the source.
+    pub punish: crate::punish::PunishConfig,
+    /// `[gate.attack]`: automatic attack mode and its stricter limits.
+    pub attack: crate::attack::AttackConfig,
 }
 
 /// `proxy_protocol` in TOML: the mode's name.
@@ -187,6 +199,11 @@ impl Default for GateConfig {
             trusted_proxies: Vec::new(),
             proxy_header_timeout_secs: 5,
             allow_sources: Vec::new(),
+            allow_list_file: String::new(),
+            new_accounts_per_ip_per_hour: 5,
+            password_ops_per_ip_per_min: 10,
+            punish: crate::punish::PunishConfig::default(),
+            attack: crate::attack::AttackConfig::default(),
         }
     }
 }
@@ -315,6 +332,11 @@ impl Config {
             ("gate.block_list_poll_secs", g.block_list_poll_secs),
             ("gate.shutdown_grace_secs", g.shutdown_grace_secs),
             ("gate.stats_log_secs", g.stats_log_secs),
+            ("gate.attack.exit_after_secs", g.attack.exit_after_secs),
+            (
+                "gate.attack.first_packet_timeout_secs",
+                g.attack.first_packet_timeout_secs,
+            ),
             (
                 "gate.proxy_header_timeout_secs",
                 g.proxy_header_timeout_secs,
@@ -384,6 +406,15 @@ impl Config {
         }
         if g.temp_block_secs == 0 {
             return Err(invalid("gate.temp_block_secs", "must be at least 1"));
+        }
+        if g.attack.exit_conn_rate > g.attack.enter_conn_rate && g.attack.enter_conn_rate > 0 {
+            return Err(invalid(
+                "gate.attack.exit_conn_rate",
+                format!(
+                    "must be at most gate.attack.enter_conn_rate ({}; got {})",
+                    g.attack.enter_conn_rate, g.attack.exit_conn_rate
+                ),
+            ));
         }
         if g.block_list_poll_secs == 0 {
             return Err(invalid("gate.block_list_poll_secs", "must be at least 1"));
@@ -506,6 +537,12 @@ impl Config {
     /// `block_list_file` as a path, `None` when unset.
     pub fn block_list_path(&self) -> Option<PathBuf> {
         let f = self.gate.block_list_file.trim();
+        (!f.is_empty()).then(|| PathBuf::from(f))
+    }
+
+    /// `gate.allow_list_file`, unless empty.
+    pub fn allow_list_path(&self) -> Option<PathBuf> {
+        let f = self.gate.allow_list_file.trim();
         (!f.is_empty()).then(|| PathBuf::from(f))
     }
 }

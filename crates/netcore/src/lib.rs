@@ -36,7 +36,7 @@ mod registry;
 mod server;
 mod session;
 
-pub use admission::Admission;
+pub use admission::{Admission, RejectObserver, StrictLimits};
 pub use config::Config;
 pub use ipnet::IpNet;
 pub use proxy::{ProxyConfig, ProxyProtocol};
