@@ -1,10 +1,12 @@
 //! The LoginSrv link through a faulty network: the scripted LoginSrv listens inside a
 //! network namespace this test creates, reached over a veth pair on private test
 //! addresses, and `tc` qdiscs on both veth ends add delay, loss, reordering (netem, or
-//! tbf and a tiny pfifo where the kernel lacks netem) and then a blackhole. Clients must only ever get their own replies; the blackhole must be
-//! detected by heartbeat and the link must come back once it clears.
+//! tbf and a tiny pfifo where the kernel lacks netem) and then a blackhole. Clients must
+//! only ever get their own replies; the blackhole must be detected by heartbeat and the
+//! link must come back once it clears.
 //!
-//! Needs root and `ip`/`tc` (iproute2); skips with a message otherwise. The namespace (and with it the veth pair) is deleted on every exit path.
+//! Needs root and `ip`/`tc` (iproute2); skips with a message otherwise. The namespace
+//! (and with it the veth pair) is deleted on every exit path.
 #![allow(clippy::unwrap_used, clippy::expect_used, unsafe_code)]
 
 mod common;
