@@ -34,13 +34,13 @@ mod server;
 mod session;
 mod signal;
 
-pub use admission::Admission;
+pub use admission::{Admission, Block, BlockKind};
 pub use config::Config;
 pub use ipnet::IpNet;
 pub use reason::{CloseReason, SendError};
 pub use registry::Sessions;
 pub use server::Server;
-pub use session::{Session, SessionId};
+pub use session::{Session, SessionId, SessionStats};
 pub use signal::shutdown_signal;
 pub use tokio_util::sync::CancellationToken;
 
