@@ -151,10 +151,14 @@ impl Handler for GateHandler {
         let id = s.id().get();
         let now = Instant::now();
         let mut progress = Progress::Partial;
+        let mut forwarded = 0u64;
         loop {
             let msg = match st.framer.decode(buf) {
                 Ok(Some(msg)) => msg,
-                Ok(None) => return Ok(progress),
+                Ok(None) => {
+                    s.record_messages(forwarded);
+                    return Ok(progress);
+                }
                 Err(e) => return Err(reject(s, e.reason(), format_args!("{e}"))),
             };
             if !self.admit_message(st, now) {
@@ -165,7 +169,10 @@ impl Handler for GateHandler {
                 ));
             }
             match self.link.data(st.generation, id, &msg) {
-                Ok(()) => progress = Progress::Message,
+                Ok(()) => {
+                    progress = Progress::Message;
+                    forwarded += 1;
+                }
                 Err(PushError::Down) => return Err(CloseReason::Protocol(reason::SERVER_LOST)),
                 Err(PushError::Busy) => {
                     return Err(reject(
