@@ -74,9 +74,7 @@ mod tests {
     }
 
     fn err(text: &str) -> String {
-        parse_json::<Req>(text.as_bytes())
-            .expect_err(text)
-            .message
+        parse_json::<Req>(text.as_bytes()).expect_err(text).message
     }
 
     #[test]

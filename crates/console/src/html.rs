@@ -110,7 +110,10 @@ impl Table {
         if self.rows.is_empty() {
             return format!("<p class=\"muted\" id=\"{}\">{}</p>", Esc(id), Esc(empty));
         }
-        let mut out = format!("<div class=\"scroll\"><table id=\"{}\"><thead><tr>", Esc(id));
+        let mut out = format!(
+            "<div class=\"scroll\"><table id=\"{}\"><thead><tr>",
+            Esc(id)
+        );
         for (i, h) in self.head.iter().enumerate() {
             let class = if self.numeric[i] { " class=\"n\"" } else { "" };
             let _ = write!(out, "<th{class}>{}</th>", Esc(h));
@@ -142,7 +145,10 @@ pub fn badge(text: &str, good: bool) -> String {
 
 /// A titled card around already-built HTML.
 pub fn card(title: &str, inner: &str) -> String {
-    format!("<section class=\"card\"><h2>{}</h2>{inner}</section>", Esc(title))
+    format!(
+        "<section class=\"card\"><h2>{}</h2>{inner}</section>",
+        Esc(title)
+    )
 }
 
 /// The whole document: `title` in the header, `subtitle` under it, `main`
@@ -170,7 +176,7 @@ const STYLE: &str = "\
 body{margin:0;background:var(--bg);color:var(--ink);font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}\
 header{display:flex;justify-content:space-between;align-items:center;gap:12px;padding:12px 16px;background:#1d2330;color:#fff}\
 h1{margin:0;font-size:18px;font-weight:600}\
-.sub{color:#b8bfcf;font-size:12px;word-break:break-all}\
+.sub{color:#b8bfcf;font-size:12px;overflow-wrap:anywhere}\
 .live{font-size:12px;color:#b8bfcf;white-space:nowrap}\
 main{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:12px;padding:12px;max-width:1400px;margin:0 auto}\
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:0}\
@@ -181,11 +187,12 @@ h2{margin:0 0 8px;font-size:13px;text-transform:uppercase;letter-spacing:.04em;c
 .fig .c{font-size:12px;color:var(--muted)}\
 .scroll{overflow-x:auto}\
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}\
-th,td{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);white-space:nowrap}\
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);white-space:nowrap}
+td:last-child:not(.n){white-space:normal;overflow-wrap:anywhere;min-width:8em}\
 th{font-weight:600;color:var(--muted);font-size:12px}\
 td.n,th.n{text-align:right}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:0}\
-dt{color:var(--muted)}dd{margin:0;word-break:break-all}\
+dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}\
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff}\
 .badge.ok{background:var(--ok)}.badge.bad{background:var(--bad)}\
 .muted{color:var(--muted);margin:4px 0}\
@@ -212,7 +219,9 @@ mod tests {
         );
         let mut t = Table::new(&["name", "#n"]);
         t.row(["<b>", "1"]);
-        assert!(t.render("t", "").contains("<td>&lt;b&gt;</td><td class=\"n\">1</td>"));
+        assert!(t
+            .render("t", "")
+            .contains("<td>&lt;b&gt;</td><td class=\"n\">1</td>"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`body`]: request bodies read with a size and time bound, JSON errors
 //!   naming the field;
 //! - [`error`]: the one-line JSON error every failure answers with;
+//! - [`events`]: the ring of recent notable events the page lists;
 //! - [`prometheus`]: the process-wide Prometheus recorder behind the `metrics`
 //!   facade, its histogram buckets and metric descriptions;
 //! - [`html`]: escaping and the page frame (inline style and refresh script,
@@ -19,6 +20,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod events;
 pub mod html;
 pub mod listen;
 pub mod prometheus;

@@ -56,7 +56,13 @@ mod tests {
         assert_eq!(check("0.0.0.0:7001", "").map_err(|p| p.key), Err("token"));
         assert_eq!(check("[::]:7001", "").map_err(|p| p.key), Err("token"));
         assert!(check("0.0.0.0:7001", "s3cret").is_ok());
-        assert_eq!(check("0.0.0.0:7001", "a b").map_err(|p| p.key), Err("token"));
-        assert_eq!(check("localhost:7001", "").map_err(|p| p.key), Err("listen"));
+        assert_eq!(
+            check("0.0.0.0:7001", "a b").map_err(|p| p.key),
+            Err("token")
+        );
+        assert_eq!(
+            check("localhost:7001", "").map_err(|p| p.key),
+            Err("listen")
+        );
     }
 }

@@ -130,3 +130,16 @@ pub fn check_names(list: &[Described]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `GET /metrics`: the exposition text with its content type.
+pub async fn scrape() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(),
+    )
+        .into_response()
+}

@@ -44,7 +44,10 @@ pub fn finish(routes: Router, guard: Guard) -> Router {
     routes
         .fallback(|| async { ApiError::not_found("no such path") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this path",
+            )
         })
         .layer(axum::middleware::from_fn_with_state(guard, require_token))
         .layer(axum::middleware::map_response(

@@ -36,7 +36,14 @@ pub fn parse(text: &str) -> (Vec<IpNet>, Vec<BadLine>) {
             Some(Ok(net)) => nets.push(net),
             Some(Err(())) => bad.push(BadLine {
                 line: i + 1,
-                text: raw.split('#').next().unwrap_or("").trim().chars().take(80).collect(),
+                text: raw
+                    .split('#')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .chars()
+                    .take(80)
+                    .collect(),
             }),
         }
     }
@@ -313,9 +320,15 @@ mod tests {
         assert!(text.contains("\n203.0.113.9 # x\n"), "{text}");
         assert!(remove_net(&p, net("192.0.2.7/32")).unwrap());
         assert!(!remove_net(&p, net("192.0.2.7/32")).unwrap());
-        assert!(!remove_net(&p, net("10.1.0.0/16")).unwrap(), "only exact lines");
+        assert!(
+            !remove_net(&p, net("10.1.0.0/16")).unwrap(),
+            "only exact lines"
+        );
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.starts_with("# operators' list\n10.0.0.0/8 # old\n"), "{text}");
+        assert!(
+            text.starts_with("# operators' list\n10.0.0.0/8 # old\n"),
+            "{text}"
+        );
         assert!(!text.contains("192.0.2.7"), "{text}");
     }
 

@@ -24,6 +24,9 @@ pub struct Cli {
     /// Link dialect: wemade, delphi or happym2 (server.dialect).
     #[arg(long, value_name = "DIALECT")]
     pub dialect: Option<Dialect>,
+    /// Console address, IP:PORT ("" = off; replaces admin.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
     /// Print the effective configuration as TOML, every default included, and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -51,6 +54,9 @@ impl Cli {
         }
         if let Some(d) = self.dialect {
             config.server.dialect = d;
+        }
+        if let Some(addr) = &self.admin {
+            config.admin.listen = addr.clone();
         }
         if let Some(f) = self.log_format {
             config.log_format = f;

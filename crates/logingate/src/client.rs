@@ -16,8 +16,8 @@ use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::link::{Generation, Link, PushError};
-use limits::LogLimiter;
 use crate::reason::{self, ReasonCounts};
+use limits::LogLimiter;
 
 /// The gate's per-connection logic, shared by all sessions.
 pub struct GateHandler {

@@ -94,6 +94,11 @@ impl Embedded {
         self.addr
     }
 
+    /// The embedded LoginSrv's console side, mounted on the gate's console.
+    pub fn console(&self) -> loginsrv::admin::Console {
+        self.server.console()
+    }
+
     /// Stop the embedded LoginSrv.
     pub async fn shutdown(self) {
         self.server.shutdown().await;

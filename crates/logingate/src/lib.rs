@@ -6,10 +6,12 @@
 //! - [`dispatch`]: the LoginSrv's replies, kicks and blocks applied to sessions.
 //! - [`reason`]: close and refusal labels, counted without a lock.
 //! - [`blocklist`]: the block list file.
+//! - [`admin`]: the operator's console (metrics, status page, admin API).
 //! - [`app`]: wiring and shutdown; [`app::Gate`] runs a gate in-process.
 //! - `embedded` (cargo feature `embedded`, on by default): the reference
 //!   LoginSrv started in-process when `server.addr` is absent.
 
+pub mod admin;
 pub mod app;
 pub mod blocklist;
 pub mod cli;

@@ -71,7 +71,8 @@ fn print_config_round_trips_through_config() {
             "{}log_format = \"json\"\n\
              [gate]\nlisten = [\"[::]:7000\", \"127.0.0.1:7001\"]\nblock_list_file = \"blocks.txt\"\n\
              max_packets_per_sec = 7\n\
-             [server]\naddr = \"[::1]:5500\"\nmax_frame_bytes = 4096\n{}",
+             [server]\naddr = \"[::1]:5500\"\nmax_frame_bytes = 4096\n\
+             [admin]\nlisten = \"[::1]:7101\"\ntoken = \"s3cret\"\n{}",
             embedded_keys.0, embedded_keys.1
         ),
     )
@@ -99,6 +100,10 @@ fn print_config_round_trips_through_config() {
     let c = Config::from_toml(&second, Path::new("printed")).unwrap();
     assert_eq!(c.server.dialect, Dialect::Delphi);
     assert_eq!(c.gate.max_packets_per_sec, 7);
+    assert_eq!(
+        (c.admin.listen.as_str(), c.admin.token.as_str()),
+        ("[::1]:7101", "s3cret")
+    );
     #[cfg(feature = "embedded")]
     {
         assert_eq!(
@@ -260,6 +265,8 @@ async fn sigterm_sends_close_frames_and_exits_0() {
         .args([
             "--listen",
             "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
             "--server",
             &srv.addr().to_string(),
             "--dialect",
@@ -310,6 +317,8 @@ fn json_logs_and_sigterm_while_the_link_is_down() {
         .args([
             "--listen",
             "127.0.0.1:0",
+            "--admin",
+            "",
             "--server",
             &server,
             "--log-format",

@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 mod gate;
 mod handlers;
@@ -144,6 +145,11 @@ impl RunningServer {
     /// The account a live session id was issued to.
     pub fn session_account(&self, session_id: i32) -> Option<String> {
         self.shared.routes.ticket(session_id).map(|t| t.account)
+    }
+
+    /// The console's view of this LoginSrv (status, account endpoints).
+    pub fn console(&self) -> admin::Console {
+        admin::Console::new(Arc::clone(&self.shared), self.local_addr)
     }
 
     /// Accounts logged in right now.

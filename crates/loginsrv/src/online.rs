@@ -67,6 +67,11 @@ impl Online {
         }
     }
 
+    /// Who holds `key` now, if anyone (a copy: the lock is not held).
+    pub fn holder(&self, key: &str) -> Option<Holder> {
+        self.map.lock().get(key).cloned()
+    }
+
     /// Accounts online.
     pub fn len(&self) -> usize {
         self.map.lock().len()

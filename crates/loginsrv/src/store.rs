@@ -214,6 +214,16 @@ impl Store {
         })
     }
 
+    /// Lift a lockout and forget earlier failures; `false` when there is no such account.
+    pub async fn unlock(&self, key: &str) -> sqlx::Result<bool> {
+        let sql = "UPDATE accounts SET failed_logins = 0, locked_until = 0 WHERE account_key = $1";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(key)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected() == 1))
+    }
+
     /// Forget earlier failures after a success.
     pub async fn reset_failures(&self, key: &str) -> sqlx::Result<()> {
         let sql = "UPDATE accounts SET failed_logins = 0 WHERE account_key = $1";

@@ -18,6 +18,7 @@ use mir2_proto::ids::MsgKind;
 fn gate_config(dialect: Dialect) -> GateConfig {
     let mut c = GateConfig::default();
     c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.admin.listen = "127.0.0.1:0".into();
     c.gate.max_conn_per_ip = 0;
     c.gate.conn_rate_per_ip = 0;
     c.server.dialect = dialect;

@@ -514,6 +514,7 @@ fn plot_draws_an_svg_from_a_report() {
 async fn gate_in_front_of(link: SocketAddr) -> logingate::app::Gate {
     let mut c = logingate::config::Config::default();
     c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.admin.listen = "127.0.0.1:0".into();
     c.gate.max_conn_per_ip = 0;
     c.gate.conn_rate_per_ip = 0;
     c.gate.max_packets_per_sec = 1_000_000;
@@ -614,6 +615,7 @@ async fn login_flows_through_the_real_gate_and_loginsrv() {
     .expect("LoginSrv starts");
     let mut c = logingate::config::Config::default();
     c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.admin.listen = "127.0.0.1:0".into();
     c.gate.max_conn_per_ip = 0;
     c.gate.conn_rate_per_ip = 0;
     c.server.addr = Some(srv.local_addr());

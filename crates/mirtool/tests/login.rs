@@ -28,6 +28,7 @@ async fn stack() -> Stack {
     .expect("LoginSrv starts");
     let mut c = GateConfig::default();
     c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.admin.listen = "127.0.0.1:0".into();
     c.gate.max_conn_per_ip = 0;
     c.gate.conn_rate_per_ip = 0;
     c.server.addr = Some(srv.local_addr());

@@ -29,6 +29,8 @@ pub fn test_config(server: SocketAddr, dialect: Dialect) -> Config {
     c.server.heartbeat_secs = 30;
     c.server.dead_after_secs = 60;
     c.server.reconnect_max_secs = 1;
+    // Tests run side by side: no console unless a test asks for one (on port 0).
+    c.admin.listen = String::new();
     c
 }
 

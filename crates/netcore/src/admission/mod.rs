@@ -297,7 +297,9 @@ mod tests {
         assert_eq!(blocks[1].kind, BlockKind::Permanent);
         match blocks[2].kind {
             BlockKind::Temporary { remaining } => {
-                assert!(remaining <= Duration::from_secs(600) && remaining > Duration::from_secs(590))
+                assert!(
+                    remaining <= Duration::from_secs(600) && remaining > Duration::from_secs(590)
+                )
             }
             other => panic!("expected a temporary block, got {other:?}"),
         }
