@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -16,21 +16,44 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// console connection with a trickle.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bytes of an oversized body still read (and dropped) before the 413, so
+/// the answer is not lost to a reset from closing on unread input.
+const DRAIN_BYTES: usize = 1024 * 1024;
+
 /// Read `body` whole, within the size and time bounds.
 pub async fn read_bytes(body: Body) -> Result<Bytes, ApiError> {
-    let limited = Limited::new(body, MAX_BODY_BYTES);
-    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+    match tokio::time::timeout(BODY_TIMEOUT, collect(body)).await {
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             format!("body: not received within {} s", BODY_TIMEOUT.as_secs()),
         )),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(ApiError::new(
+        Ok(result) => result,
+    }
+}
+
+async fn collect(mut body: Body) -> Result<Bytes, ApiError> {
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_field("body", format!("cannot be read: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&data);
+        } else if seen > MAX_BODY_BYTES + DRAIN_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body: larger than {MAX_BODY_BYTES} bytes"),
-        )),
-        Ok(Err(e)) => Err(ApiError::bad_field("body", format!("cannot be read: {e}"))),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        ));
     }
+    Ok(Bytes::from(buf))
 }
 
 /// Read `body` and parse it as a JSON `T`. The error names the field at

@@ -2,6 +2,8 @@
 //! raw bytes), game clients, and a gate started in-process on loopback.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod http;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
