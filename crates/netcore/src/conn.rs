@@ -2,8 +2,8 @@
 //! writes the queue, runs the timers, and calls `on_close` exactly once.
 //!
 //! `on_close` takes the state by value and only this task owns it, so a second call
-//! is impossible by construction (the seed could notify a close from two threads).
-//! There is one reader, so bytes reach `on_data` in order without the seed's
+//! is impossible by construction (CIOCPServer could notify a close from two threads).
+//! There is one reader, so bytes reach `on_data` in order without CIOCPServer's
 //! sequence numbers and out-of-order list.
 //!
 //! The task waits with one `poll_fn` over the socket's readiness (`poll_read_ready`,

@@ -11,7 +11,7 @@
 //!   them), and `on_close` exactly once.
 //! * Orderly shutdown: stop accepting, close every session, flush, wait for all tasks.
 //!
-//! The seed's known defects are impossible here by construction:
+//! The known defects of CIOCPServer, the completion-port design this core descends from, are impossible here by construction:
 //! * lost out-of-order read buffers — there is one reader per socket, so data is in
 //!   order and there is no out-of-order list to lose from;
 //! * unlocked counters — counts live in atomics or under the lock that changes the

@@ -1,5 +1,5 @@
 //! Free list of receive buffers. A session holds a buffer only while bytes are
-//! pending, so idle sessions cost no buffer memory (the seed kept one per posted read).
+//! pending, so idle sessions cost no buffer memory (CIOCPServer kept one per posted read).
 
 use bytes::BytesMut;
 use parking_lot::Mutex;

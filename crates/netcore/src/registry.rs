@@ -1,7 +1,7 @@
 //! The session registry: O(1) lookup by id from any task, id allocation that never
 //! hands out a live id, and a shutdown switch that no registration can slip past.
 //!
-//! The seed kept one linked list under one lock and a separately updated counter;
+//! CIOCPServer kept one linked list under one lock and a separately updated counter;
 //! here the map is split into shards (each a small `parking_lot::Mutex<HashMap>`),
 //! and the count is maintained under the same shard locks that change the map.
 

@@ -1,7 +1,7 @@
 //! The `Session` handle: any task may queue bytes on a session or close it.
 //!
 //! The outbound side is a byte-bounded `VecDeque<Bytes>` under a small mutex, next to
-//! the waker of the session's own task. Unlike the seed's `SendText`, which
+//! the waker of the session's own task. Unlike CIOCPServer's `SendText`, which
 //! allocated a buffer per send and failed silently, a send either lands in the queue
 //! (and will be written in order, coalesced with its neighbours) or returns an error.
 

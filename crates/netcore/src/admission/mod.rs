@@ -3,7 +3,7 @@
 //!
 //! Order: block list, per-IP rate, global cap, per-IP concurrency. The permit returned
 //! on success releases the global and per-IP slots when dropped, so the counts cannot
-//! drift (the seed's counters were updated outside its locks).
+//! drift (CIOCPServer's counters were updated outside its locks).
 
 mod blocklist;
 mod per_ip;
