@@ -227,7 +227,7 @@ impl GateView {
             .map(|e| (e.when, event(e.at, e.when, e.kind, e.detail)))
             .chain(link_events)
             .collect();
-        events.sort_by(|a, b| b.0.cmp(&a.0));
+        events.sort_by_key(|e| std::cmp::Reverse(e.0));
         events.truncate(EVENTS_SHOWN);
 
         let rates = *self.rates.lock();
