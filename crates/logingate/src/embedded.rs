@@ -32,6 +32,13 @@ pub(crate) fn validate_table(config: &Config) -> Result<(), ConfigError> {
     if config.server.addr.is_some() {
         return Ok(());
     }
+    if config.embedded.contains_key("admin") {
+        return Err(ConfigError::Embedded {
+            key: "embedded.admin".to_owned(),
+            problem: "the embedded LoginSrv's console is the gate's own: set [admin] instead"
+                .to_owned(),
+        });
+    }
     loginsrv::Config::from_table(config.embedded.clone()).map_err(|e| {
         let key = if e.key == "embedded" {
             e.key
@@ -62,6 +69,8 @@ impl Embedded {
             loginsrv::Config::from_table(overrides.clone()).context("gate config [embedded]")?;
         ls.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         ls.default_dialect = config.server.dialect;
+        // Its endpoints are served by the gate's console (one port).
+        ls.admin.listen = String::new();
         let db_path = config.data_dir.join(DB_FILE);
         if !overrides.contains_key("database") {
             std::fs::create_dir_all(&config.data_dir)

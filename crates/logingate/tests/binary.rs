@@ -160,6 +160,13 @@ fn bad_configs_exit_2_naming_the_key() {
     // The embedded LoginSrv's own keys are checked up front too.
     #[cfg(feature = "embedded")]
     exits_2_naming("[embedded]\nbogus_key = 1\n", "bogus_key");
+    // One console: the embedded LoginSrv's endpoints are the gate's.
+    #[cfg(feature = "embedded")]
+    exits_2_naming(
+        "[embedded.admin]\nlisten = \"127.0.0.1:0\"\n",
+        "embedded.admin",
+    );
+    exits_2_naming("[admin]\nlisten = \"0.0.0.0:7001\"\n", "admin.token");
     let out = Command::new(BIN)
         .args(["--dialect", "ipx"])
         .output()

@@ -25,8 +25,49 @@ use console::ApiError;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::config::ConfigError;
 use crate::gate::Outbound;
 use crate::{validate, Shared};
+
+/// `[admin]`: the LoginSrv's console. A standalone LoginSrv serves it (the
+/// binary starts it, see [`crate::RunningServer::start_console`]); embedded
+/// in the gate, its endpoints are the gate console's and this table is unused.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `IP:PORT` of the console; "" turns it off, port 0 picks a free port.
+    pub listen: String,
+    /// Bearer token for requests that change state; required when `listen`
+    /// is not a loopback address.
+    pub token: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:5501".to_owned(),
+            token: String::new(),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The console's address, `None` when it is off; the error names the key.
+    pub fn addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        console::listen::check(&self.listen, &self.token).map_err(|p| ConfigError {
+            key: format!("admin.{}", p.key),
+            reason: p.problem,
+        })
+    }
+}
+
+/// Install the Prometheus recorder (if none is yet) and describe the
+/// LoginSrv's metrics; call before the server starts.
+pub fn install_metrics() {
+    if console::prometheus::install() {
+        describe_metrics();
+    }
+}
 
 /// Console refusals for a wrong or missing token (standalone console).
 pub const UNAUTHORIZED: &str = "loginsrv_admin_unauthorized_total";
@@ -147,6 +188,8 @@ pub struct Console {
     listen: std::net::SocketAddr,
     /// Unlocks and kicks done through the console.
     events: Arc<Events>,
+    /// The standalone console's bound address (unset when embedded).
+    admin_addr: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
 }
 
 impl std::fmt::Debug for Console {
@@ -194,6 +237,8 @@ pub struct LoginStatus {
     pub started_unix: u64,
     /// Where gates connect.
     pub listen: String,
+    /// The standalone console's address ("" when embedded in the gate's).
+    pub admin: String,
     /// `sqlite` or `postgres`.
     pub database: &'static str,
     /// Accounts logged in now.
@@ -220,7 +265,12 @@ impl Console {
             started_at: SystemTime::now(),
             listen,
             events: Arc::new(Events::default()),
+            admin_addr: Arc::default(),
         }
+    }
+
+    pub(crate) fn set_admin_addr(&self, addr: std::net::SocketAddr) {
+        let _ = self.admin_addr.set(addr);
     }
 
     /// The status now.
@@ -234,6 +284,10 @@ impl Console {
             uptime_secs: self.started.elapsed().as_secs(),
             started_unix: unix(self.started_at),
             listen: self.listen.to_string(),
+            admin: self
+                .admin_addr
+                .get()
+                .map_or_else(String::new, ToString::to_string),
             database: self.shared.store.backend(),
             accounts_online: self.shared.online.len(),
             servers: routes
@@ -443,5 +497,15 @@ mod tests {
     #[test]
     fn names_follow_prometheus_conventions() {
         console::prometheus::check_names(METRICS).unwrap_or_else(|name| panic!("{name}"));
+    }
+
+    #[test]
+    fn readme_lists_every_metric() {
+        let readme = include_str!("../README.md");
+        for m in METRICS {
+            let listed = readme.contains(&format!("`{}`", m.name))
+                || readme.contains(&format!("`{}{{", m.name));
+            assert!(listed, "README misses {}", m.name);
+        }
     }
 }

@@ -54,6 +54,8 @@ pub struct Config {
     pub ids: BTreeMap<String, u16>,
     /// Game servers offered after login, in list order.
     pub servers: Vec<ServerRoute>,
+    /// The operator's console.
+    pub admin: crate::admin::AdminConfig,
 }
 
 /// `[security]`: Argon2id cost and login throttling.
@@ -125,6 +127,7 @@ impl Default for Config {
                 selgates: vec![SocketAddr::from(([127, 0, 0, 1], 7100))],
                 capacity: default_capacity(),
             }],
+            admin: crate::admin::AdminConfig::default(),
         }
     }
 }
@@ -214,6 +217,7 @@ impl Config {
 
     /// Check every value the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.addr()?;
         if self.database.trim().is_empty() {
             return Err(bad("database", "must not be empty"));
         }

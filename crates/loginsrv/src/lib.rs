@@ -26,6 +26,7 @@ pub mod routes;
 mod session;
 mod store;
 mod throttle;
+mod timing;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -72,6 +73,10 @@ pub struct RunningServer {
     tracker: TaskTracker,
     /// For closing the database after the tasks end.
     shared: Arc<Shared>,
+    /// The console's view of this server (one per server, so its events persist).
+    admin: admin::Console,
+    /// The console's HTTP server, once [`RunningServer::start_console`] ran.
+    console: Option<console::Running>,
 }
 
 impl RunningServer {
@@ -123,11 +128,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         cancel.clone(),
         tracker.clone(),
     ));
+    let admin = admin::Console::new(Arc::clone(&shared), local_addr);
     Ok(RunningServer {
         local_addr,
         cancel,
         tracker,
         shared,
+        admin,
+        console: None,
     })
 }
 
@@ -147,9 +155,33 @@ impl RunningServer {
         self.shared.routes.ticket(session_id).map(|t| t.account)
     }
 
-    /// The console's view of this LoginSrv (status, account endpoints).
+    /// The console's view of this LoginSrv (status, account endpoints), for
+    /// a program that serves them on its own console (the gate).
     pub fn console(&self) -> admin::Console {
-        admin::Console::new(Arc::clone(&self.shared), self.local_addr)
+        self.admin.clone()
+    }
+
+    /// Serve the console on `[admin] listen` (the `loginsrv` binary does;
+    /// an embedding program mounts [`RunningServer::console`] instead).
+    /// Returns the bound address, `None` when the console is off. Call
+    /// [`admin::install_metrics`] before [`start`] for `/metrics` to see
+    /// every metric.
+    pub async fn start_console(&mut self) -> anyhow::Result<Option<SocketAddr>> {
+        let admin_config = &self.shared.config.admin;
+        let Some(addr) = admin_config.addr()? else {
+            return Ok(None);
+        };
+        admin::install_metrics();
+        let guard = console::Guard::new(&admin_config.token, admin::UNAUTHORIZED);
+        let app = self.admin.standalone_router(guard);
+        let running = console::Running::start(addr, app, admin::CONNECTIONS_REFUSED)
+            .await
+            .with_context(|| format!("cannot listen on admin.listen {addr}"))?;
+        let bound = running.local_addr();
+        self.admin.set_admin_addr(bound);
+        tracing::info!(admin = %bound, "LoginSrv console listening");
+        self.console = Some(running);
+        Ok(Some(bound))
     }
 
     /// Accounts logged in right now.
@@ -159,7 +191,10 @@ impl RunningServer {
 
     /// Stop accepting, close every gate link, let in-flight messages finish
     /// (bounded by `shutdown_grace_secs`) and close the database.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        if let Some(console) = self.console.take() {
+            console.shutdown().await;
+        }
         self.cancel.cancel();
         self.tracker.close();
         let grace = self.grace();

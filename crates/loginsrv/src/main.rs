@@ -22,6 +22,9 @@ struct Cli {
     /// Database URL (`sqlite://file`, a path, or `postgres://…`), overrides `database`.
     #[arg(long)]
     database: Option<String>,
+    /// Console address IP:PORT ("" = off), overrides `admin.listen`.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -44,6 +47,9 @@ fn load(cli: &Cli) -> Result<Config, String> {
     }
     if let Some(db) = &cli.database {
         config.database.clone_from(db);
+    }
+    if let Some(admin) = &cli.admin {
+        config.admin.listen.clone_from(admin);
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
@@ -82,13 +88,22 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match loginsrv::start(config).await {
+        if !config.admin.listen.trim().is_empty() {
+            // Before the server registers anything with the metrics facade.
+            loginsrv::admin::install_metrics();
+        }
+        let mut server = match loginsrv::start(config).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("loginsrv: {e:#}");
                 return ExitCode::FAILURE;
             }
         };
+        if let Err(e) = server.start_console().await {
+            eprintln!("loginsrv: {e:#}");
+            server.shutdown().await;
+            return ExitCode::FAILURE;
+        }
         shutdown_signal().await;
         tracing::info!("signal received, shutting down");
         server.shutdown().await;

@@ -47,6 +47,7 @@ impl Hasher {
 
     /// Argon2id PHC string of `secret` with a fresh random salt.
     pub async fn hash(&self, secret: String) -> anyhow::Result<String> {
+        let _timer = crate::timing::Timer::hash("hash");
         let _permit = self.permits.acquire().await.context("hasher closed")?;
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || {
@@ -65,6 +66,7 @@ impl Hasher {
     /// Constant-time check of `secret` against a stored PHC string.
     /// A malformed stored hash verifies as `false` (and is reported as an error).
     pub async fn verify(&self, secret: String, phc: String) -> anyhow::Result<bool> {
+        let _timer = crate::timing::Timer::hash("verify");
         let _permit = self.permits.acquire().await.context("hasher closed")?;
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || {

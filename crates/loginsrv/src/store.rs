@@ -40,12 +40,13 @@ enum Pool {
 
 /// Run `$body` with `$p` bound to the concrete pool (each arm type-checks separately).
 macro_rules! on_pool {
-    ($store:expr, |$p:ident| $body:expr) => {
+    ($store:expr, |$p:ident| $body:expr) => {{
+        let _timer = crate::timing::Timer::db();
         match &$store.pool {
             Pool::Sqlite($p) => $body,
             Pool::Postgres($p) => $body,
         }
-    };
+    }};
 }
 
 /// What a login needs to know about an account.
