@@ -80,6 +80,12 @@ fn core_config(config: &Config) -> netcore::Config {
         read_buffer_bytes: (g.max_packet_bytes + 1024).max(8 * 1024),
         shutdown_flush_timeout: Duration::from_secs(g.shutdown_grace_secs),
         metrics_prefix: "gate_",
+        proxy: netcore::ProxyConfig {
+            protocol: g.proxy_protocol,
+            trusted: config.trusted_proxies(),
+            header_timeout: Duration::from_secs(g.proxy_header_timeout_secs),
+        },
+        allow_sources: config.allow_sources(),
         ..netcore::Config::default()
     }
 }
@@ -223,6 +229,9 @@ impl Gate {
             max_outbound_bytes = g.max_outbound_bytes,
             first_packet_timeout_secs = g.first_packet_timeout_secs,
             idle_timeout_secs = g.idle_timeout_secs,
+            proxy_protocol = %g.proxy_protocol,
+            trusted_proxies = g.trusted_proxies.len(),
+            allow_sources = g.allow_sources.len(),
             heartbeat_secs = config.server.heartbeat_secs,
             dead_after_secs = config.server.dead_after_secs,
             "logingate started"

@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`).
 pub use mir2_proto::Dialect;
+/// PROXY protocol mode, as written in the config (`off`, `v1`, `v2`, `any`).
+pub use netcore::ProxyProtocol;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +76,34 @@ pub struct GateConfig {
     pub shutdown_grace_secs: u64,
     /// Interval of the summary log line (sessions, link batching, closes; 0 = off).
     pub stats_log_secs: u64,
+    /// PROXY protocol a trusted front sends: `off`, `v1`, `v2` or `any` (either,
+    /// recognised per connection).
+    #[serde(with = "proxy_protocol_name")]
+    pub proxy_protocol: ProxyProtocol,
+    /// IPs or CIDRs of fronts whose connections must start with a PROXY header;
+    /// the address in it is then the client's for every limit, block and frame.
+    pub trusted_proxies: Vec<String>,
+    /// A trusted front that sends no complete header this long is closed.
+    pub proxy_header_timeout_secs: u64,
+    /// When non-empty, only these IPs or CIDRs may connect at all (checked on the
+    /// TCP peer, before anything else); e.g. a protection service's ranges.
+    pub allow_sources: Vec<String>,
+}
+
+/// `proxy_protocol` in TOML: the mode's name.
+mod proxy_protocol_name {
+    use super::ProxyProtocol;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mode: &ProxyProtocol, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(mode.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ProxyProtocol, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// `[server]`: the link to the LoginSrv.
@@ -181,6 +212,10 @@ impl Default for GateConfig {
             block_list_poll_secs: 2,
             shutdown_grace_secs: 5,
             stats_log_secs: 60,
+            proxy_protocol: ProxyProtocol::Off,
+            trusted_proxies: Vec::new(),
+            proxy_header_timeout_secs: 5,
+            allow_sources: Vec::new(),
         }
     }
 }
@@ -312,6 +347,10 @@ impl Config {
             ("gate.block_list_poll_secs", g.block_list_poll_secs),
             ("gate.shutdown_grace_secs", g.shutdown_grace_secs),
             ("gate.stats_log_secs", g.stats_log_secs),
+            (
+                "gate.proxy_header_timeout_secs",
+                g.proxy_header_timeout_secs,
+            ),
             ("server.heartbeat_secs", s.heartbeat_secs),
             ("server.dead_after_secs", s.dead_after_secs),
             ("server.reconnect_max_secs", s.reconnect_max_secs),
@@ -389,6 +428,29 @@ impl Config {
         if g.block_list_poll_secs == 0 {
             return Err(invalid("gate.block_list_poll_secs", "must be at least 1"));
         }
+        let trusted = networks("gate.trusted_proxies", &g.trusted_proxies)?;
+        networks("gate.allow_sources", &g.allow_sources)?;
+        match (g.proxy_protocol, trusted.is_empty()) {
+            (ProxyProtocol::Off, false) => {
+                return Err(invalid(
+                    "gate.trusted_proxies",
+                    "is set but gate.proxy_protocol is \"off\" (set v1, v2 or any)",
+                ))
+            }
+            (ProxyProtocol::Off, true) | (_, false) => {}
+            (_, true) => {
+                return Err(invalid(
+                    "gate.proxy_protocol",
+                    "is on but gate.trusted_proxies is empty (list the fronts' addresses)",
+                ))
+            }
+        }
+        if g.proxy_header_timeout_secs == 0 {
+            return Err(invalid(
+                "gate.proxy_header_timeout_secs",
+                "must be at least 1",
+            ));
+        }
         if s.heartbeat_secs == 0 {
             return Err(invalid("server.heartbeat_secs", "must be at least 1"));
         }
@@ -444,6 +506,16 @@ impl Config {
         Ok(())
     }
 
+    /// `gate.trusted_proxies` as networks (invalid entries are refused by `validate`).
+    pub fn trusted_proxies(&self) -> Vec<IpNet> {
+        networks("gate.trusted_proxies", &self.gate.trusted_proxies).unwrap_or_default()
+    }
+
+    /// `gate.allow_sources` as networks (invalid entries are refused by `validate`).
+    pub fn allow_sources(&self) -> Vec<IpNet> {
+        networks("gate.allow_sources", &self.gate.allow_sources).unwrap_or_default()
+    }
+
     /// `block_list_file` as a path, `None` when unset.
     pub fn block_list_path(&self) -> Option<PathBuf> {
         let f = self.gate.block_list_file.trim();
@@ -473,6 +545,25 @@ fn reaches(server: SocketAddr, listen: SocketAddr) -> bool {
 /// be bound to (the kernel refuses addresses it does not own).
 fn is_local(ip: IpAddr) -> bool {
     ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// Each entry as a network: a CIDR, or a bare IP meaning that host.
+fn networks(key: &'static str, entries: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    entries
+        .iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            entry
+                .parse::<IpNet>()
+                .map(|net| net.trunc())
+                .or_else(|_| {
+                    entry
+                        .parse::<std::net::IpAddr>()
+                        .map(|ip| IpNet::from(ip.to_canonical()))
+                })
+                .map_err(|_| invalid(key, format!("{entry:?} is not an IP address or CIDR")))
+        })
+        .collect()
 }
 
 /// `Some(secs)` as a duration, `None` for 0 ("no limit").
@@ -726,6 +817,63 @@ mod tests {
         c.admin.listen = String::new();
         assert_eq!(c.admin.addr().unwrap(), None);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn proxy_keys_round_trip_and_bad_combinations_name_the_key() {
+        let text =
+            "[gate]\nproxy_protocol = \"v2\"\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n\
+                    proxy_header_timeout_secs = 3\nallow_sources = [\"10.0.0.0/8\"]\n";
+        let c = Config::from_toml(text, Path::new("x")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.gate.proxy_protocol, ProxyProtocol::V2);
+        assert_eq!(
+            c.trusted_proxies(),
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "192.0.2.7/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(Config::from_toml(&c.to_toml(), Path::new("x")).unwrap(), c);
+        assert!(Config::default()
+            .to_toml()
+            .contains("proxy_protocol = \"off\""));
+
+        let err = Config::from_toml("[gate]\nproxy_protocol = \"v3\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("proxy_protocol"), "{err}");
+
+        type Set = fn(&mut Config);
+        let cases: [(&str, Set); 6] = [
+            ("gate.trusted_proxies", |c| {
+                c.gate.trusted_proxies = vec!["10.0.0.1".into()]
+            }),
+            ("gate.proxy_protocol", |c| {
+                c.gate.proxy_protocol = ProxyProtocol::Any
+            }),
+            ("gate.trusted_proxies", |c| {
+                c.gate.proxy_protocol = ProxyProtocol::V1;
+                c.gate.trusted_proxies = vec!["10.0.0.0/33".into()];
+            }),
+            ("gate.allow_sources", |c| {
+                c.gate.allow_sources = vec!["not-an-ip".into()]
+            }),
+            ("gate.proxy_header_timeout_secs", |c| {
+                c.gate.proxy_protocol = ProxyProtocol::V1;
+                c.gate.trusted_proxies = vec!["10.0.0.1".into()];
+                c.gate.proxy_header_timeout_secs = 0;
+            }),
+            ("gate.proxy_header_timeout_secs", |c| {
+                c.gate.proxy_header_timeout_secs = u64::MAX
+            }),
+        ];
+        for (key, set) in cases {
+            let mut c = Config::default();
+            set(&mut c);
+            let err = c.validate().expect_err(key).to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct Args {
     /// Per-build id override NAME=ID (repeatable), e.g. CM_GETBACKPASSWORD=2010.
     #[arg(long = "id", value_name = "NAME=ID")]
     ids: Vec<String>,
+    /// A PROXY protocol header before the first message, as a front would send.
+    #[command(flatten)]
+    proxy: crate::proxy::ProxyArgs,
 }
 
 /// Why the walk stopped.
@@ -103,7 +106,7 @@ fn id_table(overrides: &[String]) -> Result<IdTable, Failure> {
 async fn walk(args: &Args) -> Result<(), Failure> {
     let ids = id_table(&args.ids)?;
     let timeout = Duration::from_secs(args.timeout_secs);
-    let mut conn = Conn::connect(&args.addr, ids, timeout).await?;
+    let mut conn = Conn::connect(&args.addr, ids, timeout, args.proxy).await?;
     println!("connected to {}", args.addr);
 
     if !args.no_protocol {

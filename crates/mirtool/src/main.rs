@@ -10,6 +10,7 @@ mod backend;
 mod bench;
 mod inspect;
 mod login;
+mod proxy;
 
 #[derive(Parser)]
 #[command(

@@ -45,6 +45,11 @@ pub struct Config {
     pub shutdown_flush_timeout: Duration,
     /// Prefix of every metric name, e.g. `"gate_"` gives `gate_accepted_total`.
     pub metrics_prefix: &'static str,
+    /// PROXY protocol from trusted fronts (off: every peer is judged by its own address).
+    pub proxy: crate::proxy::ProxyConfig,
+    /// When non-empty, only TCP peers in these networks may connect at all; checked
+    /// before anything else, refused without any per-connection memory.
+    pub allow_sources: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -67,6 +72,8 @@ impl Default for Config {
             buffer_pool_max: 1024,
             shutdown_flush_timeout: Duration::from_secs(3),
             metrics_prefix: "netcore_",
+            proxy: crate::proxy::ProxyConfig::default(),
+            allow_sources: Vec::new(),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! * Listeners with SO_REUSEADDR and a configured backlog; several addresses per core.
 //! * Admission before any per-connection memory: block list (static + run-time, CIDR),
 //!   per-IP rate (fixed-memory table), global and per-IP concurrency caps.
+//! * Fronts: a source allow list, and the PROXY protocol (v1/v2) from trusted proxies,
+//!   whose header names the client the session and admission then see (`proxy`).
 //! * A registry of sessions with ids 1..=i32::MAX, O(1) lookup from any task.
 //! * One task per session: in-order reads into pooled buffers held only while bytes are
 //!   pending, a byte-bounded outbound queue written with vectored writes, first-message
@@ -28,6 +30,7 @@ mod conn;
 mod listener;
 mod metrics;
 mod pool;
+pub mod proxy;
 mod reason;
 mod registry;
 mod server;
@@ -37,6 +40,7 @@ mod signal;
 pub use admission::{Admission, Block, BlockKind};
 pub use config::Config;
 pub use ipnet::IpNet;
+pub use proxy::{ProxyConfig, ProxyProtocol};
 pub use reason::{CloseReason, SendError};
 pub use registry::Sessions;
 pub use server::Server;

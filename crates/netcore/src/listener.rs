@@ -136,10 +136,20 @@ fn is_per_connection(e: &io::Error) -> bool {
     )
 }
 
-/// Admission, then registration, then the session task. Runs on the accept loop, so
+/// Source allow list, then admission (or, for a trusted front, the wait for its PROXY
+/// header), then registration, then the session task. Runs on the accept loop, so
 /// it must not block: every step is a few lock-free or short-lock operations.
 fn admit<H: Handler>(core: &Arc<Core<H>>, stream: StdStream, peer: SocketAddr) {
     core.metrics.accepted.increment(1);
+    let ip = peer.ip().to_canonical();
+    if !core.sources.allows(ip) {
+        core.reject(crate::proxy::label::SOURCE_NOT_ALLOWED, peer);
+        return;
+    }
+    if core.sources.trusts(ip) {
+        crate::proxy::admit_front(core, stream, peer);
+        return;
+    }
     let permit = match core.admission.admit(peer.ip()) {
         Ok(permit) => permit,
         Err(label) => {
@@ -179,7 +189,7 @@ fn admit<H: Handler>(core: &Arc<Core<H>>, stream: StdStream, peer: SocketAddr) {
     ));
 }
 
-fn prepare(stream: StdStream, nodelay: bool) -> io::Result<TcpStream> {
+pub(crate) fn prepare(stream: StdStream, nodelay: bool) -> io::Result<TcpStream> {
     stream.set_nonblocking(true)?;
     if nodelay {
         stream.set_nodelay(true)?;

@@ -34,6 +34,8 @@ pub(crate) struct Core<H: Handler> {
     pub(crate) sessions: Sessions,
     /// Block list, rate and concurrency caps.
     pub(crate) admission: Admission,
+    /// Source allow list and trusted fronts.
+    pub(crate) sources: crate::proxy::Sources,
     /// Receive buffers shared by all sessions.
     pub(crate) pool: BufferPool,
     /// Metric handles.
@@ -117,6 +119,7 @@ impl<H: Handler> Server<H> {
         });
         let core = Core {
             admission: Admission::new(&config),
+            sources: crate::proxy::Sources::new(&config),
             pool: BufferPool::new(config.read_buffer_bytes, config.buffer_pool_max),
             metrics,
             send_limits,
@@ -205,5 +208,5 @@ fn validate(config: &Config) -> io::Result<()> {
     if config.max_outbound_bytes == 0 {
         return invalid("config.max_outbound_bytes must be > 0");
     }
-    Ok(())
+    crate::proxy::validate(config)
 }

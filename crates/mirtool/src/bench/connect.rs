@@ -79,12 +79,13 @@ async fn shard(ctx: ShardCtx, args: Args, duration: Duration, timeout: Duration)
                 let stats = ctx.stats.clone();
                 let shared = ctx.shared.clone();
                 let target = args.common.target;
+                let proxy = args.common.proxy;
                 let body_bytes = args.body_bytes;
                 loops.push(tokio::task::spawn_local(async move {
                     let mut factory = MessageFactory::new(body_bytes);
                     let mut seq = 0u32;
                     while Instant::now() < end {
-                        let outcome = cycle(target, id, seq, &mut factory, timeout).await;
+                        let outcome = cycle(target, proxy, id, seq, &mut factory, timeout).await;
                         account(&stats, outcome, end);
                         shared.progress.fetch_add(1, Ordering::Relaxed);
                         seq = seq.wrapping_add(1);
@@ -120,10 +121,11 @@ async fn shard(ctx: ShardCtx, args: Args, duration: Duration, timeout: Duration)
                     let (stats, shared, in_flight) =
                         (ctx.stats.clone(), ctx.shared.clone(), in_flight.clone());
                     let target = args.common.target;
+                    let proxy = args.common.proxy;
                     let body_bytes = args.body_bytes;
                     attempts.push(tokio::task::spawn_local(async move {
                         let mut factory = MessageFactory::new(body_bytes);
-                        let outcome = cycle(target, id, 0, &mut factory, timeout).await;
+                        let outcome = cycle(target, proxy, id, 0, &mut factory, timeout).await;
                         account(&stats, outcome, end);
                         shared.progress.fetch_add(1, Ordering::Relaxed);
                         in_flight.set(in_flight.get().saturating_sub(1));
@@ -168,6 +170,7 @@ fn account(stats: &RefCell<ShardStats>, outcome: Outcome, end: Instant) {
 /// connect → one message → its reply → close.
 async fn cycle(
     target: std::net::SocketAddr,
+    proxy: crate::proxy::ProxyArgs,
     id: u32,
     seq: u32,
     factory: &mut MessageFactory,
@@ -175,7 +178,7 @@ async fn cycle(
 ) -> Outcome {
     let began = Instant::now();
     let run = async {
-        let mut stream: TcpStream = connect_one(target, None, timeout).await.ok()?;
+        let mut stream: TcpStream = connect_one(target, None, timeout, proxy).await.ok()?;
         let mut wbuf = BytesMut::with_capacity(factory.wire_len());
         factory.write(id, seq, &mut wbuf);
         stream.write_all(&wbuf).await.ok()?;

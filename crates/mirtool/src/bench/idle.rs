@@ -79,6 +79,7 @@ async fn shard(ctx: ShardCtx, args: Args, hold: Duration, timeout: Duration) {
         &ctx,
         Some(args.source_offset),
         timeout,
+        args.common.proxy,
     )
     .await;
     {
@@ -137,6 +138,7 @@ fn run_children(args: &Args) -> anyhow::Result<Report> {
                 "--connect-timeout",
                 &args.common.connect_timeout.to_string(),
             ])
+            .args(args.common.proxy.to_args())
             .args([
                 "--source-offset",
                 &(args.source_offset + i * 61).to_string(),

@@ -166,7 +166,7 @@ fn account_outcome(
 }
 
 async fn login_flow(args: &Args, account: &str, timeout: Duration) -> anyhow::Result<()> {
-    let mut conn = Conn::open(args.common.target, timeout).await?;
+    let mut conn = Conn::open(args.common.target, args.common.proxy, timeout).await?;
 
     let entry = UserEntry {
         account: account.to_owned(),
@@ -218,9 +218,13 @@ struct Conn {
 }
 
 impl Conn {
-    async fn open(target: SocketAddr, timeout: Duration) -> anyhow::Result<Conn> {
+    async fn open(
+        target: SocketAddr,
+        proxy: crate::proxy::ProxyArgs,
+        timeout: Duration,
+    ) -> anyhow::Result<Conn> {
         Ok(Conn {
-            stream: connect_one(target, None, timeout).await?,
+            stream: connect_one(target, None, timeout, proxy).await?,
             framer: ClientFramer::new(MAX_MESSAGE_BYTES),
             rbuf: BytesMut::with_capacity(1024),
             wbuf: BytesMut::with_capacity(512),

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::proxy::ProxyArgs;
 use shard::ShardCtx;
 
 #[derive(clap::Args, Debug)]
@@ -66,6 +67,9 @@ pub struct Common {
     /// Seconds allowed for one TCP connect.
     #[arg(long, default_value_t = 10.0)]
     pub connect_timeout: f64,
+    /// A PROXY protocol header at the start of every connection.
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -170,11 +174,13 @@ fn spread_source(n: u64) -> IpAddr {
     ))
 }
 
-/// One TCP connect with TCP_NODELAY, optionally from a given source address.
+/// One TCP connect with TCP_NODELAY, optionally from a given source address, then the
+/// PROXY header if one was asked for.
 async fn connect_one(
     target: SocketAddr,
     source: Option<IpAddr>,
     timeout: Duration,
+    proxy: ProxyArgs,
 ) -> std::io::Result<TcpStream> {
     let socket = if target.is_ipv4() {
         TcpSocket::new_v4()?
@@ -189,6 +195,8 @@ async fn connect_one(
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
+    let mut stream = stream;
+    proxy.send_header(&mut stream).await?;
     Ok(stream)
 }
 
@@ -204,6 +212,7 @@ async fn connect_all(
     ctx: &ShardCtx,
     source_offset: Option<u64>,
     timeout: Duration,
+    proxy: ProxyArgs,
 ) -> Vec<(u32, TcpStream, Duration)> {
     let permits = Rc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
     let mut tasks = Vec::with_capacity(ids.len());
@@ -213,7 +222,7 @@ async fn connect_all(
         tasks.push(tokio::task::spawn_local(async move {
             let _permit = permits.acquire().await;
             let began = Instant::now();
-            let r = connect_one(target, source, timeout).await;
+            let r = connect_one(target, source, timeout, proxy).await;
             (id, r, began.elapsed())
         }));
     }

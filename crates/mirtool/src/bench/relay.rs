@@ -97,7 +97,15 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
 async fn shard(ctx: ShardCtx, args: Args, interval: Option<Duration>) {
     let ids: Vec<u32> = ctx.client_ids(args.clients).collect();
     let timeout = Duration::from_secs_f64(args.common.connect_timeout);
-    let streams = connect_all(args.common.target, &ids, &ctx, None, timeout).await;
+    let streams = connect_all(
+        args.common.target,
+        &ids,
+        &ctx,
+        None,
+        timeout,
+        args.common.proxy,
+    )
+    .await;
     let start = ctx.sync_start();
     let end = start + Duration::from_secs_f64(args.duration);
     let plan = Rc::new(Plan {

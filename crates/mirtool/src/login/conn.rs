@@ -43,14 +43,22 @@ pub struct Conn {
 
 impl Conn {
     /// Connect within `timeout`.
-    pub async fn connect(addr: &str, ids: IdTable, timeout: Duration) -> Result<Conn, Failure> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    pub async fn connect(
+        addr: &str,
+        ids: IdTable,
+        timeout: Duration,
+        proxy: crate::proxy::ProxyArgs,
+    ) -> Result<Conn, Failure> {
+        let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| {
                 Failure::Connection(format!("connecting to {addr} timed out after {timeout:?}"))
             })?
             .map_err(|e| Failure::Connection(format!("cannot connect to {addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
+        proxy.send_header(&mut stream).await.map_err(|e| {
+            Failure::Connection(format!("cannot send the PROXY header to {addr}: {e}"))
+        })?;
         Ok(Conn {
             stream,
             ids,

@@ -12,7 +12,7 @@ use super::{Block, BlockKind};
 
 /// Networks keyed by their truncated form, plus which (family, prefix length) pairs occur.
 #[derive(Default)]
-struct NetMap<V> {
+pub(crate) struct NetMap<V> {
     /// Truncated network -> value.
     nets: HashMap<IpNet, V>,
     /// (is_ipv4, prefix_len) -> number of entries with it; drives the probes.
@@ -20,7 +20,7 @@ struct NetMap<V> {
 }
 
 impl<V> NetMap<V> {
-    fn insert(&mut self, net: IpNet, value: V) {
+    pub(crate) fn insert(&mut self, net: IpNet, value: V) {
         let net = net.trunc();
         if self.nets.insert(net, value).is_none() {
             *self.prefixes.entry(key_of(&net)).or_insert(0) += 1;
@@ -43,7 +43,7 @@ impl<V> NetMap<V> {
     }
 
     /// Every entry containing `ip`.
-    fn matches(&self, ip: IpAddr) -> impl Iterator<Item = (&IpNet, &V)> + '_ {
+    pub(crate) fn matches(&self, ip: IpAddr) -> impl Iterator<Item = (&IpNet, &V)> + '_ {
         let v4 = ip.is_ipv4();
         self.prefixes
             .keys()

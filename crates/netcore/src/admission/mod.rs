@@ -6,6 +6,7 @@
 //! drift (CIOCPServer's counters were updated outside its locks).
 
 mod blocklist;
+mod front;
 mod per_ip;
 
 use std::net::IpAddr;
@@ -21,6 +22,9 @@ use crate::config::Config;
 use crate::metrics::reject;
 use blocklist::BlockList;
 use per_ip::PerIpCounts;
+
+pub(crate) use blocklist::NetMap;
+pub(crate) use front::FrontPermit;
 
 /// One block in force, as listed by [`Admission::blocks`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
