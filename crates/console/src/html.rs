@@ -182,7 +182,7 @@ main{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:0}\
 .card.wide{grid-column:1/-1}\
 h2{margin:0 0 8px;font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted)}\
-.figs{display:flex;flex-wrap:wrap;gap:8px 20px}\
+.figs{display:flex;flex-wrap:wrap;gap:8px 20px;margin-bottom:6px}\
 .fig .v{font-size:24px;font-weight:600;font-variant-numeric:tabular-nums}\
 .fig .c{font-size:12px;color:var(--muted)}\
 .scroll{overflow-x:auto}\
