@@ -1,7 +1,7 @@
 //! The link framer and both frame parsers are total; the framer is bounded, frames never
 //! contain '%' or '$', and chunking does not change the result.
 use bytes::{Bytes, BytesMut};
-use mir2_proto::link::{self, LinkError, LinkFramer};
+use mir2_proto::link::{self, Dialect, LinkError, LinkFramer};
 
 fn run(input: &[u8], cuts: &[u8], max: usize) -> (Vec<Bytes>, Option<LinkError>, u64) {
     let mut framer = LinkFramer::new(max);
@@ -48,10 +48,16 @@ pub fn check(data: &[u8]) {
     for body in whole.0 {
         assert!(body.len() + 2 <= max);
         assert!(!body.contains(&b'%') && !body.contains(&b'$'));
-        let _ = link::parse_server_frame(body.clone());
-        let _ = link::parse_gate_frame(body);
+        for d in Dialect::ALL {
+            let _ = link::parse_server_frame(d, body.clone());
+            let _ = link::parse_gate_frame(d, body.clone());
+        }
+        let _ = link::detect_gate_frame(body);
     }
     // The parsers must also be total on raw input, not only on framed bodies.
-    let _ = link::parse_server_frame(Bytes::copy_from_slice(input));
-    let _ = link::parse_gate_frame(Bytes::copy_from_slice(input));
+    for d in Dialect::ALL {
+        let _ = link::parse_server_frame(d, Bytes::copy_from_slice(input));
+        let _ = link::parse_gate_frame(d, Bytes::copy_from_slice(input));
+    }
+    let _ = link::detect_gate_frame(Bytes::copy_from_slice(input));
 }

@@ -78,7 +78,10 @@ pub fn check_secs(key: &str, secs: u64, min: u64) -> Result<(), ConfigError> {
     if (min..=MAX_SECS).contains(&secs) {
         Ok(())
     } else {
-        Err(ConfigError::new(key, format!("must be {min}..={MAX_SECS} seconds")))
+        Err(ConfigError::new(
+            key,
+            format!("must be {min}..={MAX_SECS} seconds"),
+        ))
     }
 }
 

@@ -43,15 +43,15 @@ async fn echo_login_server(listener: TcpListener) {
                     Ok(_) => {}
                 }
                 while let Ok(Some(body)) = framer.next_frame(&mut buf) {
-                    match wire::parse_gate_frame(body) {
-                        Ok((GateFrame::Data { id, data }, _)) => {
+                    match wire::parse_gate_frame(Dialect::Delphi, body) {
+                        Ok(GateFrame::Data { id, data }) => {
                             // "#1<hdr><body>!" -> "#<hdr><body>!"
                             let mut reply = Vec::with_capacity(data.len());
                             reply.push(b'#');
                             reply.extend_from_slice(data.get(2..).unwrap_or_default());
                             wire::write_reply(Dialect::Delphi, &mut out, id, &reply);
                         }
-                        Ok((GateFrame::Heartbeat, _)) => {
+                        Ok(GateFrame::Heartbeat) => {
                             wire::write_heartbeat_reply(Dialect::Delphi, &mut out)
                         }
                         _ => {}

@@ -21,6 +21,7 @@ use crate::dispatch::NetDispatch;
 #[cfg(feature = "embedded")]
 use crate::embedded::Embedded;
 use crate::link::{self, Link, LinkOptions};
+use crate::role::{Role, ROLE_METRIC};
 use console::events::Events;
 
 /// A running gate; tests start one in-process with [`Gate::start`].
@@ -56,6 +57,8 @@ pub struct Gate {
     embedded: Option<Embedded>,
     /// Bound on each shutdown phase.
     grace: Duration,
+    /// What the gate fronts.
+    role: Role,
 }
 
 /// Time the link's final flush gets even when closing sessions used up the
@@ -117,8 +120,8 @@ impl Gate {
             .server
             .addr
             .context("server.addr is required: built without the embedded LoginSrv")?;
-        let dialect = config.server.dialect;
-        let link = Link::new(dialect, config.server.max_link_buffer_bytes);
+        let frames = config.server.link_frames();
+        let link = Link::new(frames, config.server.max_link_buffer_bytes);
         let handler = Arc::new(GateHandler::new(link.clone(), &config));
         let server = match Server::bind(core_config(&config), handler.clone()).await {
             Ok(server) => server,
@@ -149,6 +152,7 @@ impl Gate {
                     admin_addr: std::sync::OnceLock::new(),
                     server_addr,
                     embedded: cfg!(feature = "embedded") && config.server.addr.is_none(),
+                    dialect: config.server.dialect.to_string(),
                     max_connections: config.gate.max_connections,
                     link: link.clone(),
                     handler: handler.clone(),
@@ -207,20 +211,25 @@ impl Gate {
                 link.clone(),
                 handler.clone(),
                 sessions.clone(),
+                config.role,
                 link_stop.clone(),
             ));
         }
 
+        let role = config.role;
+        metrics::gauge!(ROLE_METRIC, "role" => role.as_str()).set(1.0);
         let g = &config.gate;
         let admin = console
             .as_ref()
             .map_or_else(|| "off".to_owned(), |c| c.local_addr().to_string());
         info!(
+            role = %role,
             listen = ?local_addrs,
             admin = %admin,
             server = %server_addr,
             embedded = cfg!(feature = "embedded") && config.server.addr.is_none(),
             dialect = %config.server.dialect,
+            gate_addr = ?config.server.gate_addr,
             max_connections = g.max_connections,
             max_conn_per_ip = g.max_conn_per_ip,
             conn_rate_per_ip = g.conn_rate_per_ip,
@@ -252,6 +261,7 @@ impl Gate {
             #[cfg(feature = "embedded")]
             embedded,
             grace: Duration::from_secs(config.gate.shutdown_grace_secs),
+            role,
         })
     }
 
@@ -260,7 +270,12 @@ impl Gate {
         &self.local_addrs
     }
 
-    /// The LoginSrv address the link uses.
+    /// What the gate fronts (LoginSrv or DBServer).
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The LoginSrv (or DBServer) address the link uses.
     pub fn server_addr(&self) -> SocketAddr {
         self.server_addr
     }
@@ -348,6 +363,7 @@ async fn log_stats(
     link: Link,
     handler: Arc<GateHandler>,
     sessions: Sessions,
+    role: Role,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -364,6 +380,7 @@ async fn log_stats(
             0.0
         };
         info!(
+            role = %role,
             sessions = sessions.len(),
             link_up = link.is_up(),
             link_connects = s.connects,

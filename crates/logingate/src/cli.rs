@@ -3,14 +3,18 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, Dialect, LogFormat};
+use crate::config::{Config, ConfigError, Dialect, LogFormat, Role};
 
 /// Legend of Mir 2 LoginGate: game clients in, one link to the LoginSrv.
+/// Without a subcommand it runs the gate.
 #[derive(Debug, Parser)]
 #[command(name = "logingate", version, about)]
 pub struct Cli {
+    /// Something else than running the gate.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML configuration file (defaults apply to every missing key).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -21,12 +25,16 @@ pub struct Cli {
     /// runs (required when built without the `embedded` feature).
     #[arg(long, value_name = "ADDR")]
     pub server: Option<SocketAddr>,
-    /// Link dialect: wemade, delphi or happym2 (server.dialect).
+    /// Link dialect: wemade, delphi, happym2 or ldx (server.dialect).
     #[arg(long, value_name = "DIALECT")]
     pub dialect: Option<Dialect>,
     /// Console address, IP:PORT ("" = off; replaces admin.listen).
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
+    /// What the gate fronts: login (a LoginSrv) or selgate (a DBServer); keys
+    /// the file leaves out take that role's defaults (role).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<Role>,
     /// Print the effective configuration as TOML, every default included, and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -39,12 +47,26 @@ pub struct Cli {
     pub data_dir: Option<PathBuf>,
 }
 
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a TOML config equivalent to a Delphi gate's Config.ini
+    /// ([LoginGate] or [SelGate], GBK or UTF-8) or an OpenMir2 gate's
+    /// config.conf: `logingate import-ini Config.ini > gate.toml`.
+    ImportIni {
+        /// The file to convert.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
 impl Cli {
-    /// The file (or defaults) with the flags applied, validated.
+    /// The file (or defaults) with the flags applied, validated, with the
+    /// effective frame table written out.
     pub fn effective_config(&self) -> Result<Config, ConfigError> {
         let mut config = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => Config::default(),
+            Some(path) => Config::load_as(path, self.role)?,
+            None => self.role.unwrap_or_default().defaults(),
         };
         if !self.listen.is_empty() {
             config.gate.listen = self.listen.clone();
@@ -66,6 +88,7 @@ impl Cli {
             config.data_dir = dir.clone();
         }
         config.validate()?;
+        config.pin_frames();
         Ok(config)
     }
 }

@@ -23,6 +23,9 @@ use limits::LogLimiter;
 pub struct GateHandler {
     /// Where frames go.
     link: Link,
+    /// Written as the gate IP in open frames instead of the listener's
+    /// address (`server.gate_addr`).
+    gate_ip: Option<IpAddr>,
     /// Longest accepted client message.
     max_packet_bytes: usize,
     /// Per-session message rate (and burst).
@@ -54,6 +57,7 @@ impl GateHandler {
     pub fn new(link: Link, config: &Config) -> Self {
         GateHandler {
             link,
+            gate_ip: config.server.gate_addr,
             max_packet_bytes: config.gate.max_packet_bytes,
             max_packets_per_sec: config.gate.max_packets_per_sec,
             closes: ReasonCounts::closes(),
@@ -118,7 +122,7 @@ impl Handler for GateHandler {
         let generation = match self.link.open(
             id,
             canonical(s.peer().ip()),
-            canonical(s.local().ip()),
+            self.gate_ip.unwrap_or_else(|| canonical(s.local().ip())),
         ) {
             Ok(generation) => generation,
             Err(e) => {

@@ -11,10 +11,14 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-/// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`).
+/// `[server.frames]`: per-field overrides of the dialect's frame table.
+pub use mir2_proto::link::{FrameOverrides, Frames};
+/// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`, `ldx`).
 pub use mir2_proto::Dialect;
 /// PROXY protocol mode, as written in the config (`off`, `v1`, `v2`, `any`).
 pub use netcore::ProxyProtocol;
+
+pub use crate::role::Role;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +29,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log line format on stderr.
     pub log_format: LogFormat,
+    /// What the gate fronts: a LoginSrv (`login`) or a DBServer (`selgate`);
+    /// keys left out of the file take that role's defaults.
+    pub role: Role,
     /// Client side: listeners, admission and per-session limits.
     pub gate: GateConfig,
     /// LoginSrv side: the one multiplexed link.
@@ -129,6 +136,17 @@ pub struct ServerConfig {
     /// Encoded frames waiting for the link writer at most; a client whose
     /// data would exceed it is closed (`server_busy`).
     pub max_link_buffer_bytes: usize,
+    /// The address written as the gate IP in open frames, for a gate on
+    /// another host or behind NAT (the Delphi `DynamicIPDisMode`, AppleM2's
+    /// `PublicAddr`); absent = the listener address the client reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate_addr: Option<IpAddr>,
+    /// `[server.frames]`: overrides of the dialect's frame table, field by
+    /// field (`open`, `data`, `close`, `open_gate_ip`, `nul_after_reply`,
+    /// `block_frames`, `temporary_block`); `--print-config` writes the whole
+    /// effective table.
+    #[serde(skip_serializing_if = "FrameOverrides::is_empty")]
+    pub frames: FrameOverrides,
 }
 
 /// `[admin]`: the operator's console. With the embedded LoginSrv its
@@ -184,6 +202,7 @@ impl Default for Config {
             #[cfg(feature = "embedded")]
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Text,
+            role: Role::Login,
             gate: GateConfig::default(),
             server: ServerConfig::default(),
             admin: AdminConfig::default(),
@@ -231,6 +250,8 @@ impl Default for ServerConfig {
             connect_timeout_secs: 5,
             max_frame_bytes: 16 * 1024,
             max_link_buffer_bytes: 4 * 1024 * 1024,
+            gate_addr: None,
+            frames: FrameOverrides::default(),
         }
     }
 }
@@ -305,22 +326,73 @@ pub const MAX_SECS: u64 = 365 * 24 * 3600;
 /// Room an encoded link frame needs around its data (`%A` + id + `/` + `$`).
 const LINK_FRAME_OVERHEAD: usize = 16;
 
+impl ServerConfig {
+    /// The frame table in effect: the dialect's preset with `[server.frames]` applied.
+    pub fn link_frames(&self) -> Frames {
+        self.frames.apply(*self.dialect.frames())
+    }
+}
+
 impl Config {
-    /// Parse a TOML document (unknown keys are errors).
+    /// Parse a TOML document (unknown keys are errors); missing keys take the
+    /// defaults of the file's `role`.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        Self::from_toml_as(text, path, None)
+    }
+
+    /// Parse a TOML document as `role` when given (the `--role` flag), else as
+    /// the file's `role`; missing keys take that role's defaults.
+    pub fn from_toml_as(
+        text: &str,
+        path: &Path,
+        role: Option<Role>,
+    ) -> Result<Config, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        // Parsed over the login defaults first: every key is checked here,
+        // with toml's line numbers.
+        let as_login: Config = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let role = role.unwrap_or(as_login.role);
+        if role == Role::Login {
+            return Ok(Config { role, ..as_login });
+        }
+        // Another role: the file's keys over that role's defaults.
+        let file: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let mut merged = match toml::Value::try_from(role.defaults()) {
+            Ok(toml::Value::Table(t)) => t,
+            other => {
+                return Err(parse_error(format!(
+                    "cannot apply the {role} defaults: {other:?}"
+                )))
+            }
+        };
+        merge_tables(&mut merged, file);
+        merged.insert("role".into(), toml::Value::String(role.as_str().into()));
+        merged
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_error(e.to_string()))
     }
 
     /// Read and parse a TOML file (not yet validated: apply CLI overrides first).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_as(path, None)
+    }
+
+    /// [`Config::load`] as `role` when given, else as the file's `role`.
+    pub fn load_as(path: &Path, role: Option<Role>) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text, path)
+        Self::from_toml_as(&text, path, role)
+    }
+
+    /// Writes the effective frame table into `[server.frames]`, so the printed
+    /// configuration shows every letter and field in use.
+    pub fn pin_frames(&mut self) {
+        self.server.frames = FrameOverrides::pinned(self.server.link_frames());
     }
 
     /// The effective configuration as TOML, every default included.
@@ -334,6 +406,15 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let g = &self.gate;
         let s = &self.server;
+        // Before the embedded LoginSrv's keys: a SelGate never starts it.
+        if self.role == Role::SelGate && s.addr.is_none() {
+            return Err(invalid(
+                "server.addr",
+                "is required with role = \"selgate\": a SelGate links to a DBServer \
+                 (classically 127.0.0.1:5100), and the embedded LoginSrv is no DBServer; \
+                 pass --server HOST:PORT or set [server] addr",
+            ));
+        }
         #[cfg(feature = "embedded")]
         crate::embedded::validate_data_dir(self)?;
         for (key, secs) in [
@@ -472,6 +553,33 @@ impl Config {
         if s.max_frame_bytes < 64 {
             return Err(invalid("server.max_frame_bytes", "must be at least 64"));
         }
+        let frames = s.link_frames();
+        frames.check().map_err(|e| {
+            let key = match e.field {
+                "open" => "server.frames.open",
+                "data" => "server.frames.data",
+                _ => "server.frames.close",
+            };
+            invalid(key, format!("(dialect {}): {}", s.dialect, e.problem))
+        })?;
+        if let Some(ip) = s.gate_addr {
+            if ip.is_unspecified() {
+                return Err(invalid(
+                    "server.gate_addr",
+                    format!("{ip} is no address a client can reach; leave the key out to send the listener's address"),
+                ));
+            }
+            if !frames.open_gate_ip {
+                return Err(invalid(
+                    "server.gate_addr",
+                    format!(
+                        "is never sent: the open frames of dialect {} carry no gate address \
+                         (server.frames.open_gate_ip = false)",
+                        s.dialect
+                    ),
+                ));
+            }
+        }
         // Checked here, not when the embedded LoginSrv starts, so a bad key
         // exits 2 (and `--print-config` refuses it) like every other one.
         #[cfg(feature = "embedded")]
@@ -520,6 +628,18 @@ impl Config {
     pub fn block_list_path(&self) -> Option<PathBuf> {
         let f = self.gate.block_list_file.trim();
         (!f.is_empty()).then(|| PathBuf::from(f))
+    }
+}
+
+/// Lays `over` onto `base`: tables merge key by key, anything else replaces.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 

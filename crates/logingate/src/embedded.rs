@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use anyhow::Context as _;
 use tracing::info;
 
-use crate::config::{invalid, Config, ConfigError};
+use crate::config::{invalid, Config, ConfigError, Dialect};
 
 /// File name of the accounts database inside `data_dir`.
 const DB_FILE: &str = "accounts.db";
@@ -38,6 +38,19 @@ pub(crate) fn validate_table(config: &Config) -> Result<(), ConfigError> {
             problem: "the embedded LoginSrv's console is the gate's own: set [admin] instead"
                 .to_owned(),
         });
+    }
+    // The LoginSrv tells gates apart by the presets' letters; a table of
+    // other letters needs a LoginSrv configured for it.
+    let f = config.server.link_frames();
+    let read = |p: &mir2_proto::link::Frames| {
+        (p.open, p.data, p.close, p.open_gate_ip) == (f.open, f.data, f.close, f.open_gate_ip)
+    };
+    if !Dialect::ALL.iter().any(|d| read(d.frames())) {
+        return Err(invalid(
+            "server.frames",
+            "the embedded LoginSrv reads the frames of the presets only (wemade, delphi, \
+             happym2, ldx); set server.addr for a LoginSrv of this build",
+        ));
     }
     loginsrv::Config::from_table(config.embedded.clone()).map_err(|e| {
         let key = if e.key == "embedded" {
@@ -71,6 +84,7 @@ impl Embedded {
         ls.default_dialect = config.server.dialect;
         // Its endpoints are served by the gate's console (one port).
         ls.admin.listen = String::new();
+        ls.temporary_block = config.server.link_frames().temporary_block;
         let db_path = config.data_dir.join(DB_FILE);
         if !overrides.contains_key("database") {
             std::fs::create_dir_all(&config.data_dir)

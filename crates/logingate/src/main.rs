@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use logingate::cli::Cli;
+use logingate::cli::{Cli, Command};
 use logingate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
@@ -24,6 +24,18 @@ fn init_logs(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::ImportIni { file }) = &cli.command {
+        return match logingate::import_ini::import_file(file) {
+            Ok(toml) => {
+                print!("{toml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("logingate: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = match cli.effective_config() {
         Ok(c) => c,
         Err(e) => {

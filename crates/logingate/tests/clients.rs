@@ -1,5 +1,5 @@
-//! Client-facing behaviour against a scripted LoginSrv: exact frames in all
-//! three dialects, stream framing, routing, kicks, blocks, and every way a
+//! Client-facing behaviour against a scripted LoginSrv: exact frames in every
+//! preset, stream framing, routing, kicks, blocks, and every way a
 //! client gets itself closed without disturbing its neighbours.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,6 +31,12 @@ fn dialect_frames(d: Dialect, id: u32) -> (String, String, String, &'static [u8]
             format!("%N{id}/127.0.0.1/127.0.0.1$"),
             format!("%D{id}/{login}$"),
             format!("%C{id}$"),
+            b"",
+        ),
+        Dialect::Ldx => (
+            format!("%L{id}/127.0.0.1/127.0.0.1$"),
+            format!("%D{id}/{login}$"),
+            format!("%X{id}$"),
             b"",
         ),
     }
@@ -74,6 +80,11 @@ async fn delphi_frames_are_exact() {
 #[tokio::test]
 async fn happym2_frames_are_exact() {
     open_data_reply_close(Dialect::HappyM2).await;
+}
+
+#[tokio::test]
+async fn ldx_frames_are_exact() {
+    open_data_reply_close(Dialect::Ldx).await;
 }
 
 #[tokio::test]

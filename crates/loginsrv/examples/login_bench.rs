@@ -43,7 +43,7 @@ struct Args {
     /// Total logins to time.
     #[arg(long, default_value_t = 2000)]
     logins: u64,
-    /// Accounts per client (cycled, so a closing session never races its own next login).
+    /// Accounts per client (cycled, so a closing client never races its own next login).
     #[arg(long, default_value_t = 4)]
     accounts_per_client: usize,
 }

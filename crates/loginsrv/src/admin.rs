@@ -26,8 +26,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::ConfigError;
-use crate::gate::Outbound;
-use crate::{validate, Shared};
+use crate::{validate, ServerState};
+use mir2_proto::link::ServerFrame;
 
 /// `[admin]`: the LoginSrv's console. A standalone LoginSrv serves it (the
 /// binary starts it, see [`crate::RunningServer::start_console`]); embedded
@@ -179,7 +179,7 @@ pub fn describe_metrics() {
 #[derive(Clone)]
 pub struct Console {
     /// Store, online accounts, routes, config.
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     /// For the uptime.
     started: Instant,
     /// Wall-clock start.
@@ -258,7 +258,7 @@ fn unix_now() -> i64 {
 }
 
 impl Console {
-    pub(crate) fn new(shared: Arc<Shared>, listen: std::net::SocketAddr) -> Self {
+    pub(crate) fn new(shared: Arc<ServerState>, listen: std::net::SocketAddr) -> Self {
         Console {
             shared,
             started: Instant::now(),
@@ -416,11 +416,11 @@ fn db_error(e: &sqlx::Error) -> ApiError {
 /// `GET /api/accounts/{name}`.
 async fn account(State(c): State<Console>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let key = key_of(&name)?;
-    let Some(auth) = c.shared.store.auth(&key).await.map_err(|e| db_error(&e))? else {
+    let Some(state) = c.shared.store.state(&key).await.map_err(|e| db_error(&e))? else {
         return Ok(Json(json!({ "account": key, "exists": false })).into_response());
     };
     let now = unix_now();
-    let locked = auth.locked_until > now;
+    let locked = state.locked_until > now;
     let online = c.shared.online.holder(&key).map(|h| {
         json!({
             "gate": h.gate.peer().to_string(),
@@ -432,9 +432,9 @@ async fn account(State(c): State<Console>, Path(name): Path<String>) -> Result<R
         "account": key,
         "exists": true,
         "locked": locked,
-        "locked_until_unix": locked.then_some(auth.locked_until),
-        "locked_secs_left": locked.then(|| auth.locked_until - now),
-        "failed_logins": auth.failed_logins,
+        "locked_until_unix": locked.then_some(state.locked_until),
+        "locked_secs_left": locked.then(|| state.locked_until - now),
+        "has_recovery": state.has_recovery,
         "online": online,
     }))
     .into_response())
@@ -465,7 +465,9 @@ async fn kick(State(c): State<Console>, Path(name): Path<String>) -> Result<Resp
             "name: account {key:?} is not online"
         )));
     };
-    let delivered = holder.gate.try_send(Outbound::Kick { id: holder.client });
+    let delivered = holder
+        .gate
+        .try_send(ServerFrame::Kick { id: holder.client });
     c.shared.online.release(&key, holder.token);
     c.action(
         "kick",

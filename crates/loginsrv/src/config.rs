@@ -8,9 +8,12 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use ipnet::IpNet;
+use mir2_proto::ids::{IdTable, MsgKind};
 use serde::{Deserialize, Serialize};
 
-/// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`).
+/// Which block frame means temporary (`B` or `T`).
+pub use mir2_proto::link::BlockLetter;
+/// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`, `ldx`).
 pub use mir2_proto::Dialect;
 
 /// The whole configuration file.
@@ -25,22 +28,25 @@ pub struct Config {
     pub db_max_connections: u32,
     /// Link dialect assumed for a gate until its frames reveal one.
     pub default_dialect: Dialect,
+    /// Which block frame sent to gates means a temporary block, `B` or `T`
+    /// (builds disagree, PROTOCOL.md §8); the other means permanent.
+    pub temporary_block: BlockLetter,
     /// Gates are unauthenticated in the protocol; only these source networks may link.
     pub allow_gates: Vec<IpNet>,
     /// Concurrent gate links; a gate beyond this is refused.
     pub max_gates: usize,
-    /// Client sessions one gate may open; further opens are kicked.
+    /// Clients one gate may open; further opens are kicked.
     pub max_clients_per_gate: usize,
     /// Longest `%…$` frame from a gate; longer is fatal for that link.
     pub max_link_frame_bytes: usize,
     /// Longest `#…!` client message inside a frame.
     pub max_client_message_bytes: usize,
-    /// Messages queued per client session while an earlier one is processed.
+    /// Messages queued per client while an earlier one is processed.
     pub client_queue_messages: usize,
     /// Link dropped when a gate sends nothing (not even `%--$`) for this long,
     /// or does not take our writes for this long.
     pub gate_idle_timeout_secs: u64,
-    /// Replies queued per gate before client sessions wait (backpressure on that gate only).
+    /// Replies queued per gate before its clients wait (backpressure on that gate only).
     pub gate_outbound_queue: usize,
     /// On shutdown, how long in-flight messages may take before tasks are abandoned.
     pub shutdown_grace_secs: u64,
@@ -106,6 +112,7 @@ impl Default for Config {
             database: "sqlite://accounts.db".to_owned(),
             db_max_connections: 8,
             default_dialect: Dialect::Delphi,
+            temporary_block: BlockLetter::B,
             allow_gates: vec![
                 IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)),
                 IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
@@ -148,6 +155,14 @@ impl Default for SecurityConfig {
 }
 
 impl SecurityConfig {
+    /// Hashes computed at once: `max_concurrent_hashes`, or the CPU count for 0.
+    pub fn hash_permits(&self) -> usize {
+        match self.max_concurrent_hashes {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// The cheapest legal Argon2id cost: for tests and benchmarks only.
     pub fn test_speed() -> Self {
         SecurityConfig {
@@ -253,11 +268,7 @@ impl Config {
             }
         }
         self.validate_security()?;
-        let mut ids = mir2_proto::ids::IdTable::delphi();
-        for (name, id) in &self.ids {
-            ids.set(name, *id)
-                .map_err(|_| bad(format!("ids.{name}"), "unknown message name"))?;
-        }
+        self.id_table()?;
         if self.servers.is_empty() {
             return Err(bad("servers", "at least one [[servers]] entry is needed"));
         }
@@ -296,15 +307,67 @@ impl Config {
         Ok(())
     }
 
+    /// The message ids of the client build served: Delphi's, with the `[ids]` overrides.
+    pub fn id_table(&self) -> Result<IdTable, ConfigError> {
+        let mut ids = IdTable::delphi();
+        for (name, id) in &self.ids {
+            ids.set(name, *id)
+                .map_err(|_| bad(format!("ids.{name}"), "unknown message name"))?;
+        }
+        // Two messages on one id: the later would silently never be recognised.
+        for (i, &kind) in MsgKind::ALL.iter().enumerate() {
+            let id = ids.id(kind);
+            if let Some(&other) = MsgKind::ALL[..i].iter().find(|k| ids.id(**k) == id) {
+                let (named, clash) = if self.ids.contains_key(kind.name()) {
+                    (kind, other)
+                } else {
+                    (other, kind)
+                };
+                return Err(bad(
+                    format!("ids.{}", named.name()),
+                    format!(
+                        "id {id} is also {}'s: {} and {} would share it",
+                        clash.name(),
+                        named.name(),
+                        clash.name()
+                    ),
+                ));
+            }
+        }
+        Ok(ids)
+    }
+
     fn validate_security(&self) -> Result<(), ConfigError> {
         let s = &self.security;
         argon2::Params::new(s.argon2_m_kib, s.argon2_t, s.argon2_p, None)
             .map_err(|e| bad("security.argon2_m_kib / argon2_t / argon2_p", e.to_string()))?;
+        if s.argon2_m_kib > MAX_ARGON2_M_KIB {
+            return Err(bad(
+                "security.argon2_m_kib",
+                format!("must be at most {MAX_ARGON2_M_KIB} (1 GiB per hash)"),
+            ));
+        }
         if s.max_concurrent_hashes > MAX_CONCURRENT_HASHES {
             return Err(bad(
                 "security.max_concurrent_hashes",
                 format!("must be 0 (= CPUs) ..={MAX_CONCURRENT_HASHES}"),
             ));
+        }
+        if let Some(total_kib) = physical_memory_kib() {
+            let permits = s.hash_permits() as u64;
+            let need = u64::from(s.argon2_m_kib).saturating_mul(permits);
+            let allowed = total_kib / HASH_MEMORY_SHARE;
+            if need > allowed {
+                return Err(bad(
+                    "security.argon2_m_kib",
+                    format!(
+                        "{} KiB × {permits} concurrent hashes (security.max_concurrent_hashes) \
+                         = {need} KiB, more than 1/{HASH_MEMORY_SHARE} of this machine's \
+                         {total_kib} KiB of memory",
+                        s.argon2_m_kib
+                    ),
+                ));
+            }
         }
         if s.max_failed_logins == 0 {
             return Err(bad("security.max_failed_logins", "must be at least 1"));
@@ -321,6 +384,23 @@ impl Config {
 
 /// Each hash in flight holds `argon2_m_kib` of memory; more than this is a typo.
 const MAX_CONCURRENT_HASHES: usize = 4096;
+
+/// Largest Argon2 memory cost per hash: 1 GiB, 50× OWASP's 19 MiB; beyond it a
+/// single login would take seconds and the allocation itself could fail.
+const MAX_ARGON2_M_KIB: u32 = 1024 * 1024;
+
+/// All hashes in flight together (`argon2_m_kib` × concurrent hashes) may hold
+/// at most this fraction (1/n) of physical memory, leaving the rest to the
+/// database, the gate links and the system.
+const HASH_MEMORY_SHARE: u64 = 2;
+
+/// Physical memory in KiB (`MemTotal` of /proc/meminfo); `None` where unknown,
+/// and then only the fixed per-hash cap applies.
+fn physical_memory_kib() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
 
 /// The classic client's TUserEntry password field holds 10 bytes.
 pub const MAX_PASSWORD_BYTES: usize = 10;
@@ -407,6 +487,35 @@ mod tests {
         assert!(e.reason.contains("bogus"), "{e}");
         let e = Config::from_toml("max_gates = 1\n[security]\nargon2_t = \"x\"\n").unwrap_err();
         assert_eq!(e.key, "security.argon2_t", "{e}");
+    }
+
+    #[test]
+    fn argon2_memory_is_bounded() {
+        let e = Config::from_toml("[security]\nargon2_m_kib = 4294967295\n").unwrap_err();
+        assert_eq!(e.key, "security.argon2_m_kib", "{e}");
+        let e = Config::from_toml("[security]\nargon2_m_kib = 1048577\n").unwrap_err();
+        assert_eq!(e.key, "security.argon2_m_kib", "{e}");
+        if physical_memory_kib().is_some_and(|m| m < 4096 * 1024 * 1024 * 2) {
+            // 4096 hashes of 1 GiB: 4 TiB.
+            let e = Config::from_toml(
+                "[security]\nargon2_m_kib = 1048576\nmax_concurrent_hashes = 4096\n",
+            )
+            .unwrap_err();
+            assert_eq!(e.key, "security.argon2_m_kib", "{e}");
+            assert!(e.reason.contains("max_concurrent_hashes"), "{e}");
+        }
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused_naming_both() {
+        let e = Config::from_toml("[ids]\nCM_IDPASSWORD = 2002\n").unwrap_err();
+        assert_eq!(e.key, "ids.CM_IDPASSWORD", "{e}");
+        assert!(e.reason.contains("CM_ADDNEWUSER"), "{e}");
+        // Swapping two ids is fine; moving one onto another's is not.
+        Config::from_toml("[ids]\nCM_IDPASSWORD = 2002\nCM_ADDNEWUSER = 2001\n").unwrap();
+        let e = Config::from_toml("[ids]\nSM_GETBACKPASSWD_FAIL = 500\n").unwrap_err();
+        assert_eq!(e.key, "ids.SM_GETBACKPASSWD_FAIL", "{e}");
+        assert!(e.reason.contains("SM_CERTIFICATION_SUCCESS"), "{e}");
     }
 
     #[test]

@@ -9,12 +9,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mir2_proto::link::{self, GateFrame, LinkFramer, ServerFrame};
+use mir2_proto::link::{self, BlockLetter, Frames, GateFrame, LinkFramer, ServerFrame};
 use mir2_proto::Dialect;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -23,33 +23,14 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::client::Client;
 use crate::reject::reject;
-use crate::session;
-use crate::Shared;
+use crate::ServerState;
 
 /// Bytes gathered into one write to the gate.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// Initial read buffer per gate.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
-
-/// Something to send to a gate.
-#[derive(Debug)]
-pub enum Outbound {
-    /// `%<id>/<data>$`: a whole `#…!` reply for client `id`.
-    Reply {
-        /// Gate's client id.
-        id: u32,
-        /// Encoded server packet.
-        data: Bytes,
-    },
-    /// `%+-<id>$`: close client `id`.
-    Kick {
-        /// Gate's client id.
-        id: u32,
-    },
-    /// `%++$`.
-    HeartbeatReply,
-}
 
 /// A handle to one gate link, cloned into its client tasks.
 #[derive(Clone)]
@@ -57,19 +38,19 @@ pub struct GateLink {
     /// Where the gate connects from (for logs).
     peer: SocketAddr,
     /// The writer task's queue.
-    tx: mpsc::Sender<Outbound>,
+    tx: mpsc::Sender<ServerFrame>,
 }
 
 impl GateLink {
     /// Queue a frame; `false` if the link is gone.
-    pub async fn send(&self, out: Outbound) -> bool {
+    pub async fn send(&self, out: ServerFrame) -> bool {
         self.tx.send(out).await.is_ok()
     }
 
     /// Queue a frame without waiting; `false` if the link is gone or
     /// backed up. For frames to *another* gate (kicks), so one stalled gate
-    /// cannot hold up a session on a different one.
-    pub fn try_send(&self, out: Outbound) -> bool {
+    /// cannot hold up a client on a different one.
+    pub fn try_send(&self, out: ServerFrame) -> bool {
         self.tx.try_send(out).is_ok()
     }
 
@@ -79,30 +60,42 @@ impl GateLink {
     }
 }
 
-fn dialect_to_u8(d: Dialect) -> u8 {
-    match d {
-        Dialect::Wemade => 0,
-        Dialect::Delphi => 1,
-        Dialect::HappyM2 => 2,
-    }
+/// Gate links open now: the number `max_gates` is checked against, published as
+/// the `loginsrv_gates` gauge under the same lock so the two never disagree.
+#[derive(Default)]
+struct GateCount {
+    /// Links open.
+    open: parking_lot::Mutex<usize>,
 }
 
-fn dialect_from_u8(v: u8) -> Dialect {
-    match v {
-        0 => Dialect::Wemade,
-        2 => Dialect::HappyM2,
-        _ => Dialect::Delphi,
+impl GateCount {
+    /// Count one more link unless `max` are open.
+    fn enter(&self, max: usize) -> bool {
+        let mut open = self.open.lock();
+        if *open >= max {
+            return false;
+        }
+        *open += 1;
+        metrics::gauge!("loginsrv_gates").set(*open as f64);
+        true
+    }
+
+    /// A link ended.
+    fn leave(&self) {
+        let mut open = self.open.lock();
+        *open = open.saturating_sub(1);
+        metrics::gauge!("loginsrv_gates").set(*open as f64);
     }
 }
 
 /// Accept gates until `cancel`.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    state: Arc<ServerState>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let gates = Arc::new(AtomicUsize::new(0));
+    let gates = Arc::new(GateCount::default());
     loop {
         let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => break,
@@ -116,7 +109,7 @@ pub(crate) async fn accept_loop(
                 }
             },
         };
-        if !shared
+        if !state
             .config
             .allow_gates
             .iter()
@@ -128,7 +121,7 @@ pub(crate) async fn accept_loop(
             );
             continue;
         }
-        if gates.load(Ordering::Relaxed) >= shared.config.max_gates {
+        if !gates.enter(state.config.max_gates) {
             reject(
                 "too_many_gates",
                 format_args!("gate {peer} refused: max_gates reached"),
@@ -136,20 +129,17 @@ pub(crate) async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        gates.fetch_add(1, Ordering::Relaxed);
-        metrics::gauge!("loginsrv_gates").increment(1.0);
-        let (shared, cancel, gates, t) = (
-            shared.clone(),
+        let (state, cancel, gates, t) = (
+            state.clone(),
             cancel.clone(),
             gates.clone(),
             tracker.clone(),
         );
         tracker.spawn(async move {
             tracing::info!(%peer, "gate connected");
-            let reason = serve_gate(stream, peer, shared, cancel, t).await;
+            let reason = serve_gate(stream, peer, state, cancel, t).await;
             tracing::info!(%peer, reason, "gate disconnected");
-            gates.fetch_sub(1, Ordering::Relaxed);
-            metrics::gauge!("loginsrv_gates").decrement(1.0);
+            gates.leave();
         });
     }
 }
@@ -158,27 +148,34 @@ pub(crate) async fn accept_loop(
 async fn serve_gate(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
+    state: Arc<ServerState>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) -> &'static str {
     let (mut rd, wr) = stream.into_split();
-    let dialect = Arc::new(AtomicU8::new(dialect_to_u8(shared.config.default_dialect)));
-    let (tx, rx) = mpsc::channel(shared.config.gate_outbound_queue);
+    let dialect = Arc::new(AtomicU8::new(state.config.default_dialect.to_u8()));
+    let (tx, rx) = mpsc::channel(state.config.gate_outbound_queue);
     let link_done = cancel.child_token();
-    let idle = Duration::from_secs(shared.config.gate_idle_timeout_secs);
-    tracker.spawn(write_loop(wr, rx, dialect.clone(), link_done.clone(), idle));
+    let idle = Duration::from_secs(state.config.gate_idle_timeout_secs);
+    tracker.spawn(write_loop(
+        wr,
+        rx,
+        dialect.clone(),
+        state.config.temporary_block,
+        link_done.clone(),
+        idle,
+    ));
     let link = GateLink { peer, tx };
-    let shared_max_clients = shared.config.max_clients_per_gate;
+    let max_clients = state.config.max_clients_per_gate;
+    let mut framer = LinkFramer::new(state.config.max_link_frame_bytes);
     let mut reader = GateReader {
-        shared,
+        state,
         link,
         dialect,
-        live: Arc::new(Semaphore::new(shared_max_clients)),
+        live: Arc::new(Semaphore::new(max_clients)),
         clients: HashMap::new(),
         tracker,
     };
-    let mut framer = LinkFramer::new(reader.shared.config.max_link_frame_bytes);
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let reason = loop {
         if let Err(reason) = reader.drain(&mut framer, &mut buf).await {
@@ -206,14 +203,14 @@ async fn serve_gate(
 /// Reader-side state of one gate link.
 struct GateReader {
     /// Server-wide state.
-    shared: Arc<Shared>,
+    state: Arc<ServerState>,
     /// This link's writer handle.
     link: GateLink,
     /// The link's dialect, learnt from frames; read by the writer.
     dialect: Arc<AtomicU8>,
     /// One permit per live client task on this gate (`max_clients_per_gate`).
     live: Arc<Semaphore>,
-    /// Open client sessions: gate id → that client's task queue.
+    /// Open clients: gate id → that client's task queue.
     clients: HashMap<u32, mpsc::Sender<Bytes>>,
     /// Tracks client tasks for orderly shutdown.
     tracker: TaskTracker,
@@ -240,7 +237,7 @@ impl GateReader {
     }
 
     async fn frame(&mut self, body: Bytes) {
-        let (frame, revealed) = match link::parse_gate_frame(body) {
+        let (frame, revealed) = match link::detect_gate_frame(body) {
             Ok(x) => x,
             Err(e) => {
                 reject(e.reason(), format_args!("gate {}: {e}", self.link.peer));
@@ -248,14 +245,14 @@ impl GateReader {
             }
         };
         if let Some(d) = revealed {
-            let new = dialect_to_u8(d);
+            let new = d.to_u8();
             if self.dialect.swap(new, Ordering::Relaxed) != new {
                 tracing::info!(peer = %self.link.peer, dialect = %d, "gate dialect detected");
             }
         }
         match frame {
             GateFrame::Heartbeat => {
-                self.link.send(Outbound::HeartbeatReply).await;
+                self.link.send(ServerFrame::HeartbeatReply).await;
             }
             GateFrame::Open { id, client_ip, .. } => self.open(id, client_ip).await,
             GateFrame::Close { id } => {
@@ -282,14 +279,14 @@ impl GateReader {
 
     async fn open(&mut self, id: u32, client_ip: std::net::IpAddr) {
         if self.clients.remove(&id).is_some() {
-            // The old session's task ends; the id now names the new client.
+            // The old client's task ends; the id now names the new client.
             reject(
                 "duplicate_open",
                 format_args!("gate {} reopened client {id}", self.link.peer),
             );
         }
-        // Permits count live session *tasks*, not map entries: a closed
-        // session still finishing a hash keeps its permit until it ends.
+        // Permits count live client *tasks*, not map entries: a closed
+        // client still finishing a hash keeps its permit until it ends.
         let Ok(permit) = self.live.clone().try_acquire_owned() else {
             reject(
                 "too_many_clients",
@@ -298,12 +295,12 @@ impl GateReader {
                     self.link.peer
                 ),
             );
-            self.link.send(Outbound::Kick { id }).await;
+            self.link.send(ServerFrame::Kick { id }).await;
             return;
         };
-        let (tx, rx) = mpsc::channel(self.shared.config.client_queue_messages);
+        let (tx, rx) = mpsc::channel(self.state.config.client_queue_messages);
         self.clients.insert(id, tx);
-        let client = session::Client::new(self.shared.clone(), self.link.clone(), id, client_ip);
+        let client = Client::new(self.state.clone(), self.link.clone(), id, client_ip);
         self.tracker.spawn(async move {
             client.run(rx).await;
             drop(permit);
@@ -311,11 +308,13 @@ impl GateReader {
     }
 }
 
-/// Write queued frames in batches, in the link's current dialect.
+/// Write queued frames in batches, in the link's current dialect with the
+/// configured block-letter meaning.
 async fn write_loop(
     mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: mpsc::Receiver<ServerFrame>,
     dialect: Arc<AtomicU8>,
+    temporary_block: BlockLetter,
     done: CancellationToken,
     write_timeout: Duration,
 ) {
@@ -325,11 +324,15 @@ async fn write_loop(
             () = done.cancelled() => break,
             m = rx.recv() => match m { Some(m) => m, None => break },
         };
-        let d = dialect_from_u8(dialect.load(Ordering::Relaxed));
-        encode(d, first, &mut out);
+        let d = Dialect::from_u8(dialect.load(Ordering::Relaxed)).unwrap_or(Dialect::Delphi);
+        let frames = Frames {
+            temporary_block,
+            ..*d.frames()
+        };
+        link::write_server_frame(frames, &first, &mut out);
         while out.len() < WRITE_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(m) => encode(d, m, &mut out),
+                Ok(m) => link::write_server_frame(frames, &m, &mut out),
                 Err(_) => break,
             }
         }
@@ -351,12 +354,4 @@ async fn write_loop(
     }
     done.cancel();
     let _ = wr.shutdown().await;
-}
-
-fn encode(d: Dialect, m: Outbound, out: &mut BytesMut) {
-    match m {
-        Outbound::Reply { id, data } => link::write_reply(d, out, id, &data),
-        Outbound::Kick { id } => link::write_server_frame(d, &ServerFrame::Kick { id }, out),
-        Outbound::HeartbeatReply => link::write_heartbeat_reply(d, out),
-    }
 }

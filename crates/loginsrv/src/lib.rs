@@ -1,7 +1,7 @@
 //! Reference Legend of Mir 2 LoginSrv.
 //!
 //! Gates connect over the `%…$` link (any of the three dialects); each
-//! client session gets its own task so a slow hash or query for one player
+//! client on a gate gets its own task so a slow hash or query for one player
 //! never delays another. Accounts live in SQLite (default) or PostgreSQL,
 //! passwords as Argon2id hashes.
 //!
@@ -16,16 +16,15 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod client;
 pub mod config;
 mod gate;
 mod handlers;
+mod hasher;
 mod online;
-mod password;
 mod reject;
 pub mod routes;
-mod session;
 mod store;
-mod throttle;
 mod timing;
 pub mod validate;
 
@@ -43,8 +42,11 @@ use tokio_util::task::TaskTracker;
 pub use config::{Config, ConfigError, SecurityConfig, ServerRoute};
 pub use handlers::code;
 
-/// State shared by every gate and client task.
-pub(crate) struct Shared {
+/// Slots of the per-IP hash budget table: 4 MiB, and room for about 130,000
+/// addresses at once before the least-used buckets are recycled.
+const HASH_BUDGET_SLOTS: usize = 131_072;
+/// The server-wide state every gate and client task reads.
+pub(crate) struct ServerState {
     /// Effective configuration.
     pub config: Config,
     /// Message ids of the client build served.
@@ -52,15 +54,17 @@ pub(crate) struct Shared {
     /// Accounts.
     pub store: store::Store,
     /// Argon2id with the configured cost.
-    pub hasher: password::Hasher,
+    pub hasher: hasher::Hasher,
     /// Accounts logged in now.
     pub online: online::Online,
     /// Servers and issued session ids.
     pub routes: routes::Routes,
-    /// Source of per-session tokens.
-    pub next_token: AtomicU64,
-    /// Per-client-IP budget for Argon2 work.
-    pub throttle: throttle::IpThrottle,
+    /// Source of client tokens (unique per client in this process, unlike gate ids).
+    pub next_client_token: AtomicU64,
+    /// Per-client-IP budget for Argon2 work (`None` = unlimited): one address
+    /// cannot monopolise the hashing CPU. Fixed memory whatever the number of
+    /// addresses, so a flood of sources cannot grow it.
+    pub hash_budget: Option<limits::RateTable<std::net::IpAddr>>,
 }
 
 /// A LoginSrv serving gates.
@@ -72,7 +76,7 @@ pub struct RunningServer {
     /// The accept loop, gate readers/writers and client tasks.
     tracker: TaskTracker,
     /// For closing the database after the tasks end.
-    shared: Arc<Shared>,
+    state: Arc<ServerState>,
     /// The console's view of this server (one per server, so its events persist).
     admin: admin::Console,
     /// The console's HTTP server, once [`RunningServer::start_console`] ran.
@@ -81,19 +85,15 @@ pub struct RunningServer {
 
 impl RunningServer {
     fn grace(&self) -> Duration {
-        Duration::from_secs(self.shared.config.shutdown_grace_secs)
+        Duration::from_secs(self.state.config.shutdown_grace_secs)
     }
 }
 
 /// Open the database (migrating it), bind the listener and serve gates.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     config.validate()?;
-    let mut ids = IdTable::delphi();
-    for (name, id) in &config.ids {
-        ids.set(name, *id)
-            .map_err(|_| anyhow::anyhow!("config key `ids.{name}`: unknown message name"))?;
-    }
-    let hasher = password::Hasher::new(&config.security)?;
+    let ids = config.id_table()?;
+    let hasher = hasher::Hasher::new(&config.security)?;
     let store = store::Store::open(&config.database, config.db_max_connections).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -110,30 +110,34 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         "LoginSrv listening for gates"
     );
     let hashes_per_ip = config.security.hashes_per_ip_per_minute;
-    let shared = Arc::new(Shared {
+    let state = Arc::new(ServerState {
         config,
         ids,
         store,
         hasher,
         online: online::Online::default(),
         routes,
-        next_token: AtomicU64::new(1),
-        throttle: throttle::IpThrottle::new(hashes_per_ip),
+        next_client_token: AtomicU64::new(1),
+        hash_budget: (hashes_per_ip > 0).then(|| {
+            let per_minute =
+                limits::Rate::new(hashes_per_ip, Duration::from_secs(60), hashes_per_ip);
+            limits::RateTable::new(per_minute, HASH_BUDGET_SLOTS)
+        }),
     });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     tracker.spawn(gate::accept_loop(
         listener,
-        shared.clone(),
+        state.clone(),
         cancel.clone(),
         tracker.clone(),
     ));
-    let admin = admin::Console::new(Arc::clone(&shared), local_addr);
+    let admin = admin::Console::new(Arc::clone(&state), local_addr);
     Ok(RunningServer {
         local_addr,
         cancel,
         tracker,
-        shared,
+        state,
         admin,
         console: None,
     })
@@ -147,12 +151,17 @@ impl RunningServer {
 
     /// Live session ids handed out for server `name` (what a SelGate would check against).
     pub fn sessions_in_use(&self, name: &str) -> u32 {
-        self.shared.routes.used(name)
+        self.state.routes.used(name)
     }
 
     /// The account a live session id was issued to.
     pub fn session_account(&self, session_id: i32) -> Option<String> {
-        self.shared.routes.ticket(session_id).map(|t| t.account)
+        self.state.routes.ticket(session_id).map(|t| t.account)
+    }
+
+    /// Accounts logged in right now.
+    pub fn online_accounts(&self) -> usize {
+        self.state.online.len()
     }
 
     /// The console's view of this LoginSrv (status, account endpoints), for
@@ -167,7 +176,7 @@ impl RunningServer {
     /// [`admin::install_metrics`] before [`start`] for `/metrics` to see
     /// every metric.
     pub async fn start_console(&mut self) -> anyhow::Result<Option<SocketAddr>> {
-        let admin_config = &self.shared.config.admin;
+        let admin_config = &self.state.config.admin;
         let Some(addr) = admin_config.addr()? else {
             return Ok(None);
         };
@@ -182,11 +191,6 @@ impl RunningServer {
         tracing::info!(admin = %bound, "LoginSrv console listening");
         self.console = Some(running);
         Ok(Some(bound))
-    }
-
-    /// Accounts logged in right now.
-    pub fn online_accounts(&self) -> usize {
-        self.shared.online.len()
     }
 
     /// Stop accepting, close every gate link, let in-flight messages finish
@@ -204,7 +208,7 @@ impl RunningServer {
         {
             tracing::warn!("LoginSrv shutdown: tasks still busy after {grace:?}");
         }
-        self.shared.store.close().await;
+        self.state.store.close().await;
         tracing::info!("LoginSrv stopped");
     }
 }

@@ -88,6 +88,12 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Polled once before anything starts so the handlers are installed: a
+        // signal while the server starts stops it in order.
+        let mut stop = std::pin::pin!(shutdown_signal());
+        if futures_poll_once(stop.as_mut()).await {
+            return ExitCode::SUCCESS;
+        }
         if !config.admin.listen.trim().is_empty() {
             // Before the server registers anything with the metrics facade.
             loginsrv::admin::install_metrics();
@@ -104,11 +110,17 @@ fn main() -> ExitCode {
             server.shutdown().await;
             return ExitCode::FAILURE;
         }
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("signal received, shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Polls `f` once; `true` when it finished.
+async fn futures_poll_once(f: std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> bool {
+    let mut f = f;
+    std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_ready())).await
 }
 
 async fn shutdown_signal() {

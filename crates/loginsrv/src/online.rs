@@ -1,7 +1,7 @@
 //! Accounts logged in right now, for duplicate-login detection.
 //!
 //! An account is "online" from a successful CM_IDPASSWORD until that client
-//! session closes on its gate (or is kicked by a newer login).
+//! client closes on its gate (or is kicked by a newer login).
 
 use std::collections::HashMap;
 
@@ -19,7 +19,7 @@ pub struct Holder {
     pub gate: GateLink,
     /// The gate's id for the client.
     pub client: u32,
-    /// Unique per client session in this process (gate ids repeat across gates).
+    /// The holding client's token (gate ids repeat across gates; tokens do not).
     pub token: u64,
 }
 
@@ -27,7 +27,7 @@ pub struct Holder {
 pub enum Claim {
     /// The caller now holds the account.
     Claimed,
-    /// Another session held it; it was removed and must be kicked.
+    /// Another client held it; it was removed and must be kicked.
     Evicted(Holder),
 }
 
@@ -39,10 +39,10 @@ pub struct Online {
 }
 
 impl Online {
-    /// Claim `key` for `holder`. If a different session holds it, that
-    /// session is evicted and nobody holds the account afterwards: the
+    /// Claim `key` for `holder`. If a different client holds it, that
+    /// client is evicted and nobody holds the account afterwards: the
     /// Delphi servers answer the new login "already logged in" and let the
-    /// player retry once the old session is gone.
+    /// player retry once the old client is gone.
     pub fn claim(&self, key: &str, holder: Holder) -> Claim {
         let mut map = self.map.lock();
         let claim = match map.get(key) {
@@ -59,12 +59,12 @@ impl Online {
         claim
     }
 
-    /// Whether session `token` still holds `key` (false once kicked).
+    /// Whether the client with `token` still holds `key` (false once kicked).
     pub fn holds(&self, key: &str, token: u64) -> bool {
         self.map.lock().get(key).is_some_and(|h| h.token == token)
     }
 
-    /// Drop `key` if session `token` holds it.
+    /// Drop `key` if the client with `token` holds it.
     pub fn release(&self, key: &str, token: u64) {
         let mut map = self.map.lock();
         if map.get(key).is_some_and(|h| h.token == token) {

@@ -49,17 +49,33 @@ macro_rules! on_pool {
     }};
 }
 
-/// What a login needs to know about an account.
+/// The stored secrets of an account.
 #[derive(Debug, Clone)]
 pub struct AccountAuth {
     /// Argon2id PHC string of the password.
     pub password_hash: String,
     /// Argon2id PHC string of the recovery answers, if any were given.
     pub recovery_hash: Option<String>,
-    /// Failures since the last success (for the reset-on-success write).
-    pub failed_logins: i64,
+}
+
+/// What an account looks like before any guess is claimed (a cheap read).
+#[derive(Debug, Clone)]
+pub struct AccountState {
+    /// Whether recovery answers were ever set.
+    pub has_recovery: bool,
     /// Unix time until which the account is locked.
     pub locked_until: i64,
+}
+
+/// Outcome of [`Store::claim_attempt`].
+#[derive(Debug, Clone)]
+pub enum Attempt {
+    /// The guess may be evaluated against these secrets.
+    Claimed(AccountAuth),
+    /// Locked, or all of this window's guesses are taken (and it is now locked).
+    Locked,
+    /// No account by that name.
+    NoAccount,
 }
 
 /// Profile fields kept from TUserEntry / TUserEntryAdd (never the password).
@@ -171,48 +187,89 @@ impl Store {
             .map(|r| r.rows_affected() == 1))
     }
 
-    /// Credentials and lock state of an account.
-    pub async fn auth(&self, key: &str) -> sqlx::Result<Option<AccountAuth>> {
-        let sql = "SELECT password_hash, recovery_hash, failed_logins, locked_until \
+    /// Lock state of an account, and whether it can be recovered; no secrets.
+    pub async fn state(&self, key: &str) -> sqlx::Result<Option<AccountState>> {
+        let sql = "SELECT recovery_hash IS NOT NULL AS has_recovery, locked_until \
                    FROM accounts WHERE account_key = $1";
         on_pool!(self, |p| {
             match sqlx::query(sql).bind(key).fetch_optional(p).await? {
                 None => Ok(None),
-                Some(row) => Ok(Some(AccountAuth {
-                    password_hash: row.try_get("password_hash")?,
-                    recovery_hash: row.try_get("recovery_hash")?,
-                    failed_logins: row.try_get("failed_logins")?,
+                Some(row) => Ok(Some(AccountState {
+                    has_recovery: row.try_get("has_recovery")?,
                     locked_until: row.try_get("locked_until")?,
                 })),
             }
         })
     }
 
-    /// Count one failed attempt; locks the account when the count reaches
-    /// `max_failures`. Returns the new `locked_until` (> now when locked).
-    pub async fn record_failure(
+    /// Claim one guess at the account's password or recovery answers, before it
+    /// is verified: the failure count is raised first (a success clears it again),
+    /// so however many guesses arrive at once, on however many LoginSrv instances
+    /// share the database, at most `max_failures` are ever evaluated before the
+    /// account locks. A guess beyond them locks the account at once (`lock_until`),
+    /// which also refuses a correct guess still being verified, and keeps an attempt
+    /// that never finished (a crash mid-hash) from wedging the account.
+    pub async fn claim_attempt(
+        &self,
+        key: &str,
+        max_failures: i64,
+        now: i64,
+        lock_until: i64,
+    ) -> sqlx::Result<Attempt> {
+        let claim = "UPDATE accounts SET failed_logins = failed_logins + 1 \
+                     WHERE account_key = $1 AND locked_until <= $2 AND failed_logins < $3 \
+                     RETURNING password_hash, recovery_hash";
+        let exhausted = "UPDATE accounts SET locked_until = $4, failed_logins = 0 \
+                         WHERE account_key = $1 AND locked_until <= $2 AND failed_logins >= $3";
+        on_pool!(self, |p| {
+            let row = sqlx::query(claim)
+                .bind(key)
+                .bind(now)
+                .bind(max_failures)
+                .fetch_optional(p)
+                .await?;
+            if let Some(row) = row {
+                return Ok(Attempt::Claimed(AccountAuth {
+                    password_hash: row.try_get("password_hash")?,
+                    recovery_hash: row.try_get("recovery_hash")?,
+                }));
+            }
+            sqlx::query(exhausted)
+                .bind(key)
+                .bind(now)
+                .bind(max_failures)
+                .bind(lock_until)
+                .execute(p)
+                .await?;
+            let exists = sqlx::query("SELECT 1 FROM accounts WHERE account_key = $1")
+                .bind(key)
+                .fetch_optional(p)
+                .await?;
+            Ok(if exists.is_some() {
+                Attempt::Locked
+            } else {
+                Attempt::NoAccount
+            })
+        })
+    }
+
+    /// A claimed guess was wrong: lock the account if its count is at the limit
+    /// (`true` if this call locked it).
+    pub async fn lock_if_exhausted(
         &self,
         key: &str,
         max_failures: i64,
         lock_until: i64,
-    ) -> sqlx::Result<i64> {
-        // Every SET expression reads the old row, in SQLite and PostgreSQL alike.
-        let sql = "UPDATE accounts SET \
-                   locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END, \
-                   failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END \
-                   WHERE account_key = $1 RETURNING locked_until";
-        on_pool!(self, |p| {
-            let row = sqlx::query(sql)
-                .bind(key)
-                .bind(max_failures)
-                .bind(lock_until)
-                .fetch_optional(p)
-                .await?;
-            match row {
-                Some(r) => r.try_get("locked_until"),
-                None => Ok(0),
-            }
-        })
+    ) -> sqlx::Result<bool> {
+        let sql = "UPDATE accounts SET locked_until = $3, failed_logins = 0 \
+                   WHERE account_key = $1 AND failed_logins >= $2";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(key)
+            .bind(max_failures)
+            .bind(lock_until)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected() == 1))
     }
 
     /// Lift a lockout and forget earlier failures; `false` when there is no such account.
@@ -225,27 +282,34 @@ impl Store {
             .map(|r| r.rows_affected() == 1))
     }
 
-    /// Forget earlier failures after a success.
-    pub async fn reset_failures(&self, key: &str) -> sqlx::Result<()> {
-        let sql = "UPDATE accounts SET failed_logins = 0 WHERE account_key = $1";
+    /// A claimed guess was right: clear the failure count, unless the account
+    /// locked while it was being verified (`false`: the success must be refused).
+    pub async fn confirm_success(&self, key: &str, now: i64) -> sqlx::Result<bool> {
+        let sql = "UPDATE accounts SET failed_logins = 0 \
+                   WHERE account_key = $1 AND locked_until <= $2";
         on_pool!(self, |p| sqlx::query(sql)
             .bind(key)
+            .bind(now)
             .execute(p)
             .await
-            .map(|_| ()))
+            .map(|r| r.rows_affected() == 1))
     }
 
-    /// Replace the password hash and clear failures.
+    /// Replace the password hash and clear failures, only if it is still
+    /// `expected` (the hash the request was verified against) and the account is
+    /// not locked: of simultaneous changes, exactly one wins. `false` otherwise.
     pub async fn set_password(
         &self,
         key: &str,
+        expected: &str,
         password_hash: &str,
         now: i64,
     ) -> sqlx::Result<bool> {
-        let sql = "UPDATE accounts SET password_hash = $2, failed_logins = 0, locked_until = 0, \
-                   updated_at = $3 WHERE account_key = $1";
+        let sql = "UPDATE accounts SET password_hash = $3, failed_logins = 0, updated_at = $4 \
+                   WHERE account_key = $1 AND password_hash = $2 AND locked_until <= $4";
         on_pool!(self, |p| sqlx::query(sql)
             .bind(key)
+            .bind(expected)
             .bind(password_hash)
             .bind(now)
             .execute(p)

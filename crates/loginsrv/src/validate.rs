@@ -1,6 +1,7 @@
 //! Validation of client-supplied account names, passwords and free text.
 
 use mir2_proto::text::gbk_encode;
+use unicode_normalization::UnicodeNormalization as _;
 
 use crate::config::MAX_PASSWORD_BYTES;
 
@@ -46,9 +47,16 @@ pub fn account(name: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// The lookup key: names compare ASCII-case-insensitively.
+/// The lookup key: the name in Unicode NFC, compared ASCII-case-insensitively.
+///
+/// NFC maps each CJK compatibility ideograph (U+F900..U+FAFF) with a canonical
+/// equivalent to its unified form, so `郎` typed as U+F92C and as U+90CE — the
+/// same character, drawn the same — name one account. NFC rather than NFKC:
+/// the only other characters names may hold are ASCII letters, digits and `_`,
+/// which neither form changes, and NFKC's extra folding (width, ligatures,
+/// circled digits) would merge characters that are not the same.
 pub fn account_key(name: &str) -> String {
-    name.to_ascii_lowercase()
+    name.nfc().collect::<String>().to_ascii_lowercase()
 }
 
 /// Passwords: `min..=10` GBK bytes, no control characters and no `/`
@@ -105,6 +113,9 @@ mod tests {
             assert_eq!(account(bad), Err(Invalid::Character), "{bad:?}");
         }
         assert_eq!(account_key("AdMin"), "admin");
+        // A compatibility ideograph and its unified form are one account.
+        assert_eq!(account_key("\u{F92C}a"), account_key("\u{90CE}A"));
+        assert_eq!(account_key("\u{F92C}"), "\u{90CE}");
     }
 
     #[test]

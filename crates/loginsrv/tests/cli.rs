@@ -43,6 +43,11 @@ fn bad_config_exits_2_naming_the_key() {
     for (body, key) in [
         ("[security]\nlockout_secs = 0\n", "security.lockout_secs"),
         ("allow_gates = [\"not-a-net\"]\n", "allow_gates"),
+        ("[ids]\nCM_IDPASSWORD = 2002\n", "ids.CM_IDPASSWORD"),
+        (
+            "[security]\nargon2_m_kib = 4294967295\n",
+            "security.argon2_m_kib",
+        ),
         (
             "[[servers]]\nname = \"x\"\nselgates = []\n",
             "servers[0].selgates",
@@ -60,6 +65,39 @@ fn bad_config_exits_2_naming_the_key() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn runtime_errors_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("loginsrv.toml");
+    std::fs::write(&cfg, "[security]\nargon2_m_kib = 8\nargon2_t = 1\n").unwrap();
+    // The database cannot be created: its directory does not exist.
+    let missing = dir.path().join("no-such-dir").join("accounts.db");
+    let out = loginsrv()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--listen", "127.0.0.1:0", "--database"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // The listen address is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = loginsrv()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--listen")
+        .arg(taken.local_addr().unwrap().to_string())
+        .arg("--database")
+        .arg(dir.path().join("accounts.db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("binding"),
+        "{out:?}"
+    );
 }
 
 /// Kills the child on drop so a failing test leaves no process behind.

@@ -216,7 +216,8 @@ fn a_non_loopback_console_without_token_exits_2_and_the_startup_line_names_it() 
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }
 
 /// The gate with its embedded LoginSrv: one console port serves the gate's

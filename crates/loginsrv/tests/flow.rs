@@ -33,6 +33,8 @@ both_backends!(
     get_back_password,
     update_user,
     persists_across_restart,
+    simultaneous_recoveries_one_wins,
+    look_alike_names_are_one_account,
 );
 
 async fn register_login_select(backend: Backend) {
@@ -207,7 +209,7 @@ async fn duplicate_login_kicks_the_first(backend: Backend) {
         0,
     );
 
-    // Same gate id on another gate: a different session.
+    // Same gate id on another gate: a different client.
     g2.open(7).await;
     assert_reply(
         &g2.login(7, &user, "pw1234").await,
@@ -215,7 +217,7 @@ async fn duplicate_login_kicks_the_first(backend: Backend) {
         code::ALREADY_ONLINE,
     );
     g1.kicked(7).await;
-    // The kicked session can no longer select a server.
+    // The kicked client can no longer select a server.
     assert_reply(&g1.select(7, "alpha").await, MsgKind::SmStartFail, 0);
     // The retry succeeds.
     assert_reply(
@@ -228,7 +230,7 @@ async fn duplicate_login_kicks_the_first(backend: Backend) {
         Some(MsgKind::SmSelectServerOk)
     );
 
-    // Closing the session frees the account.
+    // Closing the client frees the account.
     g2.close(7).await;
     g1.close(7).await;
     g1.open(8).await;
@@ -318,7 +320,11 @@ async fn get_back_password(backend: Backend) {
     let Some(db) = Db::new(backend).await else {
         return;
     };
-    let server = start(config(&db)).await;
+    let mut c = config(&db);
+    // The lock below must outlast the test (the default test lockout is 1 s,
+    // counted in whole seconds).
+    c.security.lockout_secs = 600;
+    let server = start(c).await;
     let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
     let user = db.account("lost");
     gate.open(1).await;
@@ -477,5 +483,92 @@ async fn persists_across_restart(backend: Backend) {
         MsgKind::SmNewIdFail,
         code::NEWID_EXISTS,
     );
+    server.shutdown().await;
+}
+
+/// Three clients recover the same account at once with the right answers:
+/// exactly one gets a new password (which works); the others are told the
+/// password changed meanwhile, instead of being handed passwords that never
+/// worked.
+async fn simultaneous_recoveries_one_wins(backend: Backend) {
+    use common::{ANSWER1, ANSWER2, BIRTHDAY, QUIZ1, QUIZ2};
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
+    let mut c = config(&db);
+    // One hash at a time, slow enough that all three are verified (against the
+    // same stored password) before any new password is hashed and stored.
+    c.security.argon2_m_kib = 16 * 1024;
+    c.security.argon2_t = 2;
+    c.security.max_concurrent_hashes = 1;
+    let server = start(c).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    let user = db.account("cas");
+    for id in 1..=3 {
+        gate.open(id).await;
+    }
+    assert_reply(
+        &gate.register(1, &user, "forgot").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    let ask = mir2_proto::text::gbk_encode(&format!(
+        "{user}\t{QUIZ1}\t{ANSWER1}\t{QUIZ2}\t{ANSWER2}\t{BIRTHDAY}"
+    ))
+    .unwrap();
+    // All three in one write: the LoginSrv reads them together and queues all
+    // three verifications for the one hash permit before any new password is
+    // hashed, however loaded the machine is.
+    let mut batch = bytes::BytesMut::new();
+    for id in 1..=3u8 {
+        let header =
+            mir2_proto::MsgHeader::new(common::IDS.id(MsgKind::CmGetBackPassword), 0, 0, 0, 0);
+        let mut msg = bytes::BytesMut::new();
+        mir2_proto::packet::write_client_packet(&mut msg, Some(id), &header, &[&ask]);
+        mir2_proto::link::write_data(Dialect::Delphi, &mut batch, u32::from(id), &msg);
+    }
+    gate.write(&batch).await;
+    let mut won = Vec::new();
+    for id in 1..=3 {
+        let r = gate.reply(id).await;
+        if r.kind() == Some(MsgKind::SmGetBackPasswdSuccess) {
+            won.push(r.body_text());
+        } else {
+            assert_reply(&r, MsgKind::SmGetBackPasswdFail, code::CONFLICT);
+        }
+    }
+    assert_eq!(won.len(), 1, "{backend:?}: {won:?}");
+    assert_reply(
+        &gate.login(1, &user, &won[0]).await,
+        MsgKind::SmPassOkSelectServer,
+        0,
+    );
+    server.shutdown().await;
+}
+
+/// U+F92C (a CJK compatibility ideograph) and U+90CE (its unified form) are
+/// the same character: one account, whichever is typed.
+async fn look_alike_names_are_one_account(backend: Backend) {
+    let Some(db) = Db::new(backend).await else {
+        return;
+    };
+    let server = start(config(&db)).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    let compat = db.account("\u{F92C}");
+    let unified = db.account("\u{90CE}");
+    gate.open(1).await;
+    assert_reply(
+        &gate.register(1, &compat, "pw1234").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    assert_reply(
+        &gate.register(1, &unified, "other1").await,
+        MsgKind::SmNewIdFail,
+        code::NEWID_EXISTS,
+    );
+    let body = mir2_proto::text::gbk_encode(&format!("{unified}/pw1234")).unwrap();
+    gate.send(1, MsgKind::CmIdPassword, 0, &[&body]).await;
+    assert_reply(&gate.reply(1).await, MsgKind::SmPassOkSelectServer, 0);
     server.shutdown().await;
 }

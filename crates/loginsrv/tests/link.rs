@@ -101,7 +101,7 @@ async fn old_client_versions_are_refused() {
     gate.open(1).await;
     gate.send(1, MsgKind::CmProtocol, 20_190_101, &[]).await;
     assert_reply(&gate.reply(1).await, MsgKind::SmCertificationFail, 0);
-    // Refused sessions get no service; CM_PROTOCOL again with a good build reopens it.
+    // Refused clients get no service; CM_PROTOCOL again with a good build reopens it.
     gate.send(1, MsgKind::CmIdPassword, 0, &[b"someone/pw"])
         .await;
     gate.send(1, MsgKind::CmProtocol, 20_200_101, &[]).await;
@@ -175,10 +175,10 @@ async fn oversize_frame_drops_only_that_link() {
 async fn per_client_order_and_cross_client_concurrency() {
     let db = db().await;
     let mut c = config(&db);
-    // A cost that takes a visible while (especially in debug builds).
+    // A cost that takes a visible while (tens of milliseconds).
     c.security = SecurityConfig {
-        argon2_m_kib: 16 * 1024,
-        argon2_t: 2,
+        argon2_m_kib: 32 * 1024,
+        argon2_t: 3,
         ..SecurityConfig::default()
     };
     let server = start(c).await;
@@ -192,11 +192,26 @@ async fn per_client_order_and_cross_client_concurrency() {
         0,
     );
     // Client 1 pipelines a (slow) login and a selection; client 2 asks something cheap.
+    // All three in one write, so client 2's message arrives while client 1's
+    // hash is running however loaded the machine is.
     let body = format!("{user}/pw1234");
-    gate.send(1, MsgKind::CmIdPassword, 0, &[body.as_bytes()])
-        .await;
-    gate.send(1, MsgKind::CmSelectServer, 0, &[b"alpha"]).await;
-    gate.send(2, MsgKind::CmProtocol, 20_020_522, &[]).await;
+    let mut batch = bytes::BytesMut::new();
+    for (seq, (id, kind, recog, part)) in [
+        (1, MsgKind::CmIdPassword, 0, body.as_bytes()),
+        (1, MsgKind::CmSelectServer, 0, &b"alpha"[..]),
+        (2, MsgKind::CmProtocol, 20_020_522, &b""[..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let header = mir2_proto::MsgHeader::new(common::IDS.id(kind), recog, 0, 0, 0);
+        let mut msg = bytes::BytesMut::new();
+        let parts: &[&[u8]] = if part.is_empty() { &[] } else { &[part] };
+        let seq = u8::try_from(seq + 1).unwrap();
+        mir2_proto::packet::write_client_packet(&mut msg, Some(seq), &header, parts);
+        mir2_proto::link::write_data(Dialect::Delphi, &mut batch, id, &msg);
+    }
+    gate.write(&batch).await;
     // The first data frame back is client 2's: the hash did not hold it up.
     let first = gate.frame(|f| matches!(f, ServerFrame::Data { .. })).await;
     assert!(
@@ -264,7 +279,7 @@ async fn session_ids_expire_and_free_capacity() {
 }
 
 #[tokio::test]
-async fn sessions_beyond_max_clients_per_gate_are_kicked() {
+async fn clients_beyond_max_clients_per_gate_are_kicked() {
     let db = db().await;
     let mut c = config(&db);
     c.max_clients_per_gate = 2;
@@ -311,7 +326,7 @@ async fn random_frames_never_break_the_link() {
             .map(|_| alphabet[rng.random_range(0..alphabet.len())])
             .collect();
         if rng.random_bool(0.5) {
-            // As client 1's data, so session parsing sees it too.
+            // As client 1's data, so client parsing sees it too.
             let mut frame = b"%A1/".to_vec();
             frame.extend(junk.iter().filter(|&&b| b != b'$' && b != b'%'));
             frame.push(b'$');

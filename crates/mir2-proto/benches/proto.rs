@@ -170,7 +170,22 @@ fn bench_link_framer(c: &mut Criterion) {
                 let mut framer = LinkFramer::new(16 * 1024);
                 let mut n = 0usize;
                 while let Some(f) = framer.next_frame(&mut buf).unwrap() {
-                    let (frame, _) = link::parse_gate_frame(f).unwrap();
+                    let (frame, _) = link::detect_gate_frame(f).unwrap();
+                    n += matches!(frame, link::GateFrame::Data { .. }) as usize;
+                }
+                black_box(n)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("frames_and_parse_table", |b| {
+        b.iter_batched(
+            || BytesMut::from(&stream[..]),
+            |mut buf| {
+                let mut framer = LinkFramer::new(16 * 1024);
+                let mut n = 0usize;
+                while let Some(f) = framer.next_frame(&mut buf).unwrap() {
+                    let frame = link::parse_gate_frame(Dialect::Delphi, f).unwrap();
                     n += matches!(frame, link::GateFrame::Data { .. }) as usize;
                 }
                 black_box(n)
@@ -181,5 +196,43 @@ fn bench_link_framer(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_codec, bench_client_framer, bench_link_framer);
+/// The gate's side of the link: encoding every client message and open frame of about
+/// 1 MiB of traffic into one reused buffer.
+fn bench_link_writer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("link_writer");
+    let msgs = login_messages();
+    let per_round: usize = msgs.iter().map(|m| m.len()).sum();
+    let rounds = (1 << 20) / per_round;
+    g.throughput(Throughput::Bytes((rounds * per_round) as u64));
+    let mut out = BytesMut::with_capacity(2 << 20);
+    g.bench_function("data_and_open", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut id = 1u32;
+            for _ in 0..rounds {
+                for m in &msgs {
+                    link::write_data(Dialect::Delphi, &mut out, id, m);
+                    id = id.wrapping_add(7919);
+                }
+                link::write_open(
+                    Dialect::Delphi,
+                    &mut out,
+                    id,
+                    IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                );
+            }
+            black_box(out.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_codec,
+    bench_client_framer,
+    bench_link_framer,
+    bench_link_writer
+);
 criterion_main!(benches);

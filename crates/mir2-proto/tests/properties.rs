@@ -1,12 +1,15 @@
 //! Property tests: codec and header roundtrips, framer totality and split invariance,
-//! link frames roundtripping through writer, framer and parser in every dialect.
+//! link frames roundtripping through writer, framer and parser in every preset and in
+//! random valid frame tables.
 #![allow(clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bytes::{Bytes, BytesMut};
 use mir2_proto::client_framer::{ClientFrameError, ClientFramer};
-use mir2_proto::link::{self, Dialect, GateFrame, LinkError, LinkFramer, ServerFrame};
+use mir2_proto::link::{
+    self, BlockLetter, Dialect, Frames, GateFrame, LinkError, LinkFramer, ServerFrame,
+};
 use mir2_proto::records::{UserEntry, UserEntryAdd};
 use mir2_proto::{codec, packet, MsgHeader, Packet};
 use proptest::prelude::*;
@@ -138,11 +141,29 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
 }
 
 fn dialect() -> impl Strategy<Value = Dialect> {
-    prop_oneof![
-        Just(Dialect::Wemade),
-        Just(Dialect::Delphi),
-        Just(Dialect::HappyM2)
-    ]
+    proptest::sample::select(Dialect::ALL.to_vec())
+}
+
+/// Any table `Frames::check` accepts: three distinct ASCII letters, any fields.
+fn frame_table() -> impl Strategy<Value = Frames> {
+    let letters: Vec<u8> = (b'A'..=b'Z').chain(b'a'..=b'z').collect();
+    (
+        proptest::sample::subsequence(letters, 3).prop_shuffle(),
+        any::<(bool, bool, bool, bool)>(),
+    )
+        .prop_map(|(l, (gate_ip, nul, blocks, t))| {
+            let f = Frames {
+                open: l[0],
+                data: l[1],
+                close: l[2],
+                open_gate_ip: gate_ip,
+                nul_after_reply: nul,
+                block_frames: blocks,
+                temporary_block: if t { BlockLetter::T } else { BlockLetter::B },
+            };
+            assert!(f.check().is_ok(), "{f:?}");
+            f
+        })
 }
 
 /// Bytes that may sit between link frames: anything but `%`.
@@ -153,10 +174,10 @@ fn junk() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
-/// What a gate frame looks like after writing in `d` and parsing back.
-fn gate_expected(d: Dialect, f: &GateFrame) -> GateFrame {
-    match (d, f) {
-        (Dialect::Wemade, GateFrame::Open { id, client_ip, .. }) => GateFrame::Open {
+/// What a gate frame looks like after writing with table `t` and parsing back.
+fn gate_expected(t: &Frames, f: &GateFrame) -> GateFrame {
+    match (t.open_gate_ip, f) {
+        (false, GateFrame::Open { id, client_ip, .. }) => GateFrame::Open {
             id: *id,
             client_ip: *client_ip,
             gate_ip: None,
@@ -183,12 +204,29 @@ fn gate_expected(d: Dialect, f: &GateFrame) -> GateFrame {
     }
 }
 
-fn server_expected(d: Dialect, f: &ServerFrame) -> ServerFrame {
-    match (d, f) {
-        (Dialect::HappyM2, _) => f.clone(),
-        (_, ServerFrame::Block { id, .. }) => ServerFrame::Kick { id: *id },
+fn server_expected(t: &Frames, f: &ServerFrame) -> ServerFrame {
+    match (t.block_frames, f) {
+        (false, ServerFrame::Block { id, .. }) => ServerFrame::Kick { id: *id },
         _ => f.clone(),
     }
+}
+
+/// Writes `frames` with `write`, junk between them, and frames the stream in `cuts`.
+fn link_stream<F>(
+    frames: &[(F, Vec<u8>)],
+    cuts: &[usize],
+    mut write: impl FnMut(&F, &mut BytesMut),
+) -> Vec<Bytes> {
+    let mut stream = BytesMut::new();
+    for (f, j) in frames {
+        write(f, &mut stream);
+        stream.extend_from_slice(j);
+    }
+    let mut framer = LinkFramer::new(4096);
+    let (bodies, err, _) = run_chunked(&stream, cuts, |b| framer.next_frame(b));
+    assert!(err.is_none());
+    assert_eq!(bodies.len(), frames.len());
+    bodies
 }
 
 fn assert_valid_message(m: &[u8]) {
@@ -304,18 +342,13 @@ proptest! {
     #[test]
     fn gate_frames_roundtrip(d in dialect(), frames in proptest::collection::vec((gate_frame(), junk()), 0..10),
                              cuts in cuts()) {
-        let mut stream = BytesMut::new();
-        for (f, j) in &frames {
-            link::write_gate_frame(d, f, &mut stream);
-            stream.extend_from_slice(j);
-        }
-        let mut framer = LinkFramer::new(4096);
-        let (bodies, err, _) = run_chunked(&stream, &cuts, |b| framer.next_frame(b));
-        prop_assert!(err.is_none());
-        prop_assert_eq!(bodies.len(), frames.len());
+        let bodies = link_stream(&frames, &cuts, |f, b| link::write_gate_frame(d, f, b));
         for (body, (f, _)) in bodies.into_iter().zip(&frames) {
-            let (parsed, seen) = link::parse_gate_frame(body).unwrap();
-            prop_assert_eq!(parsed, gate_expected(d, f));
+            let expected = gate_expected(d.frames(), f);
+            prop_assert_eq!(link::parse_gate_frame(d, body.clone()).unwrap(), expected.clone());
+            // A LoginSrv that detects the preset reads the same events.
+            let (parsed, seen) = link::detect_gate_frame(body).unwrap();
+            prop_assert_eq!(parsed, expected);
             if let Some(seen) = seen {
                 prop_assert_eq!(seen, d, "a revealed dialect is the writer's");
             }
@@ -325,17 +358,26 @@ proptest! {
     #[test]
     fn server_frames_roundtrip(d in dialect(), frames in proptest::collection::vec((server_frame(), junk()), 0..10),
                                cuts in cuts()) {
-        let mut stream = BytesMut::new();
-        for (f, j) in &frames {
-            link::write_server_frame(d, f, &mut stream);
-            stream.extend_from_slice(j);
-        }
-        let mut framer = LinkFramer::new(4096);
-        let (bodies, err, _) = run_chunked(&stream, &cuts, |b| framer.next_frame(b));
-        prop_assert!(err.is_none());
-        prop_assert_eq!(bodies.len(), frames.len());
+        let bodies = link_stream(&frames, &cuts, |f, b| link::write_server_frame(d, f, b));
         for (body, (f, _)) in bodies.into_iter().zip(&frames) {
-            prop_assert_eq!(link::parse_server_frame(body).unwrap(), server_expected(d, f));
+            prop_assert_eq!(link::parse_server_frame(d, body).unwrap(), server_expected(d.frames(), f));
+        }
+    }
+
+    #[test]
+    fn custom_tables_roundtrip_both_ways(
+        t in frame_table(),
+        gate in proptest::collection::vec((gate_frame(), junk()), 0..10),
+        server in proptest::collection::vec((server_frame(), junk()), 0..10),
+        cuts in cuts(),
+    ) {
+        let bodies = link_stream(&gate, &cuts, |f, b| link::write_gate_frame(t, f, b));
+        for (body, (f, _)) in bodies.into_iter().zip(&gate) {
+            prop_assert_eq!(link::parse_gate_frame(t, body).unwrap(), gate_expected(&t, f));
+        }
+        let bodies = link_stream(&server, &cuts, |f, b| link::write_server_frame(t, f, b));
+        for (body, (f, _)) in bodies.into_iter().zip(&server) {
+            prop_assert_eq!(link::parse_server_frame(t, body).unwrap(), server_expected(&t, f));
         }
     }
 
@@ -360,8 +402,11 @@ proptest! {
             prop_assert!(body.len() + 2 <= max);
             prop_assert!(!body.contains(&b'%') && !body.contains(&b'$'));
             // The parsers are total on whatever the framer yields.
-            let _ = link::parse_server_frame(body.clone());
-            let _ = link::parse_gate_frame(body);
+            for d in Dialect::ALL {
+                let _ = link::parse_server_frame(d, body.clone());
+                let _ = link::parse_gate_frame(d, body.clone());
+            }
+            let _ = link::detect_gate_frame(body);
         }
         if let Some(e) = one_err {
             prop_assert_eq!(e, LinkError::TooLong { max });

@@ -6,6 +6,7 @@ use console::prometheus::{Described, Kind};
 use crate::blocklist::{METRIC_ENTRIES, METRIC_RELOADS};
 use crate::dispatch::{METRIC_BLOCKS, METRIC_KICKS};
 use crate::link::metric as link;
+use crate::role::ROLE_METRIC;
 
 /// Console refusals for a wrong or missing token.
 pub const UNAUTHORIZED: &str = "gate_admin_unauthorized_total";
@@ -52,6 +53,7 @@ pub const GATE: &[Described] = &[
     d(METRIC_BLOCKS, Counter, "kind", "IP blocks ordered by the LoginSrv (temporary, permanent)."),
     d(METRIC_RELOADS, Counter, "outcome", "Block list file loads (ok, bad_line, unreadable)."),
     d(METRIC_ENTRIES, Gauge, "", "Entries in force from the block list file."),
+    d(ROLE_METRIC, Gauge, "role", "1, labelled with what the gate fronts: login (a LoginSrv) or selgate (a DBServer)."),
     d(UNAUTHORIZED, Counter, "", "Console requests refused for a wrong or missing token."),
     d(CONNECTIONS_REFUSED, Counter, "", "Console connections closed at accept (64 already open)."),
     d(ACTIONS, Counter, "action", "State changes made through the console (kick, block, unblock, reload)."),

@@ -48,6 +48,8 @@ pub struct GateView {
     pub server_addr: SocketAddr,
     /// Whether the LoginSrv runs in-process.
     pub embedded: bool,
+    /// `server.dialect`, as configured.
+    pub dialect: String,
     /// `gate.max_connections`.
     pub max_connections: usize,
     /// The link (state, counters, history).

@@ -249,7 +249,7 @@ impl GateView {
             },
             link: LinkStatus {
                 server: self.server_addr.to_string(),
-                dialect: self.link.dialect().to_string(),
+                dialect: self.dialect.clone(),
                 embedded: self.embedded,
                 up: self.link.is_up(),
                 since_secs,

@@ -11,7 +11,7 @@
 //! - [`history`]: up/down changes and the heartbeat round trip, for the console.
 //!
 //! Nothing here is global: a gate with several LoginSrvs runs one [`Link`]
-//! and one [`run`] per backend, each with its own address, dialect,
+//! and one [`run`] per backend, each with its own address, frame table,
 //! heartbeat, generations and counters.
 //!
 //! Sessions never touch the socket. They append encoded frames to one shared
@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mir2_proto::link::{self as wire, Dialect};
+use mir2_proto::link::{self as wire, Frames};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -108,8 +108,8 @@ pub struct Link {
 
 /// Everything one link's sessions and its task share.
 struct LinkState {
-    /// Dialect every frame of this link is written in.
-    dialect: Dialect,
+    /// The frame table every frame of this link is written and read with.
+    frames: Frames,
     /// Bound on pending bytes for open and data frames.
     max_pending: usize,
     /// Frames waiting for the writer, and the generation they belong to.
@@ -134,11 +134,12 @@ struct PendingFrames {
 }
 
 impl Link {
-    /// A link handle, down until [`run`] connects it.
-    pub fn new(dialect: Dialect, max_pending: usize) -> Self {
+    /// A link handle writing `frames` (a [`mir2_proto::Dialect`] or a table),
+    /// down until [`run`] connects it.
+    pub fn new(frames: impl AsRef<Frames>, max_pending: usize) -> Self {
         Link {
             state: Arc::new(LinkState {
-                dialect,
+                frames: *frames.as_ref(),
                 max_pending,
                 pending: Mutex::new(PendingFrames {
                     buf: BytesMut::with_capacity(writer::BATCH_START_BYTES),
@@ -152,9 +153,9 @@ impl Link {
         }
     }
 
-    /// The dialect in use.
-    pub fn dialect(&self) -> Dialect {
-        self.state.dialect
+    /// The frame table in use.
+    pub fn frames(&self) -> &Frames {
+        &self.state.frames
     }
 
     /// Whether the link is connected right now.
@@ -178,8 +179,8 @@ impl Link {
         if p.buf.len() >= self.state.max_pending {
             return Err(PushError::Busy);
         }
-        self.append(&mut p, |d, buf| {
-            wire::write_open(d, buf, id, client_ip, gate_ip)
+        self.append(&mut p, |f, buf| {
+            wire::write_open(f, buf, id, client_ip, gate_ip)
         });
         Ok(generation)
     }
@@ -194,7 +195,7 @@ impl Link {
         if p.buf.len() + data.len() + 16 > self.state.max_pending {
             return Err(PushError::Busy);
         }
-        self.append(&mut p, |d, buf| wire::write_data(d, buf, id, data));
+        self.append(&mut p, |f, buf| wire::write_data(f, buf, id, data));
         Ok(())
     }
 
@@ -205,7 +206,7 @@ impl Link {
         if p.generation != Some(generation) {
             return false;
         }
-        self.append(&mut p, |d, buf| wire::write_close(d, buf, id));
+        self.append(&mut p, |f, buf| wire::write_close(f, buf, id));
         true
     }
 
@@ -228,9 +229,9 @@ impl Link {
         &self.state.counters
     }
 
-    fn append(&self, p: &mut PendingFrames, write: impl FnOnce(Dialect, &mut BytesMut)) {
+    fn append(&self, p: &mut PendingFrames, write: impl FnOnce(&Frames, &mut BytesMut)) {
         let was_empty = p.buf.is_empty();
-        write(self.state.dialect, &mut p.buf);
+        write(&self.state.frames, &mut p.buf);
         p.frames += 1;
         if was_empty {
             self.state.wake.notify_one();
@@ -241,7 +242,7 @@ impl Link {
     fn heartbeat(&self, generation: Generation) {
         let mut p = self.state.pending.lock();
         if p.generation == Some(generation) {
-            self.append(&mut p, wire::write_heartbeat);
+            self.append(&mut p, |f, buf| wire::write_heartbeat(f, buf));
             self.counters().add(Count::Heartbeats, 1);
         }
     }
@@ -276,6 +277,7 @@ impl Link {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use mir2_proto::link::Dialect;
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 

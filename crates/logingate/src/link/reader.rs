@@ -136,7 +136,7 @@ pub(super) async fn read_loop(
 
 /// Act on one server frame; `true` when it was a heartbeat reply.
 fn on_frame(link: &Link, dispatch: &dyn Dispatch, logs: &ReaderLogs, body: Bytes) -> bool {
-    let frame = match wire::parse_server_frame(body) {
+    let frame = match wire::parse_server_frame(link.frames(), body) {
         Ok(f) => f,
         Err(e) => {
             parse_error(link, logs, &e);

@@ -178,10 +178,10 @@ impl SrvConn {
     }
 }
 
-/// The id of an open frame `%O<id>/…$` or `%N<id>/…$`.
+/// The id of an open frame `%O<id>/…$`, `%N<id>/…$` or `%L<id>/…$`.
 pub fn open_id(frame: &str) -> u32 {
     assert!(
-        frame.starts_with("%O") || frame.starts_with("%N"),
+        ["%O", "%N", "%L"].iter().any(|p| frame.starts_with(p)),
         "not an open frame: {frame:?}"
     );
     let rest = &frame[2..];

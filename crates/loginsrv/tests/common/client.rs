@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use mir2_proto::ids::{IdTable, MsgKind};
+use mir2_proto::ids::MsgKind;
 use mir2_proto::packet::{write_client_packet, Packet};
 use mir2_proto::{ClientFramer, MsgHeader};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use super::{user_records, Reply, REPLY_TIMEOUT};
+use super::{user_records, Reply, IDS, REPLY_TIMEOUT};
 
 pub struct Client {
     stream: TcpStream,
@@ -32,7 +32,7 @@ impl Client {
     pub async fn send(&mut self, kind: MsgKind, recog: i32, parts: &[&[u8]]) {
         self.seq = self.seq % 9 + 1;
         let mut out = BytesMut::new();
-        let header = MsgHeader::new(IdTable::delphi().id(kind), recog, 0, 0, 0);
+        let header = MsgHeader::new(IDS.id(kind), recog, 0, 0, 0);
         write_client_packet(&mut out, Some(self.seq), &header, parts);
         self.stream.write_all(&out).await.expect("write to gate");
     }

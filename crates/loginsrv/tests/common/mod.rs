@@ -18,6 +18,9 @@ use rand::Rng as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+/// The Delphi message ids every test client speaks.
+pub static IDS: std::sync::LazyLock<IdTable> = std::sync::LazyLock::new(IdTable::delphi);
+
 /// How long a test waits for any one reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -162,7 +165,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn kind(&self) -> Option<MsgKind> {
-        IdTable::delphi().kind(self.header.ident)
+        IDS.kind(self.header.ident)
     }
     pub fn body_text(&self) -> String {
         mir2_proto::text::gbk_decode(&self.body).expect("GBK body")
@@ -228,7 +231,7 @@ impl Gate {
     /// Send one client message (`#d<hdr><body parts>!`) for client `id`.
     pub async fn send(&mut self, id: u32, kind: MsgKind, recog: i32, parts: &[&[u8]]) {
         self.seq = self.seq.wrapping_add(1);
-        let header = MsgHeader::new(IdTable::delphi().id(kind), recog, 0, 0, 0);
+        let header = MsgHeader::new(IDS.id(kind), recog, 0, 0, 0);
         let mut msg = BytesMut::new();
         write_client_packet(&mut msg, Some(self.seq), &header, parts);
         self.send_raw(id, &msg).await;
@@ -277,7 +280,7 @@ impl Gate {
                 .next_frame(&mut self.buf)
                 .expect("well-formed link")
             {
-                let f = link::parse_server_frame(body).expect("server frame parses");
+                let f = link::parse_server_frame(self.dialect, body).expect("server frame parses");
                 if want(&f) {
                     return f;
                 }

@@ -133,17 +133,17 @@ async fn serve_link(
                     continue;
                 }
             };
-            match link::parse_gate_frame(body) {
-                Ok((GateFrame::Data { id, data: msg }, _)) => {
+            match link::parse_gate_frame(dialect, body) {
+                Ok(GateFrame::Data { id, data: msg }) => {
                     link::write_reply(dialect, &mut out, id, &msg);
                     data += 1;
                 }
-                Ok((GateFrame::Heartbeat, _)) => {
+                Ok(GateFrame::Heartbeat) => {
                     link::write_heartbeat_reply(dialect, &mut out);
                     heartbeats += 1;
                 }
-                Ok((GateFrame::Open { .. }, _)) => opens += 1,
-                Ok((GateFrame::Close { .. }, _)) => closes += 1,
+                Ok(GateFrame::Open { .. }) => opens += 1,
+                Ok(GateFrame::Close { .. }) => closes += 1,
                 Err(_) => bad += 1,
             }
         }

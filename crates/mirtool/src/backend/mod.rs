@@ -39,7 +39,8 @@ pub struct Args {
     /// Address to listen on; `127.0.0.1:0` picks a free port (printed as `listening on ADDR`).
     #[arg(long, default_value = "127.0.0.1:5500")]
     listen: SocketAddr,
-    /// Link dialect for `gate-echo` (wemade, delphi, happym2).
+    /// Link dialect for `gate-echo` (wemade, delphi, happym2, ldx): the frames it
+    /// parses and writes.
     #[arg(long, default_value = "wemade")]
     dialect: Dialect,
     /// Runtime worker threads; 1 runs a current-thread runtime (the default: the

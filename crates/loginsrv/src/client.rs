@@ -1,5 +1,5 @@
-//! One client session (one gate id on one gate link): its task, framing,
-//! dispatch and replies. The message logic lives in `handlers`.
+//! One client of a gate (one gate id on one gate link): its task, framing,
+//! and replies. What each message means and does lives in `handlers`.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -7,15 +7,18 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use mir2_proto::ids::MsgKind;
+use mir2_proto::link::ServerFrame;
 use mir2_proto::packet::{write_server_packet, Packet};
 use mir2_proto::{ClientFramer, MsgHeader};
 use tokio::sync::mpsc;
 
-use crate::gate::{GateLink, Outbound};
+use crate::gate::GateLink;
+use crate::handlers::Command;
 use crate::reject::reject;
-use crate::Shared;
+use crate::ServerState;
 
 /// A reply to send: message kind, recog, series and plain (not yet 6-bit) body.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Reply {
     /// Which message (mapped to the client build's id).
     pub kind: MsgKind,
@@ -39,17 +42,17 @@ impl Reply {
     }
 }
 
-/// State of one client session.
+/// State of one client.
 pub(crate) struct Client {
     /// Server-wide state.
-    pub shared: Arc<Shared>,
+    pub server: Arc<ServerState>,
     /// The gate this client is on.
     pub gate: GateLink,
     /// The gate's id for this client.
     pub id: u32,
-    /// Client address as reported by the gate (for logs).
+    /// Client address as reported by the gate (for logs and the per-IP hash budget).
     pub ip: IpAddr,
-    /// Unique in this process; tells this session from a later one with the same gate id.
+    /// Unique in this process; tells this client from a later one with the same gate id.
     pub token: u64,
     /// Account key after a successful CM_IDPASSWORD (until kicked or closed).
     pub account: Option<String>,
@@ -62,12 +65,12 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// A session for gate id `id`.
-    pub fn new(shared: Arc<Shared>, gate: GateLink, id: u32, ip: IpAddr) -> Client {
-        let token = shared.next_token.fetch_add(1, Ordering::Relaxed);
-        let framer = ClientFramer::new(shared.config.max_client_message_bytes);
+    /// The client with gate id `id`.
+    pub fn new(server: Arc<ServerState>, gate: GateLink, id: u32, ip: IpAddr) -> Client {
+        let token = server.next_client_token.fetch_add(1, Ordering::Relaxed);
+        let framer = ClientFramer::new(server.config.max_client_message_bytes);
         Client {
-            shared,
+            server,
             gate,
             id,
             ip,
@@ -93,14 +96,14 @@ impl Client {
                         // A framer error ends its stream: start afresh at the next '#'.
                         self.pending.clear();
                         self.framer =
-                            ClientFramer::new(self.shared.config.max_client_message_bytes);
+                            ClientFramer::new(self.server.config.max_client_message_bytes);
                         break;
                     }
                 }
             }
         }
         if let Some(key) = self.account.take() {
-            self.shared.online.release(&key, self.token);
+            self.server.online.release(&key, self.token);
         }
         metrics::gauge!("loginsrv_clients").decrement(1.0);
     }
@@ -110,6 +113,13 @@ impl Client {
         format!("gate {} client {} ({})", self.gate.peer(), self.id, self.ip)
     }
 
+    /// Count and log a failed database (or hasher) operation.
+    pub fn db_error(&self, what: &str, e: &dyn std::fmt::Display) {
+        metrics::counter!("loginsrv_db_errors_total").increment(1);
+        tracing::error!(error = %e, "{}: {what} failed", self.who());
+    }
+
+    /// One whole `#…!` message: read it, carry it out, answer it.
     async fn message(&mut self, frame: Bytes) {
         let packet = match Packet::parse(frame) {
             Ok(p) => p,
@@ -119,7 +129,7 @@ impl Client {
             }
         };
         let ident = packet.header.ident;
-        let Some(kind) = self.shared.ids.kind(ident) else {
+        let Some(kind) = self.server.ids.kind(ident) else {
             reject(
                 "unknown_ident",
                 format_args!("{}: ident {ident}", self.who()),
@@ -134,20 +144,14 @@ impl Client {
             return;
         }
         metrics::counter!("loginsrv_messages_total", "kind" => kind.name()).increment(1);
-        let reply = match kind {
-            MsgKind::CmProtocol => Some(self.protocol(packet.header.recog)),
-            MsgKind::CmIdPassword => Some(self.id_password(&packet).await),
-            MsgKind::CmAddNewUser => Some(self.add_new_user(&packet).await),
-            MsgKind::CmChangePassword => Some(self.change_password(&packet).await),
-            MsgKind::CmUpdateUser => Some(self.update_user(&packet).await),
-            MsgKind::CmSelectServer => Some(self.select_server(&packet)),
-            MsgKind::CmGetBackPassword => Some(self.get_back_password(&packet).await),
-            other => {
+        let reply = match Command::parse(kind, &packet, &self.server.config) {
+            Ok(command) => Some(command.apply(self).await),
+            Err(refused) => {
                 reject(
-                    "unexpected_ident",
-                    format_args!("{}: {}", self.who(), other.name()),
+                    refused.why.reason,
+                    format_args!("{} {}: {}", self.who(), kind.name(), refused.why.detail),
                 );
-                None
+                refused.reply
             }
         };
         if let Some(reply) = reply {
@@ -157,7 +161,7 @@ impl Client {
 
     /// Encode and queue a reply to this client.
     pub async fn send(&self, r: Reply) {
-        let header = MsgHeader::new(self.shared.ids.id(r.kind), r.recog, 0, 0, r.series);
+        let header = MsgHeader::new(self.server.ids.id(r.kind), r.recog, 0, 0, r.series);
         let mut out = BytesMut::with_capacity(MsgHeader::ENCODED_LEN + 2 + r.body.len() * 2);
         if r.body.is_empty() {
             write_server_packet(&mut out, &header, &[]);
@@ -165,7 +169,7 @@ impl Client {
             write_server_packet(&mut out, &header, &[&r.body]);
         }
         self.gate
-            .send(Outbound::Reply {
+            .send(ServerFrame::Data {
                 id: self.id,
                 data: out.freeze(),
             })

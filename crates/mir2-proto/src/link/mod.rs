@@ -1,4 +1,10 @@
-//! The `%…$` text link between a gate and the LoginSrv, in its three dialects (PROTOCOL.md §4).
+//! The `%…$` text link between a gate and the LoginSrv (PROTOCOL.md §4, §8).
+//!
+//! Every writer and parser takes the build's [`Frames`] table: a [`Dialect`] (a
+//! preset, `impl AsRef<Frames>`) or a table of its own (`&Frames`). The table is
+//! read per frame, so a custom table costs what a preset does.
+
+mod frames;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -8,9 +14,11 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::codec::ByteDisplay;
 
-/// Which family of servers the link talks to. There is no default: each
-/// application chooses its own (the gate's config, the LoginSrv's fallback
-/// before a gate's first frame shows its dialect).
+pub use frames::{BlockLetter, FrameOverrides, Frames, FramesError};
+
+/// Which family of servers the link talks to: the name of a [`Frames`] preset.
+/// There is no default: each application chooses its own (the gate's config,
+/// the LoginSrv's fallback before a gate's first frame shows its dialect).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
@@ -24,11 +32,18 @@ pub enum Dialect {
     Delphi,
     /// HappyM2: `%N…`, `%C…`, `%D…`, plus block frames.
     HappyM2,
+    /// The Delphi LoginSrv build with `%L…` (gate IP included), `%D…`, `%X…`.
+    Ldx,
 }
 
 impl Dialect {
     /// Every dialect.
-    pub const ALL: [Dialect; 3] = [Dialect::Wemade, Dialect::Delphi, Dialect::HappyM2];
+    pub const ALL: [Dialect; 4] = [
+        Dialect::Wemade,
+        Dialect::Delphi,
+        Dialect::HappyM2,
+        Dialect::Ldx,
+    ];
 
     /// The config/CLI spelling.
     pub fn as_str(self) -> &'static str {
@@ -36,6 +51,17 @@ impl Dialect {
             Dialect::Wemade => "wemade",
             Dialect::Delphi => "delphi",
             Dialect::HappyM2 => "happym2",
+            Dialect::Ldx => "ldx",
+        }
+    }
+
+    /// This build's frame table.
+    pub fn frames(self) -> &'static Frames {
+        match self {
+            Dialect::Wemade => &Frames::WEMADE,
+            Dialect::Delphi => &Frames::DELPHI,
+            Dialect::HappyM2 => &Frames::HAPPYM2,
+            Dialect::Ldx => &Frames::LDX,
         }
     }
 
@@ -45,6 +71,7 @@ impl Dialect {
             Dialect::Wemade => 0,
             Dialect::Delphi => 1,
             Dialect::HappyM2 => 2,
+            Dialect::Ldx => 3,
         }
     }
 
@@ -60,9 +87,9 @@ impl fmt::Display for Dialect {
     }
 }
 
-/// A dialect name that is not one of `wemade`, `delphi`, `happym2`.
+/// A dialect name that is not one of `wemade`, `delphi`, `happym2`, `ldx`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown link dialect {0:?} (expected wemade, delphi or happym2)")]
+#[error("unknown link dialect {0:?} (expected wemade, delphi, happym2 or ldx)")]
 pub struct UnknownDialect(pub String);
 
 impl FromStr for Dialect {
@@ -78,7 +105,7 @@ impl FromStr for Dialect {
 /// A frame the gate sends to the LoginSrv.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GateFrame {
-    /// A client connected. `gate_ip` is absent in the Wemade dialect.
+    /// A client connected. `gate_ip` is absent in tables without it (Wemade).
     Open {
         id: u32,
         client_ip: IpAddr,
@@ -101,7 +128,7 @@ pub enum ServerFrame {
     HeartbeatReply,
     /// Close this client.
     Kick { id: u32 },
-    /// Close this client and block its IP (HappyM2).
+    /// Close this client and block its IP (tables with `block_frames`).
     Block { id: u32, permanent: bool },
 }
 
@@ -184,45 +211,55 @@ fn put_ip(dst: &mut BytesMut, ip: IpAddr) {
     let _ = write!(dst, "{ip}");
 }
 
-/// `%O<id>/<ip>$` (Wemade), `%O<id>/<ip>/<gateIp>$` (Delphi), `%N<id>/<ip>/<gateIp>$` (HappyM2).
-pub fn write_open(d: Dialect, dst: &mut BytesMut, id: u32, client_ip: IpAddr, gate_ip: IpAddr) {
-    dst.put_slice(if d == Dialect::HappyM2 { b"%N" } else { b"%O" });
+/// `%<open><id>/<ip>$`, with `/<gateIp>` before the `$` when the table says so
+/// (`%O7/1.2.3.4$` Wemade, `%O7/1.2.3.4/10.0.0.1$` Delphi, `%N…` HappyM2, `%L…` ldx).
+pub fn write_open(
+    f: impl AsRef<Frames>,
+    dst: &mut BytesMut,
+    id: u32,
+    client_ip: IpAddr,
+    gate_ip: IpAddr,
+) {
+    let f = f.as_ref();
+    dst.put_slice(&[b'%', f.open]);
     put_decimal(dst, id);
     dst.put_u8(b'/');
     put_ip(dst, client_ip);
-    if d != Dialect::Wemade {
+    if f.open_gate_ip {
         dst.put_u8(b'/');
         put_ip(dst, gate_ip);
     }
     dst.put_u8(b'$');
 }
 
-/// `%X<id>$`, or `%C<id>$` in HappyM2.
-pub fn write_close(d: Dialect, dst: &mut BytesMut, id: u32) {
-    dst.put_slice(if d == Dialect::HappyM2 { b"%C" } else { b"%X" });
+/// `%<close><id>$`: `%X7$`, or `%C7$` in HappyM2.
+pub fn write_close(f: impl AsRef<Frames>, dst: &mut BytesMut, id: u32) {
+    dst.put_slice(&[b'%', f.as_ref().close]);
     put_decimal(dst, id);
     dst.put_u8(b'$');
 }
 
-/// `%A<id>/<data>$`, or `%D<id>/<data>$` in HappyM2. `data` must be validated client bytes.
-pub fn write_data(d: Dialect, dst: &mut BytesMut, id: u32, data: &[u8]) {
+/// `%<data><id>/<data>$`: `%A…`, or `%D…` in HappyM2 and ldx. `data` must be validated
+/// client bytes.
+pub fn write_data(f: impl AsRef<Frames>, dst: &mut BytesMut, id: u32, data: &[u8]) {
     dst.reserve(data.len() + 14);
-    dst.put_slice(if d == Dialect::HappyM2 { b"%D" } else { b"%A" });
+    dst.put_slice(&[b'%', f.as_ref().data]);
     put_decimal(dst, id);
     dst.put_u8(b'/');
     dst.put_slice(data);
     dst.put_u8(b'$');
 }
 
-/// `%--$` in every dialect.
-pub fn write_heartbeat(_d: Dialect, dst: &mut BytesMut) {
+/// `%--$` in every build.
+pub fn write_heartbeat(_f: impl AsRef<Frames>, dst: &mut BytesMut) {
     dst.put_slice(b"%--$");
 }
 
 /// Writes any gate frame. An `Open` without `gate_ip` writes the unspecified address of the
-/// client's family where the dialect needs one.
-pub fn write_gate_frame(d: Dialect, f: &GateFrame, dst: &mut BytesMut) {
-    match f {
+/// client's family where the table needs one.
+pub fn write_gate_frame(f: impl AsRef<Frames>, frame: &GateFrame, dst: &mut BytesMut) {
+    let f = f.as_ref();
+    match frame {
         GateFrame::Open {
             id,
             client_ip,
@@ -232,48 +269,56 @@ pub fn write_gate_frame(d: Dialect, f: &GateFrame, dst: &mut BytesMut) {
                 IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
                 IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             };
-            write_open(d, dst, *id, *client_ip, gate_ip.unwrap_or(unspecified));
+            write_open(f, dst, *id, *client_ip, gate_ip.unwrap_or(unspecified));
         }
-        GateFrame::Close { id } => write_close(d, dst, *id),
-        GateFrame::Data { id, data } => write_data(d, dst, *id, data),
-        GateFrame::Heartbeat => write_heartbeat(d, dst),
+        GateFrame::Close { id } => write_close(f, dst, *id),
+        GateFrame::Data { id, data } => write_data(f, dst, *id, data),
+        GateFrame::Heartbeat => write_heartbeat(f, dst),
     }
 }
 
-/// `%<id>/<data>$`; Wemade adds one 0x00 after `$`.
-pub fn write_reply(d: Dialect, dst: &mut BytesMut, id: u32, data: &[u8]) {
+/// `%<id>/<data>$`, followed by one 0x00 where the table says so (Wemade).
+pub fn write_reply(f: impl AsRef<Frames>, dst: &mut BytesMut, id: u32, data: &[u8]) {
     dst.reserve(data.len() + 14);
     dst.put_u8(b'%');
     put_decimal(dst, id);
     dst.put_u8(b'/');
     dst.put_slice(data);
     dst.put_u8(b'$');
-    if d == Dialect::Wemade {
+    if f.as_ref().nul_after_reply {
         dst.put_u8(0);
     }
 }
 
-/// `%++$`; Wemade adds one 0x00 after `$`.
-pub fn write_heartbeat_reply(d: Dialect, dst: &mut BytesMut) {
+/// `%++$`, followed by one 0x00 where the table says so (Wemade).
+pub fn write_heartbeat_reply(f: impl AsRef<Frames>, dst: &mut BytesMut) {
     dst.put_slice(b"%++$");
-    if d == Dialect::Wemade {
+    if f.as_ref().nul_after_reply {
         dst.put_u8(0);
     }
 }
 
-/// Writes any server frame. `Block` exists only in HappyM2; other dialects get a `Kick`,
-/// the nearest thing their gates understand (they would read `%+B…$` as a heartbeat reply).
-pub fn write_server_frame(d: Dialect, f: &ServerFrame, dst: &mut BytesMut) {
-    let (tag, id): (&[u8], u32) = match *f {
-        ServerFrame::Data { id, ref data } => return write_reply(d, dst, id, data),
-        ServerFrame::HeartbeatReply => return write_heartbeat_reply(d, dst),
-        ServerFrame::Kick { id } => (b"%+-", id),
-        ServerFrame::Block { id, permanent } if d == Dialect::HappyM2 => {
-            (if permanent { b"%+T" } else { b"%+B" }, id)
+/// Writes any server frame. `Block` is written with the table's letters where its gates
+/// act on blocks (`block_frames`); other gates get a `Kick`, the nearest thing they
+/// understand (they would read `%+B…$` as a heartbeat reply).
+pub fn write_server_frame(f: impl AsRef<Frames>, frame: &ServerFrame, dst: &mut BytesMut) {
+    let f = f.as_ref();
+    let (letter, id) = match *frame {
+        ServerFrame::Data { id, ref data } => return write_reply(f, dst, id, data),
+        ServerFrame::HeartbeatReply => return write_heartbeat_reply(f, dst),
+        ServerFrame::Kick { id } => (b'-', id),
+        ServerFrame::Block { id, permanent } if f.block_frames => {
+            let temporary = f.temporary_block;
+            let letter = if permanent {
+                temporary.other()
+            } else {
+                temporary
+            };
+            (letter.byte(), id)
         }
-        ServerFrame::Block { id, .. } => (b"%+-", id),
+        ServerFrame::Block { id, .. } => (b'-', id),
     };
-    dst.put_slice(tag);
+    dst.put_slice(&[b'%', b'+', letter]);
     put_decimal(dst, id);
     dst.put_u8(b'$');
 }
@@ -405,8 +450,9 @@ fn id_and_rest(s: &[u8]) -> Result<(u32, usize), LinkError> {
     Ok((parse_id(&s[..slash])?, slash + 1))
 }
 
-/// Parses a frame body (between `%` and `$`) sent by a LoginSrv.
-pub fn parse_server_frame(body: Bytes) -> Result<ServerFrame, LinkError> {
+/// Parses a frame body (between `%` and `$`) sent by a LoginSrv; the table says which
+/// block letter is temporary.
+pub fn parse_server_frame(f: impl AsRef<Frames>, body: Bytes) -> Result<ServerFrame, LinkError> {
     match body.first() {
         None => Err(LinkError::Malformed {
             reason: "empty frame",
@@ -415,13 +461,9 @@ pub fn parse_server_frame(body: Bytes) -> Result<ServerFrame, LinkError> {
             Some(b'-') => Ok(ServerFrame::Kick {
                 id: parse_id(&body[2..])?,
             }),
-            Some(b'B') => Ok(ServerFrame::Block {
+            Some(&letter @ (b'B' | b'T')) => Ok(ServerFrame::Block {
                 id: parse_id(&body[2..])?,
-                permanent: false,
-            }),
-            Some(b'T') => Ok(ServerFrame::Block {
-                id: parse_id(&body[2..])?,
-                permanent: true,
+                permanent: letter != f.as_ref().temporary_block.byte(),
             }),
             // The Delphi gates count every other `%+…$` as a heartbeat reply.
             _ => Ok(ServerFrame::HeartbeatReply),
@@ -437,9 +479,69 @@ pub fn parse_server_frame(body: Bytes) -> Result<ServerFrame, LinkError> {
     }
 }
 
-/// Parses a frame body (between `%` and `$`) sent by a gate of any dialect; also returns the
-/// dialect when the frame reveals it (`O` with one or two IPs, any `N`/`C`/`D`).
-pub fn parse_gate_frame(body: Bytes) -> Result<(GateFrame, Option<Dialect>), LinkError> {
+/// The session id and addresses of an open frame's arguments (`<id>/<ip>[/<gateIp>]`).
+fn parse_open(args: &[u8]) -> Result<(GateFrame, bool), LinkError> {
+    let (id, rest) = id_and_rest(args)?;
+    let ips = &args[rest..];
+    let (client_ip, gate_ip) = match memchr::memchr(b'/', ips) {
+        Some(slash) => (parse_ip(&ips[..slash])?, Some(parse_ip(&ips[slash + 1..])?)),
+        None => (parse_ip(ips)?, None),
+    };
+    let frame = GateFrame::Open {
+        id,
+        client_ip,
+        gate_ip,
+    };
+    Ok((frame, gate_ip.is_some()))
+}
+
+/// `<id>/<data>` of a data frame; `body` is the whole frame body, command included.
+fn parse_data(body: &Bytes) -> Result<GateFrame, LinkError> {
+    let (id, rest) = id_and_rest(&body[1..])?;
+    Ok(GateFrame::Data {
+        id,
+        data: body.slice(1 + rest..),
+    })
+}
+
+/// Parses a frame body (between `%` and `$`) sent by a gate writing the table `f`. An open
+/// frame must carry the gate IP exactly when the table says so.
+pub fn parse_gate_frame(f: impl AsRef<Frames>, body: Bytes) -> Result<GateFrame, LinkError> {
+    let f = f.as_ref();
+    let Some(&command) = body.first() else {
+        return Err(LinkError::Malformed {
+            reason: "empty frame",
+        });
+    };
+    let args = &body[1..];
+    if command == f.data {
+        parse_data(&body)
+    } else if command == f.open {
+        let (frame, has_gate_ip) = parse_open(args)?;
+        match (has_gate_ip, f.open_gate_ip) {
+            (true, false) => Err(LinkError::Malformed {
+                reason: "open frame with a gate IP this build does not send",
+            }),
+            (false, true) => Err(LinkError::Malformed {
+                reason: "open frame without the gate IP",
+            }),
+            _ => Ok(frame),
+        }
+    } else if command == f.close {
+        Ok(GateFrame::Close {
+            id: parse_id(args)?,
+        })
+    } else if command == b'-' && args == b"-" {
+        Ok(GateFrame::Heartbeat)
+    } else {
+        Err(LinkError::UnknownCommand { command })
+    }
+}
+
+/// Parses a frame body (between `%` and `$`) sent by a gate of any preset; also returns the
+/// dialect when the frame reveals it: `O` with one IP (Wemade) or two (Delphi), `N` and `C`
+/// (HappyM2), `L` (ldx). Letters several presets share (`A`, `D`, `X`) reveal nothing.
+pub fn detect_gate_frame(body: Bytes) -> Result<(GateFrame, Option<Dialect>), LinkError> {
     let Some(&command) = body.first() else {
         return Err(LinkError::Malformed {
             reason: "empty frame",
@@ -448,55 +550,28 @@ pub fn parse_gate_frame(body: Bytes) -> Result<(GateFrame, Option<Dialect>), Lin
     let args = &body[1..];
     match command {
         b'-' if args == b"-" => Ok((GateFrame::Heartbeat, None)),
-        b'O' | b'N' => {
-            let (id, rest) = id_and_rest(args)?;
-            let ips = &args[rest..];
-            let (client_ip, gate_ip) = match memchr::memchr(b'/', ips) {
-                Some(slash) => (parse_ip(&ips[..slash])?, Some(parse_ip(&ips[slash + 1..])?)),
-                None => (parse_ip(ips)?, None),
-            };
-            let dialect = match (command, gate_ip.is_some()) {
+        b'O' | b'N' | b'L' => {
+            let (frame, has_gate_ip) = parse_open(args)?;
+            let dialect = match (command, has_gate_ip) {
                 (b'O', false) => Dialect::Wemade,
                 (b'O', true) => Dialect::Delphi,
-                (_, true) => Dialect::HappyM2,
-                (_, false) => {
+                (b'N', true) => Dialect::HappyM2,
+                (b'L', true) => Dialect::Ldx,
+                _ => {
                     return Err(LinkError::Malformed {
-                        reason: "HappyM2 open without gate IP",
+                        reason: "open frame without the gate IP",
                     })
                 }
             };
-            Ok((
-                GateFrame::Open {
-                    id,
-                    client_ip,
-                    gate_ip,
-                },
-                Some(dialect),
-            ))
+            Ok((frame, Some(dialect)))
         }
-        b'X' => Ok((
+        b'X' | b'C' => Ok((
             GateFrame::Close {
                 id: parse_id(args)?,
             },
-            None,
+            (command == b'C').then_some(Dialect::HappyM2),
         )),
-        b'C' => Ok((
-            GateFrame::Close {
-                id: parse_id(args)?,
-            },
-            Some(Dialect::HappyM2),
-        )),
-        b'A' | b'D' => {
-            let (id, rest) = id_and_rest(args)?;
-            let dialect = (command == b'D').then_some(Dialect::HappyM2);
-            Ok((
-                GateFrame::Data {
-                    id,
-                    data: body.slice(1 + rest..),
-                },
-                dialect,
-            ))
-        }
+        b'A' | b'D' => Ok((parse_data(&body)?, None)),
         _ => Err(LinkError::UnknownCommand { command }),
     }
 }
@@ -530,7 +605,7 @@ mod tests {
         for d in Dialect::ALL {
             assert_eq!(Dialect::from_u8(d.to_u8()), Some(d));
         }
-        assert_eq!(Dialect::from_u8(3), None);
+        assert_eq!(Dialect::from_u8(Dialect::ALL.len() as u8), None);
         assert_eq!(Dialect::from_u8(u8::MAX), None);
     }
 
@@ -605,7 +680,7 @@ mod tests {
 
     #[test]
     fn parse_server_frames() {
-        let p = |s: &'static [u8]| parse_server_frame(Bytes::from_static(s));
+        let p = |s: &'static [u8]| parse_server_frame(Dialect::HappyM2, Bytes::from_static(s));
         assert_eq!(
             p(b"7/#x!").unwrap(),
             ServerFrame::Data {
@@ -661,7 +736,7 @@ mod tests {
 
     #[test]
     fn parse_gate_frames_and_detect_dialect() {
-        let p = |s: &'static [u8]| parse_gate_frame(Bytes::from_static(s));
+        let p = |s: &'static [u8]| detect_gate_frame(Bytes::from_static(s));
         assert_eq!(
             p(b"O7/1.2.3.4").unwrap(),
             (
@@ -717,7 +792,7 @@ mod tests {
                     id: 7,
                     data: Bytes::from_static(b"#1x!")
                 },
-                Some(Dialect::HappyM2)
+                None
             )
         );
         assert_eq!(p(b"--").unwrap(), (GateFrame::Heartbeat, None));
@@ -791,5 +866,98 @@ mod tests {
         assert_eq!(f.next_frame(&mut buf), Ok(None));
         assert!(buf.is_empty());
         assert_eq!(f.junk_skipped(), 100);
+    }
+
+    #[test]
+    fn ldx_frames() {
+        use Dialect::Ldx;
+        assert_eq!(
+            written(|b| write_open(Ldx, b, 7, V4, GATE)),
+            b"%L7/1.2.3.4/10.0.0.1$"
+        );
+        assert_eq!(written(|b| write_data(Ldx, b, 7, b"#1x!")), b"%D7/#1x!$");
+        assert_eq!(written(|b| write_close(Ldx, b, 7)), b"%X7$");
+        assert_eq!(written(|b| write_reply(Ldx, b, 7, b"#x!")), b"%7/#x!$");
+        let block = ServerFrame::Block {
+            id: 9,
+            permanent: false,
+        };
+        assert_eq!(written(|b| write_server_frame(Ldx, &block, b)), b"%+-9$");
+        assert_eq!(
+            detect_gate_frame(Bytes::from_static(b"L7/1.2.3.4/10.0.0.1")).unwrap(),
+            (
+                GateFrame::Open {
+                    id: 7,
+                    client_ip: V4,
+                    gate_ip: Some(GATE)
+                },
+                Some(Ldx)
+            )
+        );
+        assert_eq!(
+            detect_gate_frame(Bytes::from_static(b"L7/1.2.3.4"))
+                .unwrap_err()
+                .reason(),
+            "malformed"
+        );
+    }
+
+    #[test]
+    fn a_custom_table_is_written_and_parsed_by_its_letters() {
+        let f = Frames {
+            open: b'Q',
+            data: b'W',
+            close: b'E',
+            ..Frames::WEMADE
+        };
+        assert_eq!(written(|b| write_open(f, b, 3, V4, GATE)), b"%Q3/1.2.3.4$");
+        assert_eq!(written(|b| write_data(f, b, 3, b"#1x!")), b"%W3/#1x!$");
+        assert_eq!(written(|b| write_close(f, b, 3)), b"%E3$");
+        let p = |s: &'static [u8]| parse_gate_frame(f, Bytes::from_static(s));
+        assert_eq!(p(b"E3").unwrap(), GateFrame::Close { id: 3 });
+        assert_eq!(p(b"--").unwrap(), GateFrame::Heartbeat);
+        assert_eq!(
+            p(b"A3/#1x!").unwrap_err(),
+            LinkError::UnknownCommand { command: b'A' }
+        );
+        // The table decides whether the gate IP belongs in the open frame.
+        assert_eq!(p(b"Q3/1.2.3.4/10.0.0.1").unwrap_err().reason(), "malformed");
+        let with_ip = Frames {
+            open_gate_ip: true,
+            ..f
+        };
+        assert_eq!(
+            parse_gate_frame(with_ip, Bytes::from_static(b"Q3/1.2.3.4"))
+                .unwrap_err()
+                .reason(),
+            "malformed"
+        );
+    }
+
+    #[test]
+    fn block_letter_meaning_follows_the_table() {
+        let t_is_temporary = Frames {
+            temporary_block: BlockLetter::T,
+            ..Frames::HAPPYM2
+        };
+        let block = |permanent| ServerFrame::Block { id: 5, permanent };
+        for (f, temporary, permanent) in [
+            (Frames::HAPPYM2, &b"%+B5$"[..], &b"%+T5$"[..]),
+            (t_is_temporary, b"%+T5$", b"%+B5$"),
+        ] {
+            assert_eq!(
+                written(|b| write_server_frame(f, &block(false), b)),
+                temporary
+            );
+            assert_eq!(
+                written(|b| write_server_frame(f, &block(true), b)),
+                permanent
+            );
+            let parse = |w: &[u8]| {
+                parse_server_frame(f, Bytes::copy_from_slice(&w[1..w.len() - 1])).unwrap()
+            };
+            assert_eq!(parse(temporary), block(false));
+            assert_eq!(parse(permanent), block(true));
+        }
     }
 }

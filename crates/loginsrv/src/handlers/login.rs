@@ -1,0 +1,183 @@
+//! CM_IDPASSWORD: `account/password`; answers the server list.
+
+use mir2_proto::ids::MsgKind;
+use mir2_proto::link::ServerFrame;
+use mir2_proto::packet::Packet;
+use mir2_proto::text::gbk_encode;
+
+use super::{body_text, code, Malformed, Refused, Secret, Unusable, Verdict};
+use crate::client::{Client, Reply};
+use crate::online::{Claim, Holder};
+use crate::reject::reject;
+use crate::validate;
+
+/// A login request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Login {
+    /// Lookup key of the account (see `validate::account_key`).
+    pub key: String,
+    /// The password as typed.
+    pub password: String,
+}
+
+fn fail(recog: i32) -> Reply {
+    Reply::code(MsgKind::SmPasswdFail, recog)
+}
+
+impl Login {
+    /// `account/password`; the account name must be one a registration could create.
+    pub fn parse(packet: &Packet) -> Result<Login, Refused> {
+        let text = body_text(packet).map_err(|m| m.answer(fail(code::MALFORMED)))?;
+        let Some((account, password)) = text.split_once('/') else {
+            return Err(Malformed::new("bad_login_body", "no '/'").answer(fail(code::MALFORMED)));
+        };
+        validate::account(account).map_err(|e| {
+            Malformed::new(e.as_str(), "login with invalid account name")
+                .answer(fail(code::NO_ACCOUNT))
+        })?;
+        Ok(Login {
+            key: validate::account_key(account),
+            password: password.to_owned(),
+        })
+    }
+
+    /// Check the password, claim the account for this client (kicking an older
+    /// holder) and answer the server list.
+    pub async fn apply(self, client: &mut Client) -> Reply {
+        let Login { key, password } = self;
+        match client.usable_account(&key).await {
+            Ok(_) => {}
+            Err(Unusable::NoAccount) => {
+                metrics::counter!("loginsrv_logins_total", "result" => "no_account").increment(1);
+                reject(
+                    "unknown_account",
+                    format_args!("{}: login for unknown account {key}", client.who()),
+                );
+                return fail(code::NO_ACCOUNT);
+            }
+            Err(Unusable::Locked) => {
+                metrics::counter!("loginsrv_logins_total", "result" => "locked").increment(1);
+                return fail(code::LOCKED);
+            }
+            Err(Unusable::DbError) => return fail(code::SERVER_ERROR),
+        }
+        match client
+            .verify_secret("CM_IDPASSWORD", &key, Secret::Password, password)
+            .await
+        {
+            Verdict::Correct { .. } => {}
+            Verdict::Wrong { locked } => {
+                metrics::counter!("loginsrv_logins_total", "result" => "wrong_password")
+                    .increment(1);
+                reject(
+                    "wrong_password",
+                    format_args!("{}: wrong password for {key}", client.who()),
+                );
+                return fail(if locked {
+                    code::LOCKED
+                } else {
+                    code::WRONG_PASSWORD
+                });
+            }
+            Verdict::Locked => {
+                metrics::counter!("loginsrv_logins_total", "result" => "locked").increment(1);
+                return fail(code::LOCKED);
+            }
+            Verdict::Unavailable => return fail(code::SERVER_ERROR),
+        }
+        if let Some(prev) = client.account.take() {
+            if prev != key {
+                client.server.online.release(&prev, client.token);
+            }
+        }
+        let holder = Holder {
+            gate: client.gate.clone(),
+            client: client.id,
+            token: client.token,
+        };
+        match client.server.online.claim(&key, holder) {
+            Claim::Evicted(old) => {
+                tracing::info!(account = %key, "{}: duplicate login, kicking the older client", client.who());
+                metrics::counter!("loginsrv_logins_total", "result" => "duplicate").increment(1);
+                if !old.gate.try_send(ServerFrame::Kick { id: old.client }) {
+                    // Its link is gone or stalled; the client is evicted either way.
+                    reject(
+                        "kick_not_delivered",
+                        format_args!(
+                            "gate {} client {}: kick not queued",
+                            old.gate.peer(),
+                            old.client
+                        ),
+                    );
+                }
+                fail(code::ALREADY_ONLINE)
+            }
+            Claim::Claimed => {
+                metrics::counter!("loginsrv_logins_total", "result" => "ok").increment(1);
+                tracing::info!(account = %key, "{}: logged in", client.who());
+                client.account = Some(key);
+                server_list(client)
+            }
+        }
+    }
+}
+
+/// SM_PASSOK_SELECTSERVER: series = count, body `name/status/…/`.
+fn server_list(client: &Client) -> Reply {
+    let (count, list) = client.server.routes.server_list();
+    // Server names were checked to be GBK at startup.
+    let body = gbk_encode(&list).unwrap_or_default();
+    Reply {
+        kind: MsgKind::SmPassOkSelectServer,
+        recog: 0,
+        series: count,
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::{packet, text};
+
+    fn refusal(p: &Packet) -> Option<(&'static str, i32)> {
+        Login::parse(p)
+            .err()
+            .map(|r| (r.why.reason, r.reply.map_or(i32::MIN, |r| r.recog)))
+    }
+
+    #[test]
+    fn account_and_password() {
+        let login = Login::parse(&text(MsgKind::CmIdPassword, "Player_1/pass/word")).ok();
+        assert_eq!(
+            login,
+            Some(Login {
+                key: "player_1".into(),
+                password: "pass/word".into()
+            }),
+            "the account ends at the first '/'"
+        );
+        let cjk = Login::parse(&text(MsgKind::CmIdPassword, "传奇/pw")).ok();
+        assert_eq!(cjk.map(|l| l.key), Some("传奇".into()));
+    }
+
+    #[test]
+    fn unreadable_logins() {
+        assert_eq!(
+            refusal(&text(MsgKind::CmIdPassword, "no-slash-here")),
+            Some(("bad_login_body", code::MALFORMED))
+        );
+        assert_eq!(
+            refusal(&packet(MsgKind::CmIdPassword, 0, &[b"\xff\xfe/x"])),
+            Some(("bad_body_text", code::MALFORMED))
+        );
+        assert_eq!(
+            refusal(&text(MsgKind::CmIdPassword, "bad$name/pw")),
+            Some(("bad_character", code::NO_ACCOUNT))
+        );
+        assert_eq!(
+            refusal(&text(MsgKind::CmIdPassword, "/pw")),
+            Some(("bad_length", code::NO_ACCOUNT))
+        );
+    }
+}
