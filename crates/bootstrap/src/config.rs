@@ -56,13 +56,30 @@ pub fn from_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, Co
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.message().trim_end().to_owned();
-        let key = key_named(&path, &message);
+        let mut key = key_named(&path, &message);
         let line = inner.span().map(|span| line_of(text, span.start));
+        // A value TOML itself cannot read (an integer beyond i64, a broken
+        // string) fails before serde sees a key: name the key on that line.
+        if key == "config" {
+            if let Some(found) = inner.span().and_then(|span| key_on_line(text, span.start)) {
+                key = found;
+            }
+        }
         let at = match line {
             Some(line) => format!(" ({} line {line})", origin.display()),
             None => format!(" ({})", origin.display()),
         };
         ConfigError::new(key, format!("{message}{at}"))
+    })
+}
+
+/// Deserialize an already-parsed TOML table into `T` (an embedded table, or
+/// a file merged over defaults); the error names the dotted key.
+pub fn from_table<T: DeserializeOwned>(table: toml::Table) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().message().trim_end().to_owned();
+        ConfigError::new(key_named(&path, &message), message)
     })
 }
 
@@ -99,6 +116,30 @@ fn key_named(path: &str, message: &str) -> String {
         (p, Some(f)) if !p.ends_with(f) => format!("{p}.{f}"),
         (p, _) => p.to_owned(),
     }
+}
+
+/// The dotted key assigned on the line holding byte `offset`: the nearest
+/// `[table]` header above it, then the name before `=`.
+fn key_on_line(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let (name, _) = line.split_once('=')?;
+    let name = name.trim().trim_matches('"');
+    if name.is_empty() || name.starts_with('[') {
+        return None;
+    }
+    let table = text
+        .get(..line_start)?
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    Some(match table {
+        Some(table) => format!("{table}.{name}"),
+        None => name.to_owned(),
+    })
 }
 
 /// 1-based line number of byte `offset` of `text`.
@@ -158,6 +199,13 @@ mod tests {
     }
 
     #[test]
+    fn a_value_toml_cannot_read_names_the_key_on_its_line() {
+        let e = err("[gate]\nmax_conn_per_ip = 18446744073709551615\n");
+        assert_eq!(e.key, "gate.max_conn_per_ip");
+        assert!(e.problem.contains("line 2"), "{e}");
+    }
+
+    #[test]
     fn unknown_top_level_key() {
         let e = err("colour = true\n");
         assert_eq!(e.key, "colour");
@@ -190,6 +238,15 @@ mod tests {
         assert!(check_secs("a", MAX_SECS, 1).is_ok());
         let e = check_secs("server.heartbeat_secs", MAX_SECS + 1, 1).unwrap_err();
         assert_eq!(e.key, "server.heartbeat_secs");
+    }
+
+    #[test]
+    fn tables_name_the_dotted_key() {
+        let table: toml::Table = toml::from_str("[gate]\nmax_conn_per_ip = -1\n").unwrap();
+        let e = from_table::<Outer>(table).unwrap_err();
+        assert_eq!(e.key, "gate.max_conn_per_ip");
+        let table: toml::Table = toml::from_str("[gate]\nspeed = 1\n").unwrap();
+        assert_eq!(from_table::<Outer>(table).unwrap_err().key, "gate.speed");
     }
 
     #[test]

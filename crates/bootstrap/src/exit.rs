@@ -43,8 +43,6 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{name} failed: {e:#}");
-            // Also on stderr as a plain line: logging may be JSON or filtered.
-            eprintln!("{name}: {e:#}");
             ExitCode::from(EXIT_RUNTIME)
         }
     }

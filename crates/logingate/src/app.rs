@@ -14,14 +14,16 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{info, warn};
 
 use crate::admin::{self, Console, GateView};
-use crate::blocklist;
+use crate::attack::{self, AttackMode};
 use crate::client::GateHandler;
 use crate::config::{optional_secs, Config};
 use crate::dispatch::NetDispatch;
 #[cfg(feature = "embedded")]
 use crate::embedded::Embedded;
 use crate::link::{self, Link, LinkOptions};
+use crate::punish::{Offence, Punisher};
 use crate::role::{Role, ROLE_METRIC};
+use crate::{allowlist, blocklist};
 use console::events::Events;
 
 /// A running gate; tests start one in-process with [`Gate::start`].
@@ -42,6 +44,8 @@ pub struct Gate {
     events: Arc<Events>,
     /// The operator's console, unless `admin.listen` is "".
     console: Option<Console>,
+    /// Attack mode (state, forcing).
+    attack: Arc<AttackMode>,
     /// Starts netcore's orderly shutdown; cancels on drop, so a gate dropped
     /// without `shutdown` does not leave tasks behind.
     server_stop: DropGuard,
@@ -122,7 +126,16 @@ impl Gate {
             .context("server.addr is required: built without the embedded LoginSrv")?;
         let frames = config.server.link_frames();
         let link = Link::new(frames, config.server.max_link_buffer_bytes);
-        let handler = Arc::new(GateHandler::new(link.clone(), &config));
+        let punisher = Arc::new(Punisher::new(
+            config.gate.punish,
+            Duration::from_secs(config.gate.temp_block_secs),
+            config.block_list_path(),
+        ));
+        let handler = Arc::new(GateHandler::new(
+            link.clone(),
+            &config,
+            Arc::clone(&punisher),
+        ));
         let server = match Server::bind(core_config(&config), handler.clone()).await {
             Ok(server) => server,
             Err(e) => {
@@ -140,6 +153,32 @@ impl Gate {
         let server_stop = server.shutdown_token();
         let link_stop = CancellationToken::new();
         let events = Arc::new(Events::default());
+        handler.attach(admission.clone());
+        // Refusals at connect (per-IP cap, connect rate) are offences too.
+        admission.on_reject(Box::new(move |admission, ip, label| {
+            if let Some(offence) = Offence::from_label(label) {
+                punisher.punish(admission, ip, offence);
+            }
+        }));
+        if let Some(path) = config.allow_list_path() {
+            let stamp = blocklist::stamp(&path);
+            allowlist::load_into(&path, &admission);
+            tokio::spawn(blocklist::watch_file(
+                path,
+                stamp,
+                admission.clone(),
+                Duration::from_secs(config.gate.block_list_poll_secs),
+                link_stop.clone(),
+                allowlist::load_into,
+            ));
+        }
+        let attack = Arc::new(AttackMode::new(config.gate.attack));
+        tokio::spawn(attack::run(
+            Arc::clone(&attack),
+            admission.clone(),
+            link_stop.clone(),
+        ));
+
         let block_file = config.block_list_path();
 
         let console = match admin_addr {
@@ -254,6 +293,7 @@ impl Gate {
             admission,
             events,
             console,
+            attack,
             server_stop: server_stop.drop_guard(),
             link_stop: link_stop.drop_guard(),
             server_task,
@@ -308,6 +348,17 @@ impl Gate {
     /// The console's bound address, when it runs.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.console.as_ref().map(Console::local_addr)
+    }
+
+    /// Attack mode: whether it is on, and `force` to override the automatic rule.
+    pub fn attack(&self) -> &AttackMode {
+        &self.attack
+    }
+
+    /// Forces attack mode on or off, or back to automatic (`None`); applies the new
+    /// limits at once and logs the change.
+    pub fn force_attack(&self, on: Option<bool>) {
+        self.attack.apply(&self.admission, self.attack.force(on));
     }
 
     /// Wait until the link is up; `false` after `timeout`.
@@ -401,7 +452,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Polled once before anything starts, so the handlers are installed: a
     // signal that arrives while the gate starts (the embedded LoginSrv can
     // take a while) stops it in order instead of killing the process.
-    let mut stop_signal = std::pin::pin!(netcore::shutdown_signal());
+    let mut stop_signal = std::pin::pin!(bootstrap::shutdown_signal());
     let early = std::future::poll_fn(|cx| Poll::Ready(stop_signal.as_mut().poll(cx))).await;
     if early.is_ready() {
         return Ok(());
@@ -411,7 +462,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::select! {
         () = gate.shutdown() => {}
         // An operator who asks twice does not want to wait for the grace period.
-        () = netcore::shutdown_signal() => warn!("second signal: exiting without waiting for the flush"),
+        () = bootstrap::shutdown_signal() => warn!("second signal: exiting without waiting for the flush"),
     }
     Ok(())
 }

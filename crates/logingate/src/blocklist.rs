@@ -132,10 +132,26 @@ pub fn stamp(path: &Path) -> Stamp {
 /// check still running simply delays the next one.
 pub async fn watch(
     path: PathBuf,
+    last: Stamp,
+    admission: Admission,
+    poll: Duration,
+    stop: CancellationToken,
+) {
+    watch_file(path, last, admission, poll, stop, |p, a| {
+        load_into(p, a);
+    })
+    .await;
+}
+
+/// [`watch`] with another loader: any IP/CIDR list file installed into admission
+/// (the allow list uses it too).
+pub async fn watch_file(
+    path: PathBuf,
     mut last: Stamp,
     admission: Admission,
     poll: Duration,
     stop: CancellationToken,
+    load: fn(&Path, &Admission),
 ) {
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,7 +165,7 @@ pub async fn watch(
         let check = tokio::task::spawn_blocking(move || {
             let now = stamp(&p);
             if now != last {
-                load_into(&p, &a);
+                load(&p, &a);
             }
             now
         });

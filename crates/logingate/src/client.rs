@@ -4,18 +4,25 @@
 //! Only a whole `#…!` counts as a message for netcore's first-packet and idle
 //! timers: lone `*` acks and a message trickled a byte at a time do not, so
 //! neither can hold a slot past `first_packet_timeout_secs` or `idle_timeout_secs`.
+//!
+//! Every close whose label is an offence (`punish::Offence::from_label`) is punished in
+//! `on_close`, the one place every close passes, whoever detected it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mir2_proto::ClientFramer;
-use netcore::{CloseReason, Handler, Progress, Session};
+use netcore::{Admission, CloseReason, Handler, Progress, Session};
 use tracing::{debug, info};
 
+use crate::account_ops::{AccountOps, OverLimit};
 use crate::config::Config;
+use crate::http_probe::{self, Probe};
 use crate::link::{Generation, Link, PushError};
+use crate::punish::{Offence, Punisher};
 use crate::reason::{self, ReasonCounts};
 use limits::LogLimiter;
 
@@ -36,6 +43,12 @@ pub struct GateHandler {
     /// Clients the gate itself refused in `on_open`, by label (the same
     /// holds for netcore's `rejected_total`).
     rejects: ReasonCounts,
+    /// Per-IP registration and password-operation limits.
+    account_ops: AccountOps,
+    /// Applies `[gate.punish]` to offending sources.
+    punisher: Arc<Punisher>,
+    /// Where punishments block; set once the server is bound ([`GateHandler::attach`]).
+    admission: OnceLock<Admission>,
 }
 
 /// Protocol state of one client, owned by its session task.
@@ -54,8 +67,18 @@ static REJECT_LOG: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
 
 impl GateHandler {
     /// A handler forwarding to `link` with the limits of `config`.
-    pub fn new(link: Link, config: &Config) -> Self {
+    pub fn new(link: Link, config: &Config, punisher: Arc<Punisher>) -> Self {
+        let g = &config.gate;
         GateHandler {
+            // The gate has no `[ids]` table: the Delphi numbering.
+            account_ops: AccountOps::new(
+                g.new_accounts_per_ip_per_hour,
+                g.password_ops_per_ip_per_min,
+                &mir2_proto::ids::IdTable::delphi(),
+                g.max_connections,
+            ),
+            punisher,
+            admission: OnceLock::new(),
             link,
             gate_ip: config.server.gate_addr,
             max_packet_bytes: config.gate.max_packet_bytes,
@@ -63,6 +86,11 @@ impl GateHandler {
             closes: ReasonCounts::closes(),
             rejects: ReasonCounts::refusals(),
         }
+    }
+
+    /// Hands over the server's admission, where punishments block.
+    pub fn attach(&self, admission: Admission) {
+        let _ = self.admission.set(admission);
     }
 
     /// How many sessions closed with `reason` (a `CloseReason::as_str` label).
@@ -155,6 +183,19 @@ impl Handler for GateHandler {
         let id = s.id().get();
         let now = Instant::now();
         let mut progress = Progress::Partial;
+        if st.framer.stream_offset() == 0 && !matches!(buf.first(), Some(b'#' | b'*')) {
+            match http_probe::probe(buf) {
+                Probe::Http => {
+                    return Err(reject(
+                        s,
+                        reason::HTTP_REQUEST,
+                        format_args!("HTTP request on the game port"),
+                    ))
+                }
+                Probe::Undecided => return Ok(progress),
+                Probe::Other => {}
+            }
+        }
         let mut forwarded = 0u64;
         loop {
             let msg = match st.framer.decode(buf) {
@@ -171,6 +212,13 @@ impl Handler for GateHandler {
                     reason::FLOODING,
                     format_args!("more than {} messages per second", self.max_packets_per_sec),
                 ));
+            }
+            if let Err(over) = self.account_ops.check(canonical(s.peer().ip()), &msg, now) {
+                let what = match over {
+                    OverLimit::NewAccounts => "new_accounts_per_ip_per_hour",
+                    OverLimit::PasswordOps => "password_ops_per_ip_per_min",
+                };
+                return Err(reject(s, reason::NEW_ACCOUNTS, format_args!("over {what}")));
             }
             match self.link.data(st.generation, id, &msg) {
                 Ok(()) => {
@@ -193,6 +241,11 @@ impl Handler for GateHandler {
         let id = s.id().get();
         let sent = self.link.close(st.generation, id);
         self.closes.add(why.as_str());
+        if let (Some(offence), Some(admission)) =
+            (Offence::from_label(why.as_str()), self.admission.get())
+        {
+            self.punisher.punish(admission, s.peer().ip(), offence);
+        }
         debug!(session = id, peer = %s.peer(), reason = %why, close_frame_sent = sent, "client closed");
     }
 }

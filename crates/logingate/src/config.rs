@@ -5,12 +5,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+/// Config errors, the log format and the one bound of every `*_secs` key are
+/// the same in every binary of the workspace.
+pub use bootstrap::{ConfigError, LogFormat, MAX_SECS};
 /// `[server.frames]`: per-field overrides of the dialect's frame table.
 pub use mir2_proto::link::{FrameOverrides, Frames};
 /// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`, `ldx`).
@@ -95,6 +97,18 @@ pub struct GateConfig {
     /// When non-empty, only these IPs or CIDRs may connect at all (checked on the
     /// TCP peer, before anything else); e.g. a protection service's ranges.
     pub allow_sources: Vec<String>,
+    /// Allow list ("green channel"): one IP or CIDR per line, reloaded when it changes
+    /// ("" = none). Its sources skip the per-IP cap, the connect rate, attack mode and
+    /// punishment, not `max_connections` nor a block.
+    pub allow_list_file: String,
+    /// `CM_ADDNEWUSER` messages per source IP per hour (burst the same; 0 = unlimited).
+    pub new_accounts_per_ip_per_hour: u32,
+    /// `CM_CHANGEPASSWORD` + `CM_GETBACKPASSWORD` per source IP per minute (0 = unlimited).
+    pub password_ops_per_ip_per_min: u32,
+    /// `[gate.punish]`: what each offence costs the source.
+    pub punish: crate::punish::PunishConfig,
+    /// `[gate.attack]`: automatic attack mode and its stricter limits.
+    pub attack: crate::attack::AttackConfig,
 }
 
 /// `proxy_protocol` in TOML: the mode's name.
@@ -186,16 +200,6 @@ impl AdminConfig {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -235,6 +239,11 @@ impl Default for GateConfig {
             trusted_proxies: Vec::new(),
             proxy_header_timeout_secs: 5,
             allow_sources: Vec::new(),
+            allow_list_file: String::new(),
+            new_accounts_per_ip_per_hour: 5,
+            password_ops_per_ip_per_min: 10,
+            punish: crate::punish::PunishConfig::default(),
+            attack: crate::attack::AttackConfig::default(),
         }
     }
 }
@@ -256,72 +265,13 @@ impl Default for ServerConfig {
     }
 }
 
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!(
-                "unknown log format {other:?} (expected text or json)"
-            )),
-        }
-    }
-}
-
-/// Why a configuration was refused; the binary exits 2 with this message.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file given with `--config`.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or has an unknown / mistyped key
-    /// (toml's message names the key and line).
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file given with `--config`.
-        path: PathBuf,
-        /// toml's description, naming the key and line.
-        message: String,
-    },
-    /// The `[embedded]` table is not a valid LoginSrv configuration.
-    #[cfg(feature = "embedded")]
-    #[error("config key `{key}`: {problem}")]
-    Embedded {
-        /// Dotted key under `embedded`, e.g. `embedded.max_gates`.
-        key: String,
-        /// The LoginSrv's description of the problem.
-        problem: String,
-    },
-    /// A value is out of its allowed range.
-    #[error("config key `{key}`: {problem}")]
-    Invalid {
-        /// Dotted key, e.g. `server.heartbeat_secs`.
-        key: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
-}
-
 pub(crate) fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        problem: problem.into(),
-    }
+    ConfigError::new(key, problem)
 }
 
 /// Smallest legal client message: `#` + check digit + 16-char header + `!`
 /// is 19; server-style messages without the digit are 18.
 pub const MIN_PACKET_BYTES: usize = 18;
-/// Largest value of any `*_secs` key (one year): far beyond any sensible
-/// setting, and small enough that `Instant + Duration` cannot overflow
-/// (which would panic a session, the link task or a `%+B` block).
-pub const MAX_SECS: u64 = 365 * 24 * 3600;
 
 /// Room an encoded link frame needs around its data (`%A` + id + `/` + `$`).
 const LINK_FRAME_OVERHEAD: usize = 16;
@@ -347,32 +297,27 @@ impl Config {
         path: &Path,
         role: Option<Role>,
     ) -> Result<Config, ConfigError> {
-        let parse_error = |message: String| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message,
-        };
         // Parsed over the login defaults first: every key is checked here,
-        // with toml's line numbers.
-        let as_login: Config = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        // and an error names its dotted key and line.
+        let as_login: Config = bootstrap::config::from_toml(text, path)?;
         let role = role.unwrap_or(as_login.role);
         if role == Role::Login {
             return Ok(Config { role, ..as_login });
         }
         // Another role: the file's keys over that role's defaults.
-        let file: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let file: toml::Table = bootstrap::config::from_toml(text, path)?;
         let mut merged = match toml::Value::try_from(role.defaults()) {
             Ok(toml::Value::Table(t)) => t,
             other => {
-                return Err(parse_error(format!(
-                    "cannot apply the {role} defaults: {other:?}"
-                )))
+                return Err(ConfigError::new(
+                    "role",
+                    format!("cannot apply the {role} defaults: {other:?}"),
+                ))
             }
         };
         merge_tables(&mut merged, file);
         merged.insert("role".into(), toml::Value::String(role.as_str().into()));
-        merged
-            .try_into()
-            .map_err(|e: toml::de::Error| parse_error(e.to_string()))
+        bootstrap::config::from_table(merged)
     }
 
     /// Read and parse a TOML file (not yet validated: apply CLI overrides first).
@@ -382,9 +327,8 @@ impl Config {
 
     /// [`Config::load`] as `role` when given, else as the file's `role`.
     pub fn load_as(path: &Path, role: Option<Role>) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
         })?;
         Self::from_toml_as(&text, path, role)
     }
@@ -428,6 +372,11 @@ impl Config {
             ("gate.block_list_poll_secs", g.block_list_poll_secs),
             ("gate.shutdown_grace_secs", g.shutdown_grace_secs),
             ("gate.stats_log_secs", g.stats_log_secs),
+            ("gate.attack.exit_after_secs", g.attack.exit_after_secs),
+            (
+                "gate.attack.first_packet_timeout_secs",
+                g.attack.first_packet_timeout_secs,
+            ),
             (
                 "gate.proxy_header_timeout_secs",
                 g.proxy_header_timeout_secs,
@@ -505,6 +454,15 @@ impl Config {
         }
         if g.temp_block_secs == 0 {
             return Err(invalid("gate.temp_block_secs", "must be at least 1"));
+        }
+        if g.attack.exit_conn_rate > g.attack.enter_conn_rate && g.attack.enter_conn_rate > 0 {
+            return Err(invalid(
+                "gate.attack.exit_conn_rate",
+                format!(
+                    "must be at most gate.attack.enter_conn_rate ({}; got {})",
+                    g.attack.enter_conn_rate, g.attack.exit_conn_rate
+                ),
+            ));
         }
         if g.block_list_poll_secs == 0 {
             return Err(invalid("gate.block_list_poll_secs", "must be at least 1"));
@@ -627,6 +585,12 @@ impl Config {
     /// `block_list_file` as a path, `None` when unset.
     pub fn block_list_path(&self) -> Option<PathBuf> {
         let f = self.gate.block_list_file.trim();
+        (!f.is_empty()).then(|| PathBuf::from(f))
+    }
+
+    /// `gate.allow_list_file`, unless empty.
+    pub fn allow_list_path(&self) -> Option<PathBuf> {
+        let f = self.gate.allow_list_file.trim();
         (!f.is_empty()).then(|| PathBuf::from(f))
     }
 }

@@ -33,11 +33,10 @@ pub(crate) fn validate_table(config: &Config) -> Result<(), ConfigError> {
         return Ok(());
     }
     if config.embedded.contains_key("admin") {
-        return Err(ConfigError::Embedded {
-            key: "embedded.admin".to_owned(),
-            problem: "the embedded LoginSrv's console is the gate's own: set [admin] instead"
-                .to_owned(),
-        });
+        return Err(invalid(
+            "embedded.admin",
+            "the embedded LoginSrv's console is the gate's own: set [admin] instead",
+        ));
     }
     // The LoginSrv tells gates apart by the presets' letters; a table of
     // other letters needs a LoginSrv configured for it.
@@ -52,17 +51,7 @@ pub(crate) fn validate_table(config: &Config) -> Result<(), ConfigError> {
              happym2, ldx); set server.addr for a LoginSrv of this build",
         ));
     }
-    loginsrv::Config::from_table(config.embedded.clone()).map_err(|e| {
-        let key = if e.key == "embedded" {
-            e.key
-        } else {
-            format!("embedded.{}", e.key)
-        };
-        ConfigError::Embedded {
-            key,
-            problem: e.reason,
-        }
-    })?;
+    loginsrv::Config::from_table(config.embedded.clone()).map_err(|e| e.under("embedded"))?;
     Ok(())
 }
 
@@ -94,8 +83,9 @@ impl Embedded {
         if !overrides.contains_key("servers") {
             ls.servers = vec![loginsrv::ServerRoute {
                 name: "demo".to_owned(),
-                selgates: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 7100))],
+                selgates: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 7100)).into()],
                 capacity: 1000,
+                public_addr: String::new(),
             }];
         }
         let database = ls.database.clone();

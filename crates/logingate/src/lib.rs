@@ -6,15 +6,21 @@
 //! - [`dispatch`]: the LoginSrv's replies, kicks and blocks applied to sessions.
 //! - [`reason`]: close and refusal labels, counted without a lock.
 //! - [`role`]: LoginGate or SelGate, and the defaults of each.
-//! - [`blocklist`]: the block list file.
 //! - [`admin`]: the operator's console (metrics, status page, admin API).
+//! - [`blocklist`]: the block list file; [`allowlist`]: the allow list file.
+//! - [`punish`]: the punishment of each offence; [`attack`]: automatic attack mode.
+//! - [`account_ops`]: per-IP registration and password-operation limits;
+//!   [`http_probe`]: HTTP requests on the game port.
 //! - [`import_ini`]: a Delphi or OpenMir2 gate's INI file as our TOML.
 //! - [`app`]: wiring and shutdown; [`app::Gate`] runs a gate in-process.
 //! - `embedded` (cargo feature `embedded`, on by default): the reference
 //!   LoginSrv started in-process when `server.addr` is absent.
 
+pub mod account_ops;
 pub mod admin;
+pub mod allowlist;
 pub mod app;
+pub mod attack;
 pub mod blocklist;
 pub mod cli;
 pub mod client;
@@ -22,7 +28,9 @@ pub mod config;
 pub mod dispatch;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod http_probe;
 pub mod import_ini;
 pub mod link;
+pub mod punish;
 pub mod reason;
 pub mod role;

@@ -18,16 +18,23 @@ pub const FLOODING: &str = "flooding";
 pub const SERVER_BUSY: &str = "server_busy";
 /// The link the session was opened on dropped.
 pub const SERVER_LOST: &str = "server_lost";
+/// An HTTP request line (`GET `, `POST `, `HTTP/`…) on the game port: a CC flood
+/// or a scanner, not a broken client.
+pub const HTTP_REQUEST: &str = "http_request";
+/// Over `new_accounts_per_ip_per_hour` or `password_ops_per_ip_per_min`.
+pub const NEW_ACCOUNTS: &str = "new_accounts";
 
 /// Every label a gate session can close with (netcore's, the client
 /// framer's, the gate's), sorted so a lookup is a binary search.
-pub const CLOSE_LABELS: [&str; 13] = [
+pub const CLOSE_LABELS: [&str; 15] = [
     "error",
     "first_packet_timeout",
     FLOODING,
     "forbidden_byte",
+    HTTP_REQUEST,
     "idle_timeout",
     "kicked",
+    NEW_ACCOUNTS,
     "oversize",
     "peer_closed",
     SERVER_BUSY,
@@ -130,6 +137,8 @@ mod tests {
             CloseReason::Protocol(FLOODING),
             CloseReason::Protocol(SERVER_BUSY),
             CloseReason::Protocol(SERVER_LOST),
+            CloseReason::Protocol(HTTP_REQUEST),
+            CloseReason::Protocol(NEW_ACCOUNTS),
             CloseReason::Protocol(ClientFrameError::ForbiddenByte { offset: 0, byte: 0 }.reason()),
             CloseReason::Protocol(ClientFrameError::TooLong { max: 0 }.reason()),
             CloseReason::Protocol(ClientFrameError::TooShort { len: 0 }.reason()),

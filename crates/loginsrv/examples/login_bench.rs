@@ -137,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
             name: "demo".into(),
             selgates: vec!["127.0.0.1:7100".parse()?],
             capacity: 1_000_000,
+            public_addr: String::new(),
         }],
         ..Config::default()
     })

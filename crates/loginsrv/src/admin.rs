@@ -56,7 +56,7 @@ impl AdminConfig {
     pub fn addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
         console::listen::check(&self.listen, &self.token).map_err(|p| ConfigError {
             key: format!("admin.{}", p.key),
-            reason: p.problem,
+            problem: p.problem,
         })
     }
 }
@@ -292,10 +292,11 @@ impl Console {
             accounts_online: self.shared.online.len(),
             servers: routes
                 .servers()
-                .map(|(name, capacity)| ServerUse {
-                    name: name.to_owned(),
-                    sessions: routes.used(name),
-                    capacity,
+                .iter()
+                .map(|s| ServerUse {
+                    name: s.name.clone(),
+                    sessions: routes.used(&s.name),
+                    capacity: s.capacity,
                 })
                 .collect(),
             events: events

@@ -4,12 +4,13 @@
 //! an operator all of them.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 
 use ipnet::IpNet;
 use mir2_proto::ids::{IdTable, MsgKind};
 use serde::{Deserialize, Serialize};
+
+pub use crate::game::config::{AddrRoute, GameServersConfig, IdSet, SelGate};
 
 /// Which block frame means temporary (`B` or `T`).
 pub use mir2_proto::link::BlockLetter;
@@ -62,6 +63,11 @@ pub struct Config {
     pub servers: Vec<ServerRoute>,
     /// The operator's console.
     pub admin: crate::admin::AdminConfig,
+    /// The port game servers connect to (sessions, live counts).
+    pub game_servers: GameServersConfig,
+    /// Per-gate SelGate routes (the Delphi `!addrtable.txt`); empty = `[[servers]].selgates` for all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<AddrRoute>,
 }
 
 /// `[security]`: Argon2id cost and login throttling.
@@ -94,11 +100,15 @@ pub struct SecurityConfig {
 pub struct ServerRoute {
     /// Name shown in the client's server list and sent back in CM_SELECTSERVER.
     pub name: String,
-    /// SelGates handed out round-robin.
-    pub selgates: Vec<SocketAddr>,
-    /// Live session ids this server accepts; drives the list status and SM_STARTFAIL.
-    #[serde(default = "default_capacity")]
+    /// SelGates handed out round-robin (up to 10; `*ip:port` is kept but not handed out).
+    pub selgates: Vec<SelGate>,
+    /// Most players (the `!UserLimit.txt` figure): drives the list status and SM_STARTFAIL.
+    /// Counted in live session ids, or in the game servers' reports when `[game_servers]` is on.
+    #[serde(rename = "max_users", alias = "capacity", default = "default_capacity")]
     pub capacity: u32,
+    /// IP handed to clients instead of each SelGate's own (same port), when they differ; `""` = none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub public_addr: String,
 }
 
 fn default_capacity() -> u32 {
@@ -131,10 +141,13 @@ impl Default for Config {
             ids: BTreeMap::new(),
             servers: vec![ServerRoute {
                 name: "demo".to_owned(),
-                selgates: vec![SocketAddr::from(([127, 0, 0, 1], 7100))],
+                selgates: vec![SelGate::from(SocketAddr::from(([127, 0, 0, 1], 7100)))],
                 capacity: default_capacity(),
+                public_addr: String::new(),
             }],
             admin: crate::admin::AdminConfig::default(),
+            game_servers: GameServersConfig::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -174,28 +187,11 @@ impl SecurityConfig {
     }
 }
 
-/// A configuration value that cannot be used, naming its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Dotted key path, e.g. `security.argon2_t`.
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
+/// Config errors (a dotted key and the problem) are the same in every binary.
+pub use bootstrap::ConfigError;
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config key `{}`: {}", self.key, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn bad(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        reason: reason.into(),
-    }
+fn bad(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::new(key, problem)
 }
 
 /// Keeps live session ids a vanishing fraction of the i32 id space (ids are drawn at random).
@@ -207,20 +203,19 @@ const MAX_SERVER_NAME_BYTES: usize = 30;
 impl Config {
     /// Parse a TOML document and validate it; errors name the key.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let (key, line) = key_at(text, e.span());
-            let at = line.map_or_else(String::new, |l| format!(" (line {l})"));
-            bad(key, format!("{}{at}", e.message().trim_end()))
-        })?;
+        Self::from_toml_at(text, std::path::Path::new("config"))
+    }
+
+    /// [`Config::from_toml`] for the file at `path`, which errors name with the line.
+    pub fn from_toml_at(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
+        let config: Config = bootstrap::config::from_toml(text, path)?;
         config.validate()?;
         Ok(config)
     }
 
     /// Build from an already-parsed TOML table (the gate's `[embedded]` section).
     pub fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| bad("embedded", e.message().to_owned()))?;
+        let config: Config = bootstrap::config::from_table(table)?;
         config.validate()?;
         Ok(config)
     }
@@ -263,9 +258,7 @@ impl Config {
             ("shutdown_grace_secs", self.shutdown_grace_secs),
             ("security.lockout_secs", self.security.lockout_secs),
         ] {
-            if !(1..=MAX_SECS).contains(&secs) {
-                return Err(bad(key, format!("must be 1..={MAX_SECS}")));
-            }
+            bootstrap::config::check_secs(key, secs, 1)?;
         }
         self.validate_security()?;
         self.id_table()?;
@@ -294,16 +287,15 @@ impl Config {
             if self.servers[..i].iter().any(|o| o.name == s.name) {
                 return Err(bad(format!("{key}.name"), "duplicate server name"));
             }
-            if s.selgates.is_empty() {
-                return Err(bad(format!("{key}.selgates"), "needs at least one address"));
-            }
+            crate::game::config::check_selgates(&format!("{key}.selgates"), &s.selgates)?;
             if s.capacity == 0 || s.capacity > MAX_CAPACITY {
                 return Err(bad(
-                    format!("{key}.capacity"),
+                    format!("{key}.max_users"),
                     format!("must be 1..={MAX_CAPACITY}"),
                 ));
             }
         }
+        crate::game::config::validate(self)?;
         Ok(())
     }
 
@@ -405,9 +397,6 @@ fn physical_memory_kib() -> Option<u64> {
 /// The classic client's TUserEntry password field holds 10 bytes.
 pub const MAX_PASSWORD_BYTES: usize = 10;
 
-/// Upper bound for durations (a day): beyond it an `Instant` sum could overflow.
-const MAX_SECS: u64 = 86_400;
-
 /// Upper bound for counts that size queues and semaphores (tokio panics far above it).
 const MAX_COUNT: usize = 1_000_000;
 
@@ -420,39 +409,6 @@ fn bounded(key: &str, v: usize) -> Result<(), ConfigError> {
 }
 
 /// The dotted key (`section.key`) and 1-based line at a parse error's span.
-fn key_at(text: &str, span: Option<std::ops::Range<usize>>) -> (String, Option<usize>) {
-    let Some(start) = span.map(|r| r.start) else {
-        return ("<file>".to_owned(), None);
-    };
-    let before = text.get(..start).unwrap_or(text);
-    let line_no = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text
-        .get(line_start..)
-        .unwrap_or("")
-        .lines()
-        .next()
-        .unwrap_or("");
-    let key = line
-        .split_once('=')
-        .map(|(k, _)| k.trim().trim_matches('"').to_owned());
-    let section = before
-        .get(..line_start)
-        .unwrap_or("")
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
-    let key = match (section, key) {
-        (Some(s), Some(k)) => format!("{s}.{k}"),
-        (None, Some(k)) => k,
-        (Some(s), None) => s,
-        (None, None) => "<file>".to_owned(),
-    };
-    (key, Some(line_no))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -484,7 +440,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.key, "servers[0].name");
         let e = Config::from_toml("bogus = 1\n").unwrap_err();
-        assert!(e.reason.contains("bogus"), "{e}");
+        assert!(e.problem.contains("bogus"), "{e}");
         let e = Config::from_toml("max_gates = 1\n[security]\nargon2_t = \"x\"\n").unwrap_err();
         assert_eq!(e.key, "security.argon2_t", "{e}");
     }
@@ -502,7 +458,7 @@ mod tests {
             )
             .unwrap_err();
             assert_eq!(e.key, "security.argon2_m_kib", "{e}");
-            assert!(e.reason.contains("max_concurrent_hashes"), "{e}");
+            assert!(e.problem.contains("max_concurrent_hashes"), "{e}");
         }
     }
 
@@ -510,12 +466,12 @@ mod tests {
     fn duplicate_ids_are_refused_naming_both() {
         let e = Config::from_toml("[ids]\nCM_IDPASSWORD = 2002\n").unwrap_err();
         assert_eq!(e.key, "ids.CM_IDPASSWORD", "{e}");
-        assert!(e.reason.contains("CM_ADDNEWUSER"), "{e}");
+        assert!(e.problem.contains("CM_ADDNEWUSER"), "{e}");
         // Swapping two ids is fine; moving one onto another's is not.
         Config::from_toml("[ids]\nCM_IDPASSWORD = 2002\nCM_ADDNEWUSER = 2001\n").unwrap();
         let e = Config::from_toml("[ids]\nSM_GETBACKPASSWD_FAIL = 500\n").unwrap_err();
         assert_eq!(e.key, "ids.SM_GETBACKPASSWD_FAIL", "{e}");
-        assert!(e.reason.contains("SM_CERTIFICATION_SUCCESS"), "{e}");
+        assert!(e.problem.contains("SM_CERTIFICATION_SUCCESS"), "{e}");
     }
 
     #[test]

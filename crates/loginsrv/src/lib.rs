@@ -18,9 +18,11 @@
 pub mod admin;
 mod client;
 pub mod config;
+pub mod game;
 mod gate;
 mod handlers;
 mod hasher;
+pub mod import_delphi;
 mod online;
 mod reject;
 pub mod routes;
@@ -40,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{Config, ConfigError, SecurityConfig, ServerRoute};
+pub use game::GameServerView;
 pub use handlers::code;
 
 /// Slots of the per-IP hash budget table: 4 MiB, and room for about 130,000
@@ -65,6 +68,8 @@ pub(crate) struct ServerState {
     /// cannot monopolise the hashing CPU. Fixed memory whatever the number of
     /// addresses, so a flood of sources cannot grow it.
     pub hash_budget: Option<limits::RateTable<std::net::IpAddr>>,
+    /// Connected game servers, when `[game_servers]` is on.
+    pub game: Option<game::GameServers>,
 }
 
 /// A LoginSrv serving gates.
@@ -81,6 +86,8 @@ pub struct RunningServer {
     admin: admin::Console,
     /// The console's HTTP server, once [`RunningServer::start_console`] ran.
     console: Option<console::Running>,
+    /// Bound game-server port, when `[game_servers]` is on.
+    game_addr: Option<SocketAddr>,
 }
 
 impl RunningServer {
@@ -99,10 +106,35 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding the gate listener on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
-    let routes = routes::Routes::new(
+    let game_listener = match config.game_servers.listen_addr() {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the game-server listener on {addr}"))?,
+        ),
+        None => None,
+    };
+    let game_addr = game_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    // With game servers, a session lives until they end it; without, it expires.
+    let routes = routes::Routes::build(
         config.servers.clone(),
-        Duration::from_secs(config.session_ttl_secs),
+        config.routes.clone(),
+        game_addr
+            .is_none()
+            .then(|| Duration::from_secs(config.session_ttl_secs)),
     );
+    let game = game_addr.map(|_| {
+        game::GameServers::new(
+            config.game_servers.id_set,
+            Duration::from_secs(config.game_servers.keepalive_timeout_secs),
+        )
+    });
+    if let Some(addr) = game_addr {
+        tracing::info!(%addr, id_set = config.game_servers.id_set.as_str(), "LoginSrv listening for game servers");
+    }
     tracing::info!(
         %local_addr,
         database = store.backend(),
@@ -123,6 +155,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                 limits::Rate::new(hashes_per_ip, Duration::from_secs(60), hashes_per_ip);
             limits::RateTable::new(per_minute, HASH_BUDGET_SLOTS)
         }),
+        game,
     });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -133,6 +166,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         tracker.clone(),
     ));
     let admin = admin::Console::new(Arc::clone(&state), local_addr);
+    if let Some(listener) = game_listener {
+        tracker.spawn(game::accept_loop(
+            listener,
+            state.clone(),
+            cancel.clone(),
+            tracker.clone(),
+        ));
+    }
     Ok(RunningServer {
         local_addr,
         cancel,
@@ -140,6 +181,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         state,
         admin,
         console: None,
+        game_addr,
     })
 }
 
@@ -157,6 +199,20 @@ impl RunningServer {
     /// The account a live session id was issued to.
     pub fn session_account(&self, session_id: i32) -> Option<String> {
         self.state.routes.ticket(session_id).map(|t| t.account)
+    }
+
+    /// The address game servers connect to, when `[game_servers]` is on.
+    pub fn game_servers_addr(&self) -> Option<SocketAddr> {
+        self.game_addr
+    }
+
+    /// Every connected game server (name, index, online count, last report).
+    pub fn game_servers(&self) -> Vec<GameServerView> {
+        self.state
+            .game
+            .as_ref()
+            .map(game::GameServers::views)
+            .unwrap_or_default()
     }
 
     /// Accounts logged in right now.

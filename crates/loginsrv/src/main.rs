@@ -1,8 +1,11 @@
 //! `loginsrv`: the reference LoginSrv binary.
 
+use std::future::Future as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::task::Poll;
 
+use bootstrap::{LogFormat, EXIT_CONFIG};
 use clap::Parser;
 use loginsrv::Config;
 
@@ -28,17 +31,29 @@ struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Sub>,
 }
 
-/// Exit code for configuration and usage errors.
-const EXIT_CONFIG: u8 = 2;
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Print the TOML equivalent of a Delphi LoginSrv directory (Logsrv.ini,
+    /// !ServerAddr.txt, !UserLimit.txt, !addrtable.txt); unmapped settings become comments.
+    ImportDelphi {
+        /// The Delphi LoginSrv's directory.
+        dir: PathBuf,
+    },
+}
 
 fn load(cli: &Cli) -> Result<Config, String> {
     let mut config = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            Config::from_toml_at(&text, path).map_err(|e| e.to_string())?
         }
         None => Config::default(),
     };
@@ -57,6 +72,18 @@ fn load(cli: &Cli) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Sub::ImportDelphi { dir }) = &cli.command {
+        return match loginsrv::import_delphi::import(dir) {
+            Ok(toml) => {
+                print!("{toml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("loginsrv import-delphi: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
     let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -68,79 +95,27 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // A closed stderr (a pipe whose reader died) must not panic the task that logs.
-        .log_internal_errors(false)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("loginsrv: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        // Polled once before anything starts so the handlers are installed: a
-        // signal while the server starts stops it in order.
-        let mut stop = std::pin::pin!(shutdown_signal());
-        if futures_poll_once(stop.as_mut()).await {
-            return ExitCode::SUCCESS;
+    bootstrap::logging::init(cli.log_format);
+    bootstrap::run_main("loginsrv", async move {
+        // Polled once before anything starts, so the handlers are installed: a
+        // signal while the server starts stops it in order instead of killing it.
+        let mut stop = std::pin::pin!(bootstrap::shutdown_signal());
+        let early = std::future::poll_fn(|cx| Poll::Ready(stop.as_mut().poll(cx).is_ready())).await;
+        if early {
+            return Ok(());
         }
         if !config.admin.listen.trim().is_empty() {
             // Before the server registers anything with the metrics facade.
             loginsrv::admin::install_metrics();
         }
-        let mut server = match loginsrv::start(config).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("loginsrv: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let mut server = loginsrv::start(config).await?;
         if let Err(e) = server.start_console().await {
-            eprintln!("loginsrv: {e:#}");
             server.shutdown().await;
-            return ExitCode::FAILURE;
+            return Err(e);
         }
         stop.await;
         tracing::info!("signal received, shutting down");
         server.shutdown().await;
-        ExitCode::SUCCESS
+        Ok::<(), anyhow::Error>(())
     })
-}
-
-/// Polls `f` once; `true` when it finished.
-async fn futures_poll_once(f: std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> bool {
-    let mut f = f;
-    std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_ready())).await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

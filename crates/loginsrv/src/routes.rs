@@ -2,17 +2,19 @@
 //! handed out for them.
 //!
 //! A session id is what the client presents to the SelGate / game server,
-//! so it is random (not a counter), positive, unique among live ids, and
-//! expires after `session_ttl_secs`.
+//! so it is random (not a counter), at least 2 (DBServer and M2Server reject
+//! lower ids), and unique among live ids. Without game servers it expires
+//! after `session_ttl_secs`; with them it lives until a game server soft-outs
+//! it or a newer login of the account closes it, as in the Delphi LoginSrv.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rand::Rng as _;
 
-use crate::config::ServerRoute;
+use crate::config::{AddrRoute, SelGate, ServerRoute};
 
 /// Status numbers the Delphi LoginSrv (`TFrmMasSoc.ServerStatus`) sends in
 /// the server list: load against the configured limit.
@@ -71,12 +73,17 @@ pub enum Selection {
     Full,
 }
 
+/// Smallest session id: DBServer and M2Server reject ids below 2.
+pub const MIN_SESSION_ID: i32 = 2;
+
 /// Servers, their round-robin cursors and the live session ids.
 pub struct Routes {
     /// Configured servers in list order.
     servers: Vec<ServerRoute>,
-    /// How long an id stays valid.
-    ttl: Duration,
+    /// Per-gate SelGate lists (`[[routes]]`), tried before the server's own.
+    addr_routes: Vec<AddrRoute>,
+    /// How long an id stays valid; `None` = until ended (game servers report the end).
+    ttl: Option<Duration>,
     /// Mutable state behind one short-held lock.
     state: Mutex<RouteState>,
 }
@@ -90,30 +97,56 @@ struct RouteState {
     used: Vec<u32>,
     /// Next SelGate per server.
     cursor: Vec<usize>,
+    /// Next SelGate per `[[routes]]` entry.
+    route_cursor: Vec<usize>,
     /// Each account's live id: selecting again replaces it, so one account
     /// cannot eat a server's capacity by selecting in a loop.
     by_account: HashMap<String, i32>,
 }
 
 impl Routes {
-    /// Build from the (validated) server list.
+    /// Build from the (validated) server list; ids expire after `ttl`.
     pub fn new(servers: Vec<ServerRoute>, ttl: Duration) -> Routes {
+        Routes::build(servers, Vec::new(), Some(ttl))
+    }
+
+    /// Servers, per-gate routes, and ids that expire after `ttl` or, for
+    /// `None`, live until [`Routes::end_session`] or [`Routes::take_account_session`].
+    /// Without a TTL the game servers' counts, not live ids, bound a server.
+    pub fn build(
+        servers: Vec<ServerRoute>,
+        addr_routes: Vec<AddrRoute>,
+        ttl: Option<Duration>,
+    ) -> Routes {
         let n = servers.len();
+        let r = addr_routes.len();
         Routes {
             servers,
+            addr_routes,
             ttl,
             state: Mutex::new(RouteState {
                 tickets: HashMap::new(),
                 expiry: VecDeque::new(),
                 used: vec![0; n],
                 cursor: vec![0; n],
+                route_cursor: vec![0; r],
                 by_account: HashMap::new(),
             }),
         }
     }
 
-    /// The SM_PASSOK_SELECTSERVER list: (count, `name/status/…/`).
+    /// The configured servers in list order.
+    pub fn servers(&self) -> &[ServerRoute] {
+        &self.servers
+    }
+
+    /// The SM_PASSOK_SELECTSERVER list: (count, `name/status/…/`), status from live ids.
     pub fn server_list(&self) -> (u16, String) {
+        self.server_list_by(|_, s, used| status_for(used, s.capacity))
+    }
+
+    /// The list with each status from `status(index, server, live ids)`.
+    pub fn server_list_by(&self, status: impl Fn(usize, &ServerRoute, u32) -> u8) -> (u16, String) {
         let mut st = self.state.lock();
         st.purge(Instant::now());
         let mut body = String::new();
@@ -121,14 +154,42 @@ impl Routes {
             let used = st.used.get(i).copied().unwrap_or(0);
             body.push_str(&s.name);
             body.push('/');
-            body.push_str(&status_for(used, s.capacity).to_string());
+            body.push_str(&status(i, s, used).to_string());
             body.push('/');
         }
         (u16::try_from(self.servers.len()).unwrap_or(u16::MAX), body)
     }
 
-    /// Issue a session id for `account` on server `name`.
-    pub fn select(&self, account: &str, name: &str) -> Selection {
+    /// End the account's live session, if any (a newer login or selection replaces it).
+    pub fn take_account_session(&self, account: &str) -> Option<(i32, Ticket)> {
+        let mut st = self.state.lock();
+        st.purge(Instant::now());
+        let id = st.by_account.remove(account)?;
+        st.revoke(id).map(|t| (id, t))
+    }
+
+    /// End session `id` if it was issued to `account` (a game server's soft-out).
+    pub fn end_session(&self, id: i32, account: &str) -> Option<Ticket> {
+        let mut st = self.state.lock();
+        st.purge(Instant::now());
+        if st.tickets.get(&id).is_none_or(|t| t.account != account) {
+            return None;
+        }
+        let t = st.revoke(id)?;
+        if st.by_account.get(account) == Some(&id) {
+            st.by_account.remove(account);
+        }
+        Some(t)
+    }
+
+    /// The name of server `index`.
+    pub fn server_name(&self, index: usize) -> Option<&str> {
+        self.servers.get(index).map(|s| s.name.as_str())
+    }
+
+    /// Issue a session id for `account` on server `name`, for a client that
+    /// came through the gate at `gate` (which picks a `[[routes]]` entry).
+    pub fn select(&self, account: &str, name: &str, gate: Option<IpAddr>) -> Selection {
         let Some(index) = self.servers.iter().position(|s| s.name == name) else {
             return Selection::Unknown;
         };
@@ -146,21 +207,40 @@ impl Routes {
         else {
             return Selection::Unknown;
         };
-        if used >= server.capacity {
+        if self.ttl.is_some() && used >= server.capacity {
             return Selection::Full;
         }
-        let Some(&selgate) = server.selgates.get(cursor % server.selgates.len().max(1)) else {
+        let route = gate.and_then(|ip| {
+            self.addr_routes
+                .iter()
+                .position(|r| r.gate == ip && r.server == server.name)
+        });
+        let selgate = match route {
+            Some(r) => {
+                let at = st.route_cursor.get(r).copied().unwrap_or(0);
+                if let Some(c) = st.route_cursor.get_mut(r) {
+                    *c = c.wrapping_add(1);
+                }
+                self.addr_routes.get(r).and_then(|r| pick(&r.selgates, at))
+            }
+            None => pick(&server.selgates, cursor).map(|addr| match server.public_addr.parse() {
+                Ok(ip) => SocketAddr::new(ip, addr.port()),
+                Err(_) => addr,
+            }),
+        };
+        let Some(selgate) = selgate else {
             return Selection::Unknown;
         };
         let mut rng = rand::rng();
         let session_id = loop {
-            // Live ids are at most the sum of capacities, far below i32::MAX: this ends.
-            let id = rng.random_range(1..=i32::MAX);
+            // Live ids are bounded (one per account, or the capacities), far below i32::MAX: this ends.
+            let id = rng.random_range(MIN_SESSION_ID..=i32::MAX);
             if !st.tickets.contains_key(&id) {
                 break id;
             }
         };
-        let expires = now + self.ttl;
+        // Without a TTL the ticket never expires: an `Instant` far ahead stands for that.
+        let expires = now + self.ttl.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
         st.tickets.insert(
             session_id,
             Ticket {
@@ -170,7 +250,9 @@ impl Routes {
                 expires,
             },
         );
-        st.expiry.push_back((expires, session_id));
+        if self.ttl.is_some() {
+            st.expiry.push_back((expires, session_id));
+        }
         st.by_account.insert(account.to_owned(), session_id);
         if let Some(u) = st.used.get_mut(index) {
             *u += 1;
@@ -201,11 +283,6 @@ impl Routes {
         self.servers.get(index).map(|s| s.name.clone())
     }
 
-    /// Configured server names and capacities, in list order.
-    pub fn servers(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
-        self.servers.iter().map(|s| (s.name.as_str(), s.capacity))
-    }
-
     /// Live session ids for server `name`.
     pub fn used(&self, name: &str) -> u32 {
         let index = self.servers.iter().position(|s| s.name == name);
@@ -213,6 +290,16 @@ impl Routes {
         st.purge(Instant::now());
         index.and_then(|i| st.used.get(i).copied()).unwrap_or(0)
     }
+}
+
+/// The `at`-th enabled entry, cycling.
+fn pick(selgates: &[SelGate], at: usize) -> Option<SocketAddr> {
+    let enabled: Vec<SocketAddr> = selgates
+        .iter()
+        .filter(|g| g.enabled)
+        .map(|g| g.addr)
+        .collect();
+    enabled.get(at % enabled.len().max(1)).copied()
 }
 
 impl RouteState {
@@ -255,8 +342,10 @@ mod tests {
                 selgates: vec![
                     "127.0.0.1:7100".parse().unwrap(),
                     "127.0.0.1:7101".parse().unwrap(),
+                    "*127.0.0.1:7102".parse().unwrap(),
                 ],
                 capacity,
+                public_addr: String::new(),
             }],
             ttl,
         )
@@ -278,12 +367,12 @@ mod tests {
         let mut ids = Vec::new();
         let mut gates = Vec::new();
         for account in ["a", "b", "c"] {
-            match r.select(account, "s1") {
+            match r.select(account, "s1", None) {
                 Selection::Ok {
                     selgate,
                     session_id,
                 } => {
-                    assert!(session_id > 0);
+                    assert!(session_id >= MIN_SESSION_ID);
                     ids.push(session_id);
                     gates.push(selgate.port());
                 }
@@ -294,14 +383,14 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), 3);
-        assert_eq!(r.select("d", "s1"), Selection::Full);
-        assert_eq!(r.select("d", "nope"), Selection::Unknown);
+        assert_eq!(r.select("d", "s1", None), Selection::Full);
+        assert_eq!(r.select("d", "nope", None), Selection::Unknown);
         assert_eq!(r.server_list(), (1, "s1/4/".to_owned()));
         assert!(r.ticket(ids[0]).is_some());
         // Selecting again replaces the account's id instead of taking more capacity.
         let Selection::Ok {
             session_id: again, ..
-        } = r.select("a", "s1")
+        } = r.select("a", "s1", None)
         else {
             panic!()
         };
@@ -320,12 +409,12 @@ mod tests {
     #[test]
     fn ids_expire() {
         let r = routes(1, Duration::from_millis(1));
-        let Selection::Ok { session_id, .. } = r.select("a", "s1") else {
+        let Selection::Ok { session_id, .. } = r.select("a", "s1", None) else {
             panic!()
         };
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(r.ticket(session_id), None);
         assert_eq!(r.used("s1"), 0);
-        assert!(matches!(r.select("a", "s1"), Selection::Ok { .. }));
+        assert!(matches!(r.select("a", "s1", None), Selection::Ok { .. }));
     }
 }

@@ -28,4 +28,5 @@ targets!(
     packet_parse => "../../../fuzz/checks/packet_parse.rs",
     records => "../../../fuzz/checks/records.rs",
     gate_client_path => "../../../fuzz/checks/gate_client_path.rs",
+    game_frame => "../../../fuzz/checks/game_frame.rs",
 );

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod backend;
 mod bench;
+mod gameserver;
 mod inspect;
 mod login;
 mod proxy;
@@ -35,6 +36,8 @@ enum Command {
     Bench(bench::Args),
     /// Benchmark backends: a LoginSrv-shaped echo and a plain packet echo.
     Backend(backend::Args),
+    /// Game-server double on the LoginSrv's port 5600: reports a count, prints sessions.
+    Gameserver(gameserver::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +48,6 @@ fn main() -> ExitCode {
         Command::Login(args) => login::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Backend(args) => backend::run(args),
+        Command::Gameserver(args) => gameserver::run(args),
     }
 }

@@ -517,6 +517,8 @@ async fn gate_in_front_of(link: SocketAddr) -> logingate::app::Gate {
     c.admin.listen = "127.0.0.1:0".into();
     c.gate.max_conn_per_ip = 0;
     c.gate.conn_rate_per_ip = 0;
+    // Every flow registers from 127.0.0.1: lift the per-IP registration limit too.
+    c.gate.new_accounts_per_ip_per_hour = 0;
     c.gate.max_packets_per_sec = 1_000_000;
     c.server.addr = Some(link);
     c.server.dialect = logingate::config::Dialect::Wemade;
@@ -618,6 +620,8 @@ async fn login_flows_through_the_real_gate_and_loginsrv() {
     c.admin.listen = "127.0.0.1:0".into();
     c.gate.max_conn_per_ip = 0;
     c.gate.conn_rate_per_ip = 0;
+    // Every flow registers from 127.0.0.1: lift the per-IP registration limit too.
+    c.gate.new_accounts_per_ip_per_hour = 0;
     c.server.addr = Some(srv.local_addr());
     c.server.dialect = logingate::config::Dialect::Delphi;
     let gate = logingate::app::Gate::start(c).await.expect("gate starts");

@@ -176,7 +176,8 @@ fn drive<'a, H: Handler>(
     async move {
         // When the last whole message arrived; `None` until the first one.
         let mut last_message: Option<Instant> = None;
-        if let Some(timeout) = conn.core.config.first_packet_timeout {
+        let first_packet = &conn.core.config.first_packet_timeout;
+        if let Some(timeout) = conn.core.admission.first_packet_timeout(*first_packet) {
             timer.as_mut().reset(after(Instant::now(), timeout));
         }
         loop {

@@ -35,9 +35,8 @@ mod reason;
 mod registry;
 mod server;
 mod session;
-mod signal;
 
-pub use admission::{Admission, Block, BlockKind};
+pub use admission::{Admission, Block, BlockKind, RejectObserver, StrictLimits};
 pub use config::Config;
 pub use ipnet::IpNet;
 pub use proxy::{ProxyConfig, ProxyProtocol};
@@ -45,7 +44,6 @@ pub use reason::{CloseReason, SendError};
 pub use registry::Sessions;
 pub use server::Server;
 pub use session::{Session, SessionId, SessionStats};
-pub use signal::shutdown_signal;
 pub use tokio_util::sync::CancellationToken;
 
 use bytes::BytesMut;

@@ -16,6 +16,7 @@ pub(crate) mod reject {
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const MAX_CONNECTIONS: &str = "max_connections";
     pub const PER_IP_LIMIT: &str = "per_ip_limit";
+    pub const NOT_ALLOW_LISTED: &str = "not_allow_listed";
 }
 
 /// The server's metric handles.

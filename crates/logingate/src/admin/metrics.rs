@@ -3,9 +3,12 @@
 
 use console::prometheus::{Described, Kind};
 
+use crate::allowlist::{METRIC_ENTRIES as ALLOW_ENTRIES, METRIC_RELOADS as ALLOW_RELOADS};
+use crate::attack::METRIC_ATTACK_MODE;
 use crate::blocklist::{METRIC_ENTRIES, METRIC_RELOADS};
 use crate::dispatch::{METRIC_BLOCKS, METRIC_KICKS};
 use crate::link::metric as link;
+use crate::punish::METRIC_PUNISHMENTS;
 use crate::role::ROLE_METRIC;
 
 /// Console refusals for a wrong or missing token.
@@ -53,6 +56,10 @@ pub const GATE: &[Described] = &[
     d(METRIC_BLOCKS, Counter, "kind", "IP blocks ordered by the LoginSrv (temporary, permanent)."),
     d(METRIC_RELOADS, Counter, "outcome", "Block list file loads (ok, bad_line, unreadable)."),
     d(METRIC_ENTRIES, Gauge, "", "Entries in force from the block list file."),
+    d(ALLOW_RELOADS, Counter, "outcome", "Allow list file loads (ok, bad_line, unreadable)."),
+    d(ALLOW_ENTRIES, Gauge, "", "Entries in force from the allow list file."),
+    d(METRIC_PUNISHMENTS, Counter, "offence,action", "Punishments applied, by offence and action."),
+    d(METRIC_ATTACK_MODE, Gauge, "", "1 while attack mode is on, 0 otherwise."),
     d(ROLE_METRIC, Gauge, "role", "1, labelled with what the gate fronts: login (a LoginSrv) or selgate (a DBServer)."),
     d(UNAUTHORIZED, Counter, "", "Console requests refused for a wrong or missing token."),
     d(CONNECTIONS_REFUSED, Counter, "", "Console connections closed at accept (64 already open)."),

@@ -25,6 +25,10 @@ pub fn test_config(server: SocketAddr, dialect: Dialect) -> Config {
     c.gate.max_conn_per_ip = 0;
     c.gate.conn_rate_per_ip = 0;
     c.gate.max_packets_per_sec = 10_000;
+    // Every test speaks from 127.0.0.1: no block nor attack mode may outlive a test's
+    // deliberate offence (tests of those defences turn them back on).
+    c.gate.punish = logingate::punish::PunishConfig::all(logingate::punish::Punishment::Disconnect);
+    c.gate.attack.enter_conn_rate = 0;
     c.gate.shutdown_grace_secs = 2;
     c.server.addr = Some(server);
     c.server.dialect = dialect;

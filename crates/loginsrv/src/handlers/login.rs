@@ -95,6 +95,9 @@ impl Login {
             client: client.id,
             token: client.token,
         };
+        // A session handed out earlier (the player may be in the game by now):
+        // its holder is told to drop it, and this login is answered "already online".
+        let had_session = crate::game::close_account_session(&client.server, &key);
         match client.server.online.claim(&key, holder) {
             Claim::Evicted(old) => {
                 tracing::info!(account = %key, "{}: duplicate login, kicking the older client", client.who());
@@ -112,6 +115,12 @@ impl Login {
                 }
                 fail(code::ALREADY_ONLINE)
             }
+            Claim::Claimed if had_session => {
+                tracing::info!(account = %key, "{}: duplicate login, session closed at its game server", client.who());
+                metrics::counter!("loginsrv_logins_total", "result" => "duplicate").increment(1);
+                client.server.online.release(&key, client.token);
+                fail(code::ALREADY_ONLINE)
+            }
             Claim::Claimed => {
                 metrics::counter!("loginsrv_logins_total", "result" => "ok").increment(1);
                 tracing::info!(account = %key, "{}: logged in", client.who());
@@ -124,7 +133,14 @@ impl Login {
 
 /// SM_PASSOK_SELECTSERVER: series = count, body `name/status/…/`.
 fn server_list(client: &Client) -> Reply {
-    let (count, list) = client.server.routes.server_list();
+    let (count, list) = match &client.server.game {
+        // Live counts from the game servers of each name.
+        Some(game) => client
+            .server
+            .routes
+            .server_list_by(|_, s, _| game.status(&s.name, s.capacity)),
+        None => client.server.routes.server_list(),
+    };
     // Server names were checked to be GBK at startup.
     let body = gbk_encode(&list).unwrap_or_default();
     Reply {

@@ -46,12 +46,35 @@ impl SelectServer {
             );
             return fail();
         }
-        match client.server.routes.select(&key, &name) {
+        if let Some(game) = &client.server.game {
+            let max = client
+                .server
+                .routes
+                .servers()
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.capacity);
+            if max.is_some_and(|max| game.over_limit(&name, max)) {
+                reject(
+                    "server_full",
+                    format_args!("{}: server {name:?} above max_users", client.who()),
+                );
+                return fail();
+            }
+            // Selecting again replaces the account's session: its holder drops the old one.
+            crate::game::close_account_session(&client.server, &key);
+        }
+        let gate = Some(client.gate.peer().ip());
+        match client.server.routes.select(&key, &name, gate) {
             Selection::Ok {
                 selgate,
                 session_id,
             } => {
                 metrics::counter!("loginsrv_sessions_issued_total").increment(1);
+                if let Some(game) = &client.server.game {
+                    let sent = game.open_session(&name, &key, session_id, client.ip);
+                    tracing::debug!(account = %key, session = session_id, sent, "SS_OPENSESSION queued");
+                }
                 tracing::info!(account = %key, server = %name, %selgate, "{}: server selected", client.who());
                 let body = format!("{}/{}/{}", selgate.ip(), selgate.port(), session_id);
                 Reply {

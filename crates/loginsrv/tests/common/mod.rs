@@ -141,11 +141,13 @@ pub fn config(db: &Db) -> Config {
                     "127.0.0.1:7101".parse().unwrap(),
                 ],
                 capacity: 10,
+                public_addr: String::new(),
             },
             ServerRoute {
                 name: "传奇".into(),
                 selgates: vec!["127.0.0.2:7200".parse().unwrap()],
                 capacity: 1,
+                public_addr: String::new(),
             },
         ],
         ..Config::default()

@@ -84,14 +84,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         Mode::Echo => {
             tokio::select! {
                 r = echo::serve(listener, args.max_frame_bytes) => r?,
-                () = shutdown_signal() => {}
+                () = bootstrap::shutdown_signal() => {}
             }
         }
         Mode::GateEcho => {
             let stats = LinkStats::default();
             let result = tokio::select! {
                 r = gate_echo::serve(listener, args.dialect, args.max_frame_bytes, stats.clone(), args.stats_file.clone()) => r,
-                () = shutdown_signal() => Ok(()),
+                () = bootstrap::shutdown_signal() => Ok(()),
             };
             // The storm check reads these: every open and close frame the gate sent.
             let json = stats.to_json();
@@ -119,20 +119,4 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(backlog)
-}
-
-/// SIGINT or SIGTERM; if signal handlers cannot be installed, waits forever.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

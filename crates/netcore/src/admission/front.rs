@@ -59,17 +59,24 @@ impl FrontPermit {
     pub(crate) fn identify(mut self, client: IpAddr) -> Result<Permit, &'static str> {
         let ip = client.to_canonical();
         let inner = self.inner.as_ref().ok_or(reject::MAX_CONNECTIONS)?;
-        let now = Instant::now();
-        if inner.blocks.read().is_blocked(ip, now) {
-            return Err(reject::BLOCKED);
-        }
-        if let Some(rate) = &inner.rate {
-            if !rate.check(ip, now) {
-                return Err(reject::RATE_LIMITED);
+        let admission = Admission {
+            inner: Arc::clone(inner),
+        };
+        inner.live_policy.count_attempt();
+        let checked = (|| {
+            let now = Instant::now();
+            if inner.blocks.read().is_blocked(ip, now) {
+                return Err(reject::BLOCKED);
             }
-        }
-        if inner.max_per_ip > 0 && !inner.per_ip.acquire(ip, inner.max_per_ip) {
-            return Err(reject::PER_IP_LIMIT);
+            let allow_listed = admission.check_source(ip, now)?;
+            if !admission.acquire_per_ip(ip, allow_listed) {
+                return Err(reject::PER_IP_LIMIT);
+            }
+            Ok(())
+        })();
+        if let Err(label) = checked {
+            inner.live_policy.notify(&admission, ip, label);
+            return Err(label);
         }
         Ok(Permit {
             inner: self.inner.take(),

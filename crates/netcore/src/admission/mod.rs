@@ -1,10 +1,12 @@
 //! Admission: every check runs on the accepted socket's address before the core spends
 //! any per-connection memory (no registration with the reactor, no session, no task).
 //!
-//! Order: block list, per-IP rate, global cap, per-IP concurrency. The permit returned
+//! Order: block list, allow-listed-only switch, per-IP rate, global cap, per-IP
+//! concurrency; allow-listed sources skip the per-IP steps (`allow`). The permit returned
 //! on success releases the global and per-IP slots when dropped, so the counts cannot
 //! drift (CIOCPServer's counters were updated outside its locks).
 
+mod allow;
 mod blocklist;
 mod front;
 mod per_ip;
@@ -23,6 +25,7 @@ use crate::metrics::reject;
 use blocklist::BlockList;
 use per_ip::PerIpCounts;
 
+pub use allow::{RejectObserver, StrictLimits};
 pub(crate) use blocklist::NetMap;
 pub(crate) use front::FrontPermit;
 
@@ -61,7 +64,7 @@ struct Inner {
     blocks: RwLock<BlockList>,
     /// Per-IP connection rate, keyed by canonical IP; `None` when unlimited.
     rate: Option<RateTable<IpAddr>>,
-    /// Live sessions per IP; only consulted when `max_per_ip > 0`.
+    /// Live sessions per IP; always counted, because the cap can change at run time.
     per_ip: PerIpCounts,
     /// `Config::max_conn_per_ip`.
     max_per_ip: u32,
@@ -71,6 +74,8 @@ struct Inner {
     max_connections: usize,
     /// `Config::max_runtime_blocks`, for the log line when the table is full.
     max_runtime_blocks: usize,
+    /// Allow list, strict limits and the refusal observer, set at run time.
+    live_policy: allow::Live,
 }
 
 /// Admission control, shared with the application (block or unblock at run time).
@@ -113,9 +118,7 @@ impl Drop for Permit {
 }
 
 fn release(inner: &Inner, ip: IpAddr) {
-    if inner.max_per_ip > 0 {
-        inner.per_ip.release(ip);
-    }
+    inner.per_ip.release(ip);
     inner.live.fetch_sub(1, Ordering::AcqRel);
 }
 
@@ -145,6 +148,7 @@ impl Admission {
                 live: AtomicUsize::new(0),
                 max_connections: config.max_connections,
                 max_runtime_blocks: config.max_runtime_blocks,
+                live_policy: allow::Live::new(),
             }),
         }
     }
@@ -197,36 +201,71 @@ impl Admission {
         release(&self.inner, ip.to_canonical());
     }
 
-    /// Runs every check for a new connection from `ip`; the error is the rejection label.
+    /// Runs every check for a new connection from `ip`; the error is the rejection label
+    /// (also handed to the refusal observer).
     pub(crate) fn admit(&self, ip: IpAddr) -> Result<Permit, &'static str> {
         let ip = ip.to_canonical();
         let inner = &self.inner;
-        let now = Instant::now();
-        if inner.blocks.read().is_blocked(ip, now) {
-            return Err(reject::BLOCKED);
+        inner.live_policy.count_attempt();
+        let checked = (|| {
+            let now = Instant::now();
+            if inner.blocks.read().is_blocked(ip, now) {
+                return Err(reject::BLOCKED);
+            }
+            let allow_listed = self.check_source(ip, now)?;
+            let took_global = inner
+                .live
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                    (live < inner.max_connections).then_some(live + 1)
+                })
+                .is_ok();
+            if !took_global {
+                return Err(reject::MAX_CONNECTIONS);
+            }
+            if !self.acquire_per_ip(ip, allow_listed) {
+                inner.live.fetch_sub(1, Ordering::AcqRel);
+                return Err(reject::PER_IP_LIMIT);
+            }
+            Ok(())
+        })();
+        match checked {
+            Ok(()) => Ok(Permit {
+                inner: Some(Arc::clone(inner)),
+                ip,
+            }),
+            Err(label) => {
+                inner.live_policy.notify(self, ip, label);
+                Err(label)
+            }
         }
-        if let Some(rate) = &inner.rate {
+    }
+
+    /// The source checks after the block list: allow-listed-only, then the per-IP rate
+    /// (skipped for allow-listed sources). Returns whether `ip` is allow-listed.
+    fn check_source(&self, ip: IpAddr, now: Instant) -> Result<bool, &'static str> {
+        let inner = &self.inner;
+        let allow_listed = inner.live_policy.is_allow_listed(ip);
+        if !allow_listed && inner.live_policy.allow_listed_only() {
+            return Err(reject::NOT_ALLOW_LISTED);
+        }
+        if let Some(rate) = inner.rate.as_ref().filter(|_| !allow_listed) {
             if !rate.check(ip, now) {
                 return Err(reject::RATE_LIMITED);
             }
         }
-        let took_global = inner
-            .live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
-                (live < inner.max_connections).then_some(live + 1)
-            })
-            .is_ok();
-        if !took_global {
-            return Err(reject::MAX_CONNECTIONS);
-        }
-        if inner.max_per_ip > 0 && !inner.per_ip.acquire(ip, inner.max_per_ip) {
-            inner.live.fetch_sub(1, Ordering::AcqRel);
-            return Err(reject::PER_IP_LIMIT);
-        }
-        Ok(Permit {
-            inner: Some(Arc::clone(inner)),
-            ip,
-        })
+        Ok(allow_listed)
+    }
+
+    /// Takes a per-IP slot: always counted, refused over the cap in force (none for an
+    /// allow-listed source).
+    fn acquire_per_ip(&self, ip: IpAddr, allow_listed: bool) -> bool {
+        let inner = &self.inner;
+        let cap = match inner.live_policy.per_ip_cap(inner.max_per_ip) {
+            _ if allow_listed => u32::MAX,
+            0 => u32::MAX,
+            cap => cap,
+        };
+        inner.per_ip.acquire(ip, cap)
     }
 }
 

@@ -1,0 +1,60 @@
+//! The game-server framer and message parser are total; the framer is bounded, frames never
+//! contain '(' or ')', and chunking does not change the result.
+use bytes::{Bytes, BytesMut};
+use mir2_proto::game::{GameError, GameFramer, GameMessage};
+
+fn run(input: &[u8], cuts: &[u8], max: usize) -> (Vec<Bytes>, Option<GameError>, u64) {
+    let mut framer = GameFramer::new(max);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut cut = cuts.iter().cycle();
+    while pos < input.len() {
+        let n = if cuts.is_empty() {
+            input.len()
+        } else {
+            usize::from(*cut.next().unwrap_or(&1)).max(1)
+        };
+        let end = (pos + n).min(input.len());
+        buf.extend_from_slice(&input[pos..end]);
+        pos = end;
+        loop {
+            match framer.next_frame(&mut buf) {
+                Ok(Some(f)) => out.push(f),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e), framer.junk_skipped()),
+            }
+        }
+        assert!(buf.len() < max);
+    }
+    (out, None, framer.junk_skipped())
+}
+
+/// The property, for one input; panics when it does not hold.
+pub fn check(data: &[u8]) {
+    let Some((&head, rest)) = data.split_first() else {
+        return;
+    };
+    let ncuts = usize::from(head % 8).min(rest.len());
+    let (cuts, input) = rest.split_at(ncuts);
+    let max = 2 + usize::from(head);
+    let whole = run(input, &[], max);
+    let split = run(input, cuts, max);
+    assert_eq!(whole.0, split.0);
+    assert_eq!(whole.1, split.1);
+    if whole.1.is_none() {
+        assert_eq!(whole.2, split.2);
+    }
+    for body in whole.0 {
+        assert!(body.len() + 2 <= max);
+        assert!(!body.contains(&b'(') && !body.contains(&b')'));
+        if let Ok(m) = GameMessage::parse(body) {
+            assert!(m.fields.len() <= mir2_proto::game::MAX_FIELDS);
+            for i in 0..m.fields.len() {
+                let _ = m.text(i);
+                let _ = m.number::<i64>(i);
+            }
+        }
+    }
+    let _ = GameMessage::parse(Bytes::copy_from_slice(input));
+}

@@ -1,0 +1,9 @@
+//! libFuzzer entry for `fuzz/checks/game_frame.rs`, where the property lives so that
+//! `cargo test` replays the kept inputs on stable.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../checks/game_frame.rs"]
+mod check;
+
+fuzz_target!(|data: &[u8]| check::check(data));
