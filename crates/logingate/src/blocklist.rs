@@ -248,7 +248,8 @@ fn canonical_net(net: IpNet) -> IpNet {
     }
 }
 
-/// Append `ip` to the file (creating it), on its own line.
+/// Append `ip` to the file (creating it), on its own line; on failure the file is
+/// left as it was.
 pub fn append(path: &Path, ip: IpAddr, note: &str) -> io::Result<()> {
     append_net(path, IpNet::from(ip.to_canonical()), note)
 }
@@ -277,8 +278,13 @@ pub fn append_net(path: &Path, net: IpNet, note: &str) -> io::Result<()> {
     } else {
         line.push_str(&format!("{net} # {note}\n"));
     }
-    f.write_all(line.as_bytes())?;
-    f.sync_data()
+    // A full disk can cut the write short; a line cut inside an address can name
+    // another one ("127.0.0.12" → "127.0.0.1"), so a failed append is undone.
+    if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.sync_data()) {
+        let _ = f.set_len(len);
+        return Err(e);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

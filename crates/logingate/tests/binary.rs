@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
 use logingate::config::{Config, Dialect};
+use testkit::process::Spawned;
 
 const BIN: &str = env!("CARGO_BIN_EXE_logingate");
 
@@ -240,78 +239,60 @@ fn unusable_addresses_exit_2_naming_the_key() {
     );
 }
 
-/// Reads the binary's stderr until it reports both its listen address and
-/// the link being up; returns the listen address.
-fn listen_addr_from_log(stderr: std::process::ChildStderr) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut addr = None;
-        let mut up = false;
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if line.contains("logingate started") {
-                let start = line.find("listen=[").expect("listen field") + "listen=[".len();
-                let end = start + line[start..].find(']').expect("end of list");
-                addr = Some(line[start..end].parse::<SocketAddr>().expect("address"));
-            }
-            up |= line.contains("link: up");
-            if let (Some(a), true, false) = (addr, up, sent) {
-                let _ = tx.send(a);
-                sent = true;
-            }
+/// Waits for the gate's log to report both its listen address and the link
+/// being up, in either order (the link may come up before the startup line is
+/// written); returns the listen address.
+fn listen_addr_from_log(gate: &mut Spawned) -> SocketAddr {
+    let mut addr = None;
+    let mut link_up = false;
+    gate.wait_for("startup and link-up lines", |line| {
+        if line.contains("logingate started") {
+            let start = line.find("listen=[").expect("listen field") + "listen=[".len();
+            let end = start + line[start..].find(']').expect("end of list");
+            addr = Some(line[start..end].parse::<SocketAddr>().expect("address"));
         }
+        link_up |= line.contains("link: up");
+        (link_up && addr.is_some()).then_some(())
     });
-    rx.recv_timeout(STEP).expect("startup and link-up lines")
+    addr.expect("startup line")
 }
 
 #[tokio::test]
 async fn sigterm_sends_close_frames_and_exits_0() {
     let srv = Srv::bind().await;
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--server",
-            &srv.addr().to_string(),
-            "--dialect",
-            "delphi",
-        ])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let addr = tokio::task::spawn_blocking(move || listen_addr_from_log(stderr))
-        .await
-        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--server",
+        &srv.addr().to_string(),
+        "--dialect",
+        "delphi",
+    ])
+    .env("RUST_LOG", "info")
+    .env("NO_COLOR", "1");
+    let mut gate = Spawned::logs(cmd);
+    let (mut gate, addr) = tokio::task::spawn_blocking(move || {
+        let addr = listen_addr_from_log(&mut gate);
+        (gate, addr)
+    })
+    .await
+    .unwrap();
     let mut link = srv.accept().await;
 
     // The gate said the link is up: this client is admitted.
     let mut client = connect(addr).await;
     let id = link.open_id().await;
 
-    let pid = child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
+    gate.terminate();
     let frames = link.frames_until_eof().await;
     assert_eq!(frames, vec![format!("%X{id}$")]);
     drop(link);
     assert!(read_to_close(&mut client).await.is_empty());
 
-    let deadline = Instant::now() + STEP;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            assert_eq!(st.code(), Some(0));
-            break;
-        }
-        assert!(Instant::now() < deadline, "gate did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_eq!(gate.exit_status().code(), Some(0));
 }
 
 #[test]
@@ -320,63 +301,32 @@ fn json_logs_and_sigterm_while_the_link_is_down() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = dead.local_addr().unwrap().to_string();
     drop(dead);
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "",
-            "--server",
-            &server,
-            "--log-format",
-            "json",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let mut started = None;
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "",
+        "--server",
+        &server,
+        "--log-format",
+        "json",
+    ])
+    .env("RUST_LOG", "info");
+    let mut gate = Spawned::logs(cmd);
+    let mut started = false;
     let mut connect_failed = false;
-    let deadline = Instant::now() + STEP;
-    while started.is_none() || !connect_failed {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("startup and connect-failure lines");
-        let v: serde_json::Value = serde_json::from_str(&line).expect("every log line is JSON");
-        let msg = v["fields"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+    gate.wait_for_json("startup and connect-failure lines", |v| {
+        let msg = v["fields"]["message"].as_str().unwrap_or_default();
         if msg == "logingate started" {
             assert_eq!(v["fields"]["server"].as_str(), Some(server.as_str()));
             assert_eq!(v["fields"]["dialect"].as_str(), Some("wemade"));
-            started = Some(v);
+            started = true;
         } else if msg == "link: connect failed" {
             connect_failed = true;
         }
-    }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + STEP;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            assert_eq!(st.code(), Some(0));
-            break;
-        }
-        assert!(Instant::now() < deadline, "gate did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (started && connect_failed).then_some(())
+    });
+    gate.terminate();
+    assert_eq!(gate.exit_status().code(), Some(0));
 }

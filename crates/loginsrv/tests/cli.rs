@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{assert_reply, Gate};
 use mir2_proto::ids::MsgKind;
 use mir2_proto::Dialect;
+use testkit::process::Spawned;
 
 fn loginsrv() -> Command {
     Command::new(env!("CARGO_BIN_EXE_loginsrv"))
@@ -77,7 +77,13 @@ fn runtime_errors_exit_1() {
     let out = loginsrv()
         .arg("--config")
         .arg(&cfg)
-        .args(["--listen", "127.0.0.1:0", "--database"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--database",
+        ])
         .arg(&missing)
         .output()
         .unwrap();
@@ -100,58 +106,35 @@ fn runtime_errors_exit_1() {
     );
 }
 
-/// Kills the child on drop so a failing test leaves no process behind.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmed_registration_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("accounts.db");
     let cfg = dir.path().join("loginsrv.toml");
     std::fs::write(&cfg, "[security]\nargon2_m_kib = 8\nargon2_t = 1\n").unwrap();
-    let mut child = Child(
-        loginsrv()
-            .arg("--config")
-            .arg(&cfg)
-            .args(["--listen", "127.0.0.1:0", "--database"])
-            .arg(&db)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    // The startup log line names the bound address; keep draining stderr after it.
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("local_addr=").nth(1) {
-                let addr = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = tx.send(addr);
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    let addr: std::net::SocketAddr = tokio::task::spawn_blocking(move || {
-        rx.recv_timeout(std::time::Duration::from_secs(30))
-            .expect("listening line")
+    let mut cmd = loginsrv();
+    cmd.arg("--config")
+        .arg(&cfg)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--database",
+        ])
+        .arg(&db)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    let mut server = Spawned::logs(cmd);
+    // The startup log line names the bound address.
+    let (server, addr) = tokio::task::spawn_blocking(move || {
+        let addr: std::net::SocketAddr = server.wait_for("listening line", |line| {
+            let rest = line.split("local_addr=").nth(1)?;
+            Some(rest.split_whitespace().next()?.parse().unwrap())
+        });
+        (server, addr)
     })
     .await
-    .unwrap()
-    .parse()
     .unwrap();
 
     let mut gate = Gate::connect(addr, Dialect::Delphi).await;
@@ -162,9 +145,7 @@ async fn confirmed_registration_survives_kill_9() {
         0,
     );
     // SIGKILL right after the confirmation: no chance to flush anything.
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
-    let lines = log.join().unwrap();
+    let lines = server.kill();
     assert!(
         lines.iter().any(|l| l.contains("account created")),
         "{lines:#?}"

@@ -1,22 +1,18 @@
-//! The LoginSrv's console: standalone on its own port (account lookup,
-//! unlock, kick seen as `%+-` by a scripted gate, token rules, promtool on a
-//! scrape after real registrations and logins), and embedded, where the
-//! same account endpoints answer on the gate's console.
+//! The LoginSrv's console on its own port: account lookup, unlock, kick seen
+//! as `%+-` by a scripted gate, token rules, promtool on a scrape after real
+//! registrations and logins. (Embedded in the gate, the same endpoints are
+//! on the gate's console: the e2e crate tests that.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "../../logingate/tests/common/http.rs"]
-mod http;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::client::Client;
 use common::{assert_reply, config, start, Backend, Db, Gate};
-use http::{get, post, request};
-use loginsrv::code;
 use mir2_proto::ids::MsgKind;
 use mir2_proto::Dialect;
+use testkit::http::{get, post, request};
 
 fn loginsrv() -> Command {
     Command::new(env!("CARGO_BIN_EXE_loginsrv"))
@@ -218,67 +214,6 @@ fn a_non_loopback_console_without_token_exits_2_and_the_startup_line_names_it() 
         .status();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-}
-
-/// The gate with its embedded LoginSrv: one console port serves the gate's
-/// endpoints and the LoginSrv's accounts; a console kick of an account makes
-/// the gate close that client.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_account_endpoints_are_on_the_gate_console() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = logingate::config::Config::default();
-    c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    c.gate.max_conn_per_ip = 0;
-    c.gate.conn_rate_per_ip = 0;
-    c.admin.listen = "127.0.0.1:0".into();
-    c.data_dir = dir.path().to_owned();
-    c.embedded = toml::from_str(
-        "[security]\nargon2_m_kib = 8\nargon2_t = 1\nargon2_p = 1\n\
-         [[servers]]\nname = \"alpha\"\nselgates = [\"127.0.0.1:7100\"]\n",
-    )
-    .unwrap();
-    let gate = logingate::app::Gate::start(c).await.unwrap();
-    assert!(gate.wait_link_up(Duration::from_secs(10)).await);
-    let console = gate.admin_addr().unwrap();
-    let mut a = Client::connect(gate.local_addrs()[0]).await;
-    assert_reply(
-        &a.register("emb", "pw1234").await,
-        MsgKind::SmNewIdSuccess,
-        0,
-    );
-    assert_reply(
-        &a.login("emb", "pw1234").await,
-        MsgKind::SmPassOkSelectServer,
-        0,
-    );
-    let acct = get(console, "/api/accounts/emb").await;
-    assert_eq!(acct.status, 200, "{}", acct.body);
-    assert!(
-        acct.json()["online"]["client"].as_u64().is_some(),
-        "{}",
-        acct.body
-    );
-    let status = get(console, "/api/status").await.json();
-    assert_eq!(status["loginsrv"]["accounts_online"], 1, "{status}");
-    assert!(get(console, "/")
-        .await
-        .body
-        .contains("id=\"accounts-online\">1<"));
-    let kicked = post(console, "/api/accounts/emb/kick", "").await;
-    assert_eq!(kicked.status, 200, "{}", kicked.body);
-    assert!(
-        a.try_reply().await.is_none(),
-        "the gate closed the kicked client"
-    );
-    let mut b = Client::connect(gate.local_addrs()[0]).await;
-    assert_reply(
-        &b.login("emb", "pw1234").await,
-        MsgKind::SmPassOkSelectServer,
-        0,
-    );
-    assert_eq!(b.login("nobody", "x").await.header.recog, code::NO_ACCOUNT);
-    promtool_accepts(&get(console, "/metrics").await.body);
-    gate.shutdown().await;
 }
 
 fn promtool_accepts(scrape: &str) {

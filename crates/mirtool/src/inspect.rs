@@ -199,7 +199,10 @@ pub fn decode(args: DecodeArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail("decode", e),
     };
-    let inputs: Vec<Vec<u8>> = if args.packets.is_empty() {
+    // Blank lines on stdin are separators; an argument is a packet the caller named,
+    // so an empty one is malformed input like any other.
+    let from_stdin = args.packets.is_empty();
+    let inputs: Vec<Vec<u8>> = if from_stdin {
         let mut lines = Vec::new();
         for line in io::stdin().lock().split(b'\n') {
             match line {
@@ -219,6 +222,10 @@ pub fn decode(args: DecodeArgs) -> ExitCode {
     for (n, raw) in inputs.iter().enumerate() {
         let packet = raw.trim_ascii();
         if packet.is_empty() {
+            if !from_stdin {
+                bad += 1;
+                eprintln!("mirtool decode: packet {} is empty", n + 1);
+            }
             continue;
         }
         match decode_one(&table, packet) {

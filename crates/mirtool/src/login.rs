@@ -7,7 +7,7 @@
 //! Exit 0 on success, 1 when the server refuses (with its reason), 2 on a
 //! usage, connection or timeout error.
 
-mod conn;
+pub mod conn;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,6 +62,8 @@ pub enum Failure {
     Refused(String),
     /// Bad arguments, network error or timeout; exit 2.
     Connection(String),
+    /// The gate closed or reset the connection before a reply; exit 2.
+    Ended(String),
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -81,7 +83,7 @@ pub fn run(args: Args) -> ExitCode {
             println!("refused: {why}");
             ExitCode::from(1)
         }
-        Err(Failure::Connection(why)) => {
+        Err(Failure::Connection(why) | Failure::Ended(why)) => {
             eprintln!("mirtool login: {why}");
             ExitCode::from(2)
         }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use netcore::IpNet;
 use std::sync::atomic::Ordering;
+use testkit::eventually;
+use testkit::net::{connect_from, refused, stays_open, try_connect_from};
 use tokio::net::TcpStream;
 
 const LOCAL: [u8; 4] = [127, 0, 0, 1];

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use netcore::CloseReason;
+use testkit::eventually;
+use testkit::net::read_to_end;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

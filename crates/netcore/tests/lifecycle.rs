@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use netcore::{CloseReason, SendError};
+use testkit::eventually;
+use testkit::net::{read_to_end, stays_open};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 

@@ -11,6 +11,8 @@ use std::time::Duration;
 use common::*;
 use netcore::proxy::{header, Version};
 use netcore::{IpNet, ProxyConfig, ProxyProtocol};
+use testkit::eventually;
+use testkit::net::{connect_from, is_rejected, refused, try_connect_from};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

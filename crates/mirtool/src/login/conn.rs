@@ -87,11 +87,36 @@ impl Conn {
     }
 
     /// The next reply whose kind is in `expect`; others are skipped, except
-    /// SM_OUTOFCONNECTION which ends the session.
+    /// SM_OUTOFCONNECTION which ends the session. One deadline covers the skipped ones.
     pub async fn reply(&mut self, expect: &[MsgKind]) -> Result<Reply, Failure> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            while let Some(frame) = self
+            let reply = self.next_before(deadline).await?;
+            if reply.kind == Some(MsgKind::SmOutOfConnection) {
+                return Err(Failure::Refused(
+                    "the gate is closing the connection (SM_OUTOFCONNECTION)".into(),
+                ));
+            }
+            if reply.kind.is_some_and(|k| expect.contains(&k)) {
+                return Ok(reply);
+            }
+            eprintln!(
+                "  (ignoring unexpected message ident {})",
+                reply.header.ident
+            );
+        }
+    }
+
+    /// The next reply, whatever its kind, within the per-step deadline.
+    /// [`Failure::Ended`] when the gate closed or reset the connection first.
+    pub async fn next(&mut self) -> Result<Reply, Failure> {
+        self.next_before(tokio::time::Instant::now() + self.timeout)
+            .await
+    }
+
+    async fn next_before(&mut self, deadline: tokio::time::Instant) -> Result<Reply, Failure> {
+        loop {
+            if let Some(frame) = self
                 .framer
                 .decode(&mut self.buf)
                 .map_err(|e| Failure::Connection(format!("bad bytes from the gate: {e}")))?
@@ -101,30 +126,18 @@ impl Conn {
                 let body = packet
                     .body_decoded()
                     .map_err(|e| Failure::Connection(format!("bad reply body: {e}")))?;
-                let kind = self.ids.kind(packet.header.ident);
-                if kind == Some(MsgKind::SmOutOfConnection) {
-                    return Err(Failure::Refused(
-                        "the gate is closing the connection (SM_OUTOFCONNECTION)".into(),
-                    ));
-                }
-                if kind.is_some_and(|k| expect.contains(&k)) {
-                    return Ok(Reply {
-                        kind,
-                        header: packet.header,
-                        body,
-                    });
-                }
-                eprintln!(
-                    "  (ignoring unexpected message ident {})",
-                    packet.header.ident
-                );
+                return Ok(Reply {
+                    kind: self.ids.kind(packet.header.ident),
+                    header: packet.header,
+                    body,
+                });
             }
             let n = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf))
                 .await
                 .map_err(|_| Failure::Connection(format!("no reply within {:?}", self.timeout)))?
-                .map_err(|e| Failure::Connection(format!("reading the reply: {e}")))?;
+                .map_err(|e| Failure::Ended(format!("reading the reply: {e}")))?;
             if n == 0 {
-                return Err(Failure::Connection("the gate closed the connection".into()));
+                return Err(Failure::Ended("the gate closed the connection".into()));
             }
         }
     }

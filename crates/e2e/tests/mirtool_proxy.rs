@@ -2,55 +2,25 @@
 //! the gate accepts the header and judges the address it carries.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
+use e2e::{gate_config, linked_gate, loginsrv_on_sqlite, mirtool, strings, Backend};
 use logingate::app::Gate;
-use logingate::config::{Config as GateConfig, Dialect, ProxyProtocol};
-
-const MIRTOOL: &str = env!("CARGO_BIN_EXE_mirtool");
+use logingate::config::{Dialect, ProxyProtocol};
 
 /// A gate on 127.0.0.1:0 that trusts every loopback address as a PROXY front.
 async fn fronted_gate(server: SocketAddr, dialect: Dialect) -> Gate {
-    let mut c = GateConfig::default();
-    c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    c.gate.max_conn_per_ip = 0;
-    c.gate.conn_rate_per_ip = 0;
+    let mut c = gate_config(Some(server), dialect);
     c.gate.max_packets_per_sec = 1_000_000;
     c.gate.proxy_protocol = ProxyProtocol::Any;
     c.gate.trusted_proxies = vec!["127.0.0.0/8".into()];
-    c.server.addr = Some(server);
-    c.server.dialect = dialect;
-    let gate = Gate::start(c).await.expect("gate starts");
-    assert!(gate.wait_link_up(Duration::from_secs(10)).await, "link up");
-    gate
-}
-
-/// Runs mirtool off the reactor (the gate runs on this runtime).
-async fn mirtool(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || Command::new(MIRTOOL).args(args).output())
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
+    linked_gate(c).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_sends_the_header_and_the_gate_judges_its_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let srv = loginsrv::start(loginsrv::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database: dir.path().join("accounts.db").display().to_string(),
-        security: loginsrv::SecurityConfig::test_speed(),
-        ..loginsrv::Config::default()
-    })
-    .await
-    .expect("LoginSrv starts");
+    let (srv, _dir) = loginsrv_on_sqlite(|_| {}).await;
     let gate = fronted_gate(srv.local_addr(), Dialect::Delphi).await;
     let addr = gate.local_addrs()[0].to_string();
     let login = |extra: &[&str]| {
@@ -85,38 +55,6 @@ async fn login_sends_the_header_and_the_gate_judges_its_address() {
     srv.shutdown().await;
 }
 
-/// `mirtool backend --mode gate-echo`, killed on drop.
-struct GateEcho(Child, SocketAddr);
-
-impl GateEcho {
-    fn start() -> GateEcho {
-        let mut child = Command::new(MIRTOOL)
-            .args(["backend", "--mode", "gate-echo", "--dialect", "wemade"])
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .parse()
-            .unwrap();
-        GateEcho(child, addr)
-    }
-}
-
-impl Drop for GateEcho {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn report(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&o.stderr)))
@@ -124,8 +62,8 @@ fn report(o: &Output) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_scenarios_send_the_header_first() {
-    let backend = GateEcho::start();
-    let gate = fronted_gate(backend.1, Dialect::Wemade).await;
+    let backend = Backend::start(&["--mode", "gate-echo", "--dialect", "wemade"]);
+    let gate = fronted_gate(backend.addr, Dialect::Wemade).await;
     let target = gate.local_addrs()[0].to_string();
     let common = ["--target", target.as_str(), "--json"];
     for (scenario, extra) in [

@@ -3,43 +3,24 @@
 //! LoginSrv (no `[server] addr`) with its SQLite file surviving a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::client::Client;
-use common::{assert_reply, config, start, Backend, Db};
-use logingate::app::Gate;
-use logingate::config::{Config as GateConfig, Dialect};
+use e2e::client::Client;
+use e2e::{gate_config, linked_gate, loginsrv_config};
+use logingate::config::Dialect;
 use loginsrv::code;
 use mir2_proto::ids::MsgKind;
-
-fn gate_config(dialect: Dialect) -> GateConfig {
-    let mut c = GateConfig::default();
-    c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    c.admin.listen = "127.0.0.1:0".into();
-    c.gate.max_conn_per_ip = 0;
-    c.gate.conn_rate_per_ip = 0;
-    c.server.dialect = dialect;
-    c
-}
-
-async fn linked_gate(c: GateConfig) -> (Gate, SocketAddr) {
-    let gate = Gate::start(c).await.expect("gate starts");
-    assert!(gate.wait_link_up(Duration::from_secs(10)).await, "link up");
-    let addr = gate.local_addrs()[0];
-    (gate, addr)
-}
+use testkit::db::{Backend, Db};
+use testkit::gate::assert_reply;
 
 async fn full_flow(backend: Backend, dialect: Dialect) {
     let Some(db) = Db::new(backend).await else {
         return;
     };
-    let server = start(config(&db)).await;
-    let mut gc = gate_config(dialect);
-    gc.server.addr = Some(server.local_addr());
-    let (gate, addr) = linked_gate(gc).await;
+    let server = loginsrv::start(loginsrv_config(&db))
+        .await
+        .expect("LoginSrv starts");
+    let (gate, addr) = linked_gate(gate_config(Some(server.local_addr()), dialect)).await;
     let user = db.account("gate");
 
     let mut a = Client::connect(addr).await;
@@ -123,7 +104,7 @@ async fn postgres_delphi_gate() {
 async fn embedded_loginsrv_persists_in_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("state");
-    let mut gc = gate_config(Dialect::Wemade);
+    let mut gc = gate_config(None, Dialect::Wemade);
     gc.data_dir = data_dir.clone();
     // Test-speed Argon2 through the [embedded] pass-through table.
     gc.embedded = toml::from_str("[security]\nargon2_m_kib = 8\nargon2_t = 1\n").unwrap();

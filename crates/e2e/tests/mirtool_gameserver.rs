@@ -4,11 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use logingate::app::Gate;
-use logingate::config::{Config as GateConfig, Dialect};
+use e2e::{gate_config, linked_gate, mirtool_command};
+use logingate::config::Dialect;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_selection_opens_at_the_game_server_and_soft_out_closes_it() {
@@ -21,16 +21,9 @@ async fn a_selection_opens_at_the_game_server_and_soft_out_closes_it() {
     };
     config.game_servers.listen = "127.0.0.1:0".into();
     let srv = loginsrv::start(config).await.expect("LoginSrv starts");
-    let mut c = GateConfig::default();
-    c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    c.gate.max_conn_per_ip = 0;
-    c.gate.conn_rate_per_ip = 0;
-    c.server.addr = Some(srv.local_addr());
-    c.server.dialect = Dialect::Delphi;
-    let gate = Gate::start(c).await.expect("gate starts");
-    assert!(gate.wait_link_up(Duration::from_secs(10)).await);
+    let (gate, _) = linked_gate(gate_config(Some(srv.local_addr()), Dialect::Delphi)).await;
 
-    let mut double = Command::new(env!("CARGO_BIN_EXE_mirtool"))
+    let mut double = mirtool_command()
         .args(["gameserver", "--loginsrv"])
         .arg(srv.game_servers_addr().unwrap().to_string())
         .args(["--name", "demo", "--index", "0", "--online", "7"])
@@ -58,7 +51,7 @@ async fn a_selection_opens_at_the_game_server_and_soft_out_closes_it() {
 
     let addr = gate.local_addrs()[0].to_string();
     let login = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_mirtool"))
+        mirtool_command()
             .args([
                 "login",
                 "--addr",

@@ -6,8 +6,8 @@
 //! session id, disconnect.
 //!
 //! ```sh
-//! cargo run --release -p loginsrv --example login_bench -- --cost test --clients 16 --logins 4000
-//! DATABASE_URL=postgres://… cargo run --release -p loginsrv --example login_bench -- --backend postgres
+//! cargo bench -p e2e --bench login -- --cost test --clients 16 --logins 4000
+//! DATABASE_URL=postgres://… cargo bench -p e2e --bench login -- --backend postgres
 //! ```
 #![allow(clippy::print_stdout)]
 

@@ -1,6 +1,6 @@
 //! A plain HTTP/1.1 client for the console tests: one request per
-//! connection, raw bytes on a loopback socket.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! connection, raw bytes on a loopback socket, so a test sees exactly what
+//! the console sent (status, headers, one-line errors).
 
 use std::net::SocketAddr;
 use std::time::Duration;

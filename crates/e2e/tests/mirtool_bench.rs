@@ -2,52 +2,16 @@
 //! processes on loopback with ephemeral ports.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-const MIRTOOL: &str = env!("CARGO_BIN_EXE_mirtool");
-
-/// A backend process, killed when dropped.
-struct Backend {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Backend {
-    fn start(args: &[&str]) -> Backend {
-        let mut child = Command::new(MIRTOOL)
-            .arg("backend")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn mirtool backend");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("`listening on ADDR` first")
-            .parse()
-            .expect("an address");
-        Backend { child, addr }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use e2e::{gate_config, linked_gate, loginsrv_on_sqlite, mirtool_command, Backend};
+use logingate::config::Dialect;
 
 fn bench(args: &[&str]) -> (Output, serde_json::Value) {
-    let out = Command::new(MIRTOOL)
+    let out = mirtool_command()
         .arg("bench")
         .args(args)
         .arg("--json")
@@ -65,7 +29,7 @@ fn bench(args: &[&str]) -> (Output, serde_json::Value) {
 
 /// Runs `mirtool bench ARGS`, killing it (and failing) if it is still running after 20 s.
 fn bench_bounded(args: &[&str]) -> Output {
-    let mut child = Command::new(MIRTOOL)
+    let mut child = mirtool_command()
         .arg("bench")
         .args(args)
         .stdout(Stdio::piped())
@@ -491,7 +455,7 @@ fn plot_draws_an_svg_from_a_report() {
     let input = dir.path().join("r.json");
     let output = dir.path().join("p.svg");
     std::fs::write(&input, r.to_string()).unwrap();
-    let st = Command::new(MIRTOOL)
+    let st = mirtool_command()
         .args([
             "bench",
             "plot",
@@ -512,22 +476,9 @@ fn plot_draws_an_svg_from_a_report() {
 
 /// The real gate, in process, linked to a `mirtool backend --mode gate-echo` process.
 async fn gate_in_front_of(link: SocketAddr) -> logingate::app::Gate {
-    let mut c = logingate::config::Config::default();
-    c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    c.admin.listen = "127.0.0.1:0".into();
-    c.gate.max_conn_per_ip = 0;
-    c.gate.conn_rate_per_ip = 0;
-    // Every flow registers from 127.0.0.1: lift the per-IP registration limit too.
-    c.gate.new_accounts_per_ip_per_hour = 0;
+    let mut c = gate_config(Some(link), Dialect::Wemade);
     c.gate.max_packets_per_sec = 1_000_000;
-    c.server.addr = Some(link);
-    c.server.dialect = logingate::config::Dialect::Wemade;
-    let gate = logingate::app::Gate::start(c).await.expect("gate starts");
-    assert!(
-        gate.wait_link_up(Duration::from_secs(10)).await,
-        "gate links to gate-echo"
-    );
-    gate
+    linked_gate(c).await.0
 }
 
 /// Runs `mirtool bench …` off the reactor (the gate runs on this runtime).
@@ -597,35 +548,15 @@ async fn relay_and_storm_through_the_real_gate_deliver_every_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_flows_through_the_real_gate_and_loginsrv() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut servers = loginsrv::Config::default().servers;
-    for s in &mut servers {
-        s.capacity = 1_000_000;
-    }
-    let srv = loginsrv::start(loginsrv::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database: dir.path().join("accounts.db").display().to_string(),
+    let (srv, _dir) = loginsrv_on_sqlite(|c| {
+        for s in &mut c.servers {
+            s.capacity = 1_000_000;
+        }
         // Every flow comes from 127.0.0.1: lift the per-IP hash budget.
-        security: loginsrv::SecurityConfig {
-            hashes_per_ip_per_minute: 0,
-            ..loginsrv::SecurityConfig::test_speed()
-        },
-        servers,
-        ..loginsrv::Config::default()
+        c.security.hashes_per_ip_per_minute = 0;
     })
-    .await
-    .expect("LoginSrv starts");
-    let mut c = logingate::config::Config::default();
-    c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    c.admin.listen = "127.0.0.1:0".into();
-    c.gate.max_conn_per_ip = 0;
-    c.gate.conn_rate_per_ip = 0;
-    // Every flow registers from 127.0.0.1: lift the per-IP registration limit too.
-    c.gate.new_accounts_per_ip_per_hour = 0;
-    c.server.addr = Some(srv.local_addr());
-    c.server.dialect = logingate::config::Dialect::Delphi;
-    let gate = logingate::app::Gate::start(c).await.expect("gate starts");
-    assert!(gate.wait_link_up(Duration::from_secs(10)).await);
+    .await;
+    let (gate, _) = linked_gate(gate_config(Some(srv.local_addr()), Dialect::Delphi)).await;
     let target = gate.local_addrs()[0].to_string();
 
     let args = [

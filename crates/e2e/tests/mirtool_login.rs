@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::process::Output;
 use std::time::Duration;
 
+use e2e::{gate_config, linked_gate, loginsrv_on_sqlite, strings};
 use logingate::app::Gate;
-use logingate::config::{Config as GateConfig, Dialect};
+use logingate::config::Dialect;
 
 struct Stack {
     srv: loginsrv::RunningServer,
@@ -17,27 +18,8 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
-    let dir = tempfile::tempdir().unwrap();
-    let srv = loginsrv::start(loginsrv::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database: dir.path().join("accounts.db").display().to_string(),
-        security: loginsrv::SecurityConfig::test_speed(),
-        ..loginsrv::Config::default()
-    })
-    .await
-    .expect("LoginSrv starts");
-    let mut c = GateConfig::default();
-    c.gate.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    c.admin.listen = "127.0.0.1:0".into();
-    c.gate.max_conn_per_ip = 0;
-    c.gate.conn_rate_per_ip = 0;
-    c.server.addr = Some(srv.local_addr());
-    c.server.dialect = Dialect::Delphi;
-    let gate = Gate::start(c).await.expect("gate starts");
-    assert!(
-        gate.wait_link_up(Duration::from_secs(10)).await,
-        "gate links to the LoginSrv"
-    );
+    let (srv, dir) = loginsrv_on_sqlite(|_| {}).await;
+    let (gate, _) = linked_gate(gate_config(Some(srv.local_addr()), Dialect::Delphi)).await;
     Stack {
         srv,
         gate,
@@ -46,16 +28,9 @@ async fn stack() -> Stack {
 }
 
 async fn mirtool(addr: SocketAddr, extra: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mirtool"));
-    cmd.arg("login")
-        .arg("--addr")
-        .arg(addr.to_string())
-        .args(extra);
-    // Blocking wait off the reactor: the gate and LoginSrv run on this runtime.
-    tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("mirtool task")
-        .expect("mirtool runs")
+    let mut args = strings(&["login", "--addr", &addr.to_string()]);
+    args.extend(strings(extra));
+    e2e::mirtool(args).await
 }
 
 fn last_line(o: &Output) -> String {

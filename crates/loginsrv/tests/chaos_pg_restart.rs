@@ -1,0 +1,168 @@
+//! PostgreSQL restarted while logins and registrations are in flight: every request
+//! gets an answer (success, or SM_*_FAIL with SERVER_ERROR), nothing acknowledged is
+//! lost, nothing is half-written, and the same LoginSrv serves again afterwards.
+//!
+//! Restarting the cluster disturbs every other user of it, so this runs only when
+//! `MIR2_CHAOS_PG=1` (CI runs it on its own after the main suite) and `DATABASE_URL`
+//! names a local PostgreSQL that `pg_ctlcluster` (or `systemctl`) can restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Backend, Db, Gate};
+use mir2_proto::ids::MsgKind;
+use mir2_proto::Dialect;
+
+/// Any failure reply: the server could not complete the request.
+const SERVER_ERROR: i32 = -5;
+/// SM_PASSWD_FAIL for an account that does not exist.
+const NO_ACCOUNT: i32 = 0;
+/// Gate links working during the restart.
+const LINKS: u32 = 3;
+
+/// Restarts the first local cluster; true when a restart command succeeded.
+fn restart_postgres() -> bool {
+    let quiet = |cmd: &mut Command| {
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let cluster = Command::new("pg_lsclusters")
+        .arg("-h")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| {
+            let mut w = t.lines().next()?.split_whitespace();
+            Some((w.next()?.to_owned(), w.next()?.to_owned()))
+        });
+    if let Some((ver, name)) = cluster {
+        if quiet(Command::new("pg_ctlcluster").args([&ver, &name, "restart"])) {
+            return true;
+        }
+    }
+    quiet(Command::new("systemctl").args(["restart", "postgresql"]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_during_logins() {
+    if std::env::var("MIR2_CHAOS_PG").as_deref() != Ok("1") {
+        println!("note: MIR2_CHAOS_PG=1 not set; PostgreSQL restart test skipped");
+        return;
+    }
+    let Some(db) = Db::new(Backend::Postgres).await else {
+        return;
+    };
+    let server = common::start(common::config(&db)).await;
+    let addr = server.local_addr();
+    let known = db.account("known");
+    {
+        let mut gate = Gate::connect(addr, Dialect::Delphi).await;
+        gate.open(1).await;
+        let r = gate.register(1, &known, "pw1234").await;
+        assert_eq!(r.kind(), Some(MsgKind::SmNewIdSuccess));
+    }
+
+    // Links alternate a login of the known account with a new registration until
+    // told to stop; every answer is checked as it comes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut links = Vec::new();
+    for link in 0..LINKS {
+        let stop = Arc::clone(&stop);
+        let known = known.clone();
+        let prefix = db.prefix.clone();
+        links.push(tokio::spawn(async move {
+            let mut gate = Gate::connect(addr, Dialect::Delphi).await;
+            let (mut acked, mut failed, mut login_errors) = (Vec::new(), Vec::new(), 0u32);
+            let mut id = 0;
+            for n in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                id += 1;
+                gate.open(id).await;
+                let r = gate.login(id, &known, "pw1234").await;
+                match (r.kind(), r.header.recog) {
+                    (Some(MsgKind::SmPassOkSelectServer), _) => {}
+                    (Some(MsgKind::SmPasswdFail), SERVER_ERROR) => login_errors += 1,
+                    other => panic!("login during the restart: {other:?}"),
+                }
+                gate.close(id).await;
+                let account = format!("{prefix}{link}r{n}");
+                id += 1;
+                gate.open(id).await;
+                let r = gate.register(id, &account, "pw1234").await;
+                match (r.kind(), r.header.recog) {
+                    (Some(MsgKind::SmNewIdSuccess), _) => acked.push(account),
+                    (Some(MsgKind::SmNewIdFail), SERVER_ERROR) => failed.push(account),
+                    other => panic!("registration during the restart: {other:?}"),
+                }
+                gate.close(id).await;
+            }
+            (acked, failed, login_errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(restart_postgres(), "restart the local PostgreSQL cluster");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut acked, mut failed, mut login_errors) = (Vec::new(), Vec::new(), 0);
+    for l in links {
+        let (a, f, e) = l.await.unwrap();
+        acked.extend(a);
+        failed.extend(f);
+        login_errors += e;
+    }
+
+    // The same server, without a restart: logins work again (the pool reconnects).
+    let mut gate = Gate::connect(addr, Dialect::Delphi).await;
+    let mut id = 1;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        gate.open(id).await;
+        let r = gate.login(id, &known, "pw1234").await;
+        gate.close(id).await;
+        id += 1;
+        if r.kind() == Some(MsgKind::SmPassOkSelectServer) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "service resumes after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for account in &acked {
+        gate.open(id).await;
+        let r = gate.login(id, account, "pw1234").await;
+        assert_eq!(
+            r.kind(),
+            Some(MsgKind::SmPassOkSelectServer),
+            "acknowledged {account} survives the restart"
+        );
+        gate.close(id).await;
+        id += 1;
+    }
+    for account in &failed {
+        gate.open(id).await;
+        let r = gate.login(id, account, "pw1234").await;
+        let whole = r.kind() == Some(MsgKind::SmPassOkSelectServer);
+        let absent = r.kind() == Some(MsgKind::SmPasswdFail) && r.header.recog == NO_ACCOUNT;
+        assert!(whole || absent, "{account} half-written: {:?}", r.header);
+        gate.close(id).await;
+        id += 1;
+    }
+    println!(
+        "PostgreSQL restart: {} registrations acknowledged and present, {} refused cleanly, \
+         {login_errors} logins answered SERVER_ERROR",
+        acked.len(),
+        failed.len()
+    );
+    server.shutdown().await;
+}
