@@ -61,13 +61,19 @@ async fn postgres_restart_during_logins() {
     };
     let server = common::start(common::config(&db)).await;
     let addr = server.local_addr();
-    let known = db.account("known");
+    // One known account per link: links logging in the same account at once
+    // would see each other's sessions (−3, already logged in).
+    let known_of = |link: u32| db.account(&format!("known{link}"));
     {
         let mut gate = Gate::connect(addr, Dialect::Delphi).await;
-        gate.open(1).await;
-        let r = gate.register(1, &known, "pw1234").await;
-        assert_eq!(r.kind(), Some(MsgKind::SmNewIdSuccess));
+        for link in 0..LINKS {
+            let id = link + 1;
+            gate.open(id).await;
+            let r = gate.register(id, &known_of(link), "pw1234").await;
+            assert_eq!(r.kind(), Some(MsgKind::SmNewIdSuccess));
+        }
     }
+    let known = known_of(0);
 
     // Links alternate a login of the known account with a new registration until
     // told to stop; every answer is checked as it comes.
@@ -75,7 +81,7 @@ async fn postgres_restart_during_logins() {
     let mut links = Vec::new();
     for link in 0..LINKS {
         let stop = Arc::clone(&stop);
-        let known = known.clone();
+        let known = known_of(link);
         let prefix = db.prefix.clone();
         links.push(tokio::spawn(async move {
             let mut gate = Gate::connect(addr, Dialect::Delphi).await;
