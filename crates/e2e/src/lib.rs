@@ -27,6 +27,8 @@ pub fn gate_config(server: Option<SocketAddr>, dialect: Dialect) -> GateConfig {
     c.gate.new_accounts_per_ip_per_hour = 0;
     c.gate.punish = logingate::punish::PunishConfig::all(logingate::punish::Punishment::Disconnect);
     c.gate.attack.enter_conn_rate = 0;
+    // The console on a free port: tests run side by side.
+    c.admin.listen = "127.0.0.1:0".into();
     c.server.addr = server;
     c.server.dialect = dialect;
     c

@@ -80,7 +80,7 @@ fn cpu_of(pid: &str) -> Option<Duration> {
 /// Where the clients connect, and how to read the gate's counters.
 enum GateUnderTest {
     /// In this process.
-    InProcess(Gate),
+    InProcess(Box<Gate>),
     /// The real binary; its JSON log lines arrive on `logs`.
     Process {
         child: std::process::Child,
@@ -99,6 +99,8 @@ fn gate_config(srv: SocketAddr, stats_log_secs: u64) -> Config {
     config.gate.stats_log_secs = stats_log_secs;
     config.server.addr = Some(srv);
     config.server.dialect = Dialect::Delphi;
+    // The console runs, as in production, on a free port.
+    config.admin.listen = "127.0.0.1:0".into();
     config
 }
 
@@ -171,7 +173,7 @@ fn main() {
             let gate = Gate::start(gate_config(srv_addr, 0)).await.unwrap();
             assert!(gate.wait_link_up(Duration::from_secs(5)).await);
             let addr = gate.local_addrs()[0];
-            (GateUnderTest::InProcess(gate), addr)
+            (GateUnderTest::InProcess(Box::new(gate)), addr)
         };
         let pid = match &gate {
             GateUnderTest::InProcess(_) => "self".to_owned(),
@@ -227,7 +229,7 @@ fn main() {
         let (frames, writes, whose_cpu) = match gate {
             GateUnderTest::InProcess(g) => {
                 let (s0, s1) = (s0.unwrap_or_default(), g.link().stats());
-                g.shutdown().await;
+                (*g).shutdown().await;
                 (
                     s1.frames - s0.frames,
                     s1.writes - s0.writes,

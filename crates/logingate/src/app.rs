@@ -5,7 +5,7 @@ use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use netcore::{Admission, Server, Sessions};
@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{info, warn};
 
+use crate::admin::{self, Console, GateView};
 use crate::attack::{self, AttackMode};
 use crate::client::GateHandler;
 use crate::config::{optional_secs, Config};
@@ -23,6 +24,7 @@ use crate::link::{self, Link, LinkOptions};
 use crate::punish::{Offence, Punisher};
 use crate::role::{Role, ROLE_METRIC};
 use crate::{allowlist, blocklist};
+use console::events::Events;
 
 /// A running gate; tests start one in-process with [`Gate::start`].
 pub struct Gate {
@@ -38,6 +40,10 @@ pub struct Gate {
     sessions: Sessions,
     /// Admission control (blocks).
     admission: Admission,
+    /// Kicks, blocks and reloads, for the console.
+    events: Arc<Events>,
+    /// The operator's console, unless `admin.listen` is "".
+    console: Option<Console>,
     /// Attack mode (state, forcing).
     attack: Arc<AttackMode>,
     /// Starts netcore's orderly shutdown; cancels on drop, so a gate dropped
@@ -96,6 +102,11 @@ impl Gate {
     /// connects in the background: see [`Gate::wait_link_up`]).
     pub async fn start(config: Config) -> anyhow::Result<Gate> {
         config.validate()?;
+        let admin_addr = config.admin.addr()?;
+        if admin_addr.is_some() {
+            // Before anything registers metric handles (the server does at bind).
+            admin::install_metrics();
+        }
         #[cfg(feature = "embedded")]
         let embedded = match config.server.addr {
             Some(_) => None,
@@ -141,6 +152,7 @@ impl Gate {
         let admission = server.admission();
         let server_stop = server.shutdown_token();
         let link_stop = CancellationToken::new();
+        let events = Arc::new(Events::default());
         handler.attach(admission.clone());
         // Refusals at connect (per-IP cap, connect rate) are offences too.
         admission.on_reject(Box::new(move |admission, ip, label| {
@@ -168,6 +180,44 @@ impl Gate {
         ));
 
         let block_file = config.block_list_path();
+
+        let console = match admin_addr {
+            None => None,
+            Some(addr) => {
+                let view = Arc::new(GateView {
+                    started: Instant::now(),
+                    started_at: SystemTime::now(),
+                    listen: local_addrs.clone(),
+                    admin_addr: std::sync::OnceLock::new(),
+                    server_addr,
+                    embedded: cfg!(feature = "embedded") && config.server.addr.is_none(),
+                    dialect: config.server.dialect.to_string(),
+                    max_connections: config.gate.max_connections,
+                    link: link.clone(),
+                    handler: handler.clone(),
+                    sessions: sessions.clone(),
+                    admission: admission.clone(),
+                    events: events.clone(),
+                    block_file: block_file.clone(),
+                    guard: console::Guard::new(&config.admin.token, admin::metrics::UNAUTHORIZED),
+                    rates: Default::default(),
+                    #[cfg(feature = "embedded")]
+                    loginsrv: embedded.as_ref().map(Embedded::console),
+                });
+                match Console::start(addr, view).await {
+                    Ok(console) => Some(console),
+                    Err(e) => {
+                        #[cfg(feature = "embedded")]
+                        if let Some(embedded) = embedded {
+                            embedded.shutdown().await;
+                        }
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("cannot listen on admin.listen {addr}")));
+                    }
+                }
+            }
+        };
+
         if let Some(path) = &block_file {
             let stamp = blocklist::stamp(path);
             blocklist::load_into(path, &admission);
@@ -185,6 +235,7 @@ impl Gate {
             admission.clone(),
             Duration::from_secs(config.gate.temp_block_secs),
             block_file,
+            events.clone(),
         ));
         let link_task = tokio::spawn(link::run(
             link.clone(),
@@ -207,9 +258,13 @@ impl Gate {
         let role = config.role;
         metrics::gauge!(ROLE_METRIC, "role" => role.as_str()).set(1.0);
         let g = &config.gate;
+        let admin = console
+            .as_ref()
+            .map_or_else(|| "off".to_owned(), |c| c.local_addr().to_string());
         info!(
             role = %role,
             listen = ?local_addrs,
+            admin = %admin,
             server = %server_addr,
             embedded = cfg!(feature = "embedded") && config.server.addr.is_none(),
             dialect = %config.server.dialect,
@@ -236,6 +291,8 @@ impl Gate {
             handler,
             sessions,
             admission,
+            events,
+            console,
             attack,
             server_stop: server_stop.drop_guard(),
             link_stop: link_stop.drop_guard(),
@@ -283,6 +340,16 @@ impl Gate {
         &self.admission
     }
 
+    /// Recent kicks, blocks and reloads.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// The console's bound address, when it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.console.as_ref().map(Console::local_addr)
+    }
+
     /// Attack mode: whether it is on, and `force` to override the automatic rule.
     pub fn attack(&self) -> &AttackMode {
         &self.attack
@@ -310,6 +377,10 @@ impl Gate {
     /// close frame), flush the link, stop the embedded LoginSrv.
     pub async fn shutdown(self) {
         info!(sessions = self.sessions.len(), "logingate shutting down");
+        // No kicks or blocks from the console while sessions close.
+        if let Some(console) = self.console {
+            console.shutdown().await;
+        }
         // The whole shutdown fits in the grace period; the link's final
         // flush always gets at least LINK_FLUSH_MIN.
         let deadline = tokio::time::Instant::now() + self.grace;

@@ -31,27 +31,58 @@ pub fn parse(text: &str) -> (Vec<IpNet>, Vec<BadLine>) {
     let mut nets = Vec::new();
     let mut bad = Vec::new();
     for (i, raw) in text.lines().enumerate() {
-        let entry = raw.split('#').next().unwrap_or("").trim();
-        if entry.is_empty() {
-            continue;
-        }
-        match entry.parse::<IpNet>().map(|n| n.trunc()).or_else(|_| {
-            entry
-                .parse::<IpAddr>()
-                .map(|ip| IpNet::from(ip.to_canonical()))
-        }) {
-            Ok(net) => nets.push(net),
-            Err(_) => bad.push(BadLine {
+        match entry_of(raw) {
+            None => {}
+            Some(Ok(net)) => nets.push(net),
+            Some(Err(())) => bad.push(BadLine {
                 line: i + 1,
-                text: entry.chars().take(80).collect(),
+                text: raw
+                    .split('#')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .chars()
+                    .take(80)
+                    .collect(),
             }),
         }
     }
     (nets, bad)
 }
 
+/// What one load of the file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loaded {
+    /// Entries now in force from the file.
+    pub entries: usize,
+    /// Lines skipped as neither an address, a range, a comment nor blank.
+    pub bad_lines: usize,
+    /// False when the file could not be read (its static blocks are cleared).
+    pub readable: bool,
+}
+
+/// The entry of one line (an IP or CIDR, truncated; IPv4-mapped as IPv4),
+/// `None` for comments, blank and bad lines.
+fn entry_of(raw: &str) -> Option<Result<IpNet, ()>> {
+    let entry = raw.split('#').next().unwrap_or("").trim();
+    if entry.is_empty() {
+        return None;
+    }
+    Some(
+        entry
+            .parse::<IpNet>()
+            .map(|n| n.trunc())
+            .or_else(|_| {
+                entry
+                    .parse::<IpAddr>()
+                    .map(|ip| IpNet::from(ip.to_canonical()))
+            })
+            .map_err(|_| ()),
+    )
+}
+
 /// Read, parse and install the file into `admission`; logs bad lines.
-pub fn load_into(path: &Path, admission: &Admission) {
+pub fn load_into(path: &Path, admission: &Admission) -> Loaded {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let (nets, bad) = parse(&text);
@@ -62,7 +93,13 @@ pub fn load_into(path: &Path, admission: &Admission) {
             metrics::counter!(METRIC_RELOADS, "outcome" => outcome).increment(1);
             metrics::gauge!(METRIC_ENTRIES).set(nets.len() as f64);
             info!(file = %path.display(), entries = nets.len(), bad_lines = bad.len(), "block list loaded");
+            let loaded = Loaded {
+                entries: nets.len(),
+                bad_lines: bad.len(),
+                readable: true,
+            };
             admission.replace_static(nets);
+            loaded
         }
         Err(e) => {
             // The file is the source of truth: gone means nothing is blocked.
@@ -70,6 +107,11 @@ pub fn load_into(path: &Path, admission: &Admission) {
             metrics::gauge!(METRIC_ENTRIES).set(0.0);
             warn!(file = %path.display(), error = %e, "block list unreadable; static blocks cleared");
             admission.replace_static(Vec::new());
+            Loaded {
+                entries: 0,
+                bad_lines: 0,
+                readable: false,
+            }
         }
     }
 }
@@ -95,7 +137,10 @@ pub async fn watch(
     poll: Duration,
     stop: CancellationToken,
 ) {
-    watch_file(path, last, admission, poll, stop, load_into).await;
+    watch_file(path, last, admission, poll, stop, |p, a| {
+        load_into(p, a);
+    })
+    .await;
 }
 
 /// [`watch`] with another loader: any IP/CIDR list file installed into admission
@@ -141,24 +186,77 @@ static RECORD_LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 /// it was already listed. Repeated blocks of one IP (several sessions, a
 /// LoginSrv repeating itself, a restart) must not grow the file.
 pub fn record(path: &Path, ip: IpAddr, note: &str) -> io::Result<bool> {
+    record_net(path, IpNet::from(ip.to_canonical()), note)
+}
+
+/// [`record`] for a range: appended unless a line already covers all of it.
+pub fn record_net(path: &Path, net: IpNet, note: &str) -> io::Result<bool> {
     let _serial = RECORD_LOCK.lock();
-    let ip = ip.to_canonical();
+    let net = canonical_net(net);
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            if parse(&text).0.iter().any(|net| net.contains(&ip)) {
+            if parse(&text).0.iter().any(|listed| listed.contains(&net)) {
                 return Ok(false);
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    append(path, ip, note)?;
+    append_net(path, net, note)?;
     Ok(true)
+}
+
+/// Remove the lines whose entry is exactly `net` (comments and every other
+/// line kept as written); `Ok(false)` when no line was `net`. The file is
+/// replaced through a temporary file and a rename, so a reload never sees
+/// half of it.
+pub fn remove_net(path: &Path, net: IpNet) -> io::Result<bool> {
+    let _serial = RECORD_LOCK.lock();
+    let net = canonical_net(net);
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut kept = String::with_capacity(text.len());
+    let mut removed = false;
+    for line in text.split_inclusive('\n') {
+        if matches!(entry_of(line), Some(Ok(listed)) if listed == net) {
+            removed = true;
+        } else {
+            kept.push_str(line);
+        }
+    }
+    if !removed {
+        return Ok(false);
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(kept.as_bytes())?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(true)
+}
+
+/// `net` truncated, an IPv4-mapped host as the IPv4 host.
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() == 128 => IpNet::from(v6.addr().to_canonical()),
+        other => other.trunc(),
+    }
 }
 
 /// Append `ip` to the file (creating it), on its own line; on failure the file is
 /// left as it was.
 pub fn append(path: &Path, ip: IpAddr, note: &str) -> io::Result<()> {
+    append_net(path, IpNet::from(ip.to_canonical()), note)
+}
+
+/// Append `net` to the file (creating it), on its own line; a single host
+/// is written as a plain address.
+pub fn append_net(path: &Path, net: IpNet, note: &str) -> io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .read(true)
@@ -175,7 +273,11 @@ pub fn append(path: &Path, ip: IpAddr, note: &str) -> io::Result<()> {
             line.push('\n');
         }
     }
-    line.push_str(&format!("{ip} # {note}\n"));
+    if net.prefix_len() == net.max_prefix_len() {
+        line.push_str(&format!("{} # {note}\n", net.addr()));
+    } else {
+        line.push_str(&format!("{net} # {note}\n"));
+    }
     // A full disk can cut the write short; a line cut inside an address can name
     // another one ("127.0.0.12" → "127.0.0.1"), so a failed append is undone.
     if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.sync_data()) {
@@ -224,6 +326,32 @@ mod tests {
         let (nets, bad) = parse(&std::fs::read_to_string(&p).unwrap());
         assert!(bad.is_empty());
         assert_eq!(nets.len(), 3);
+    }
+
+    #[test]
+    fn ranges_are_recorded_once_and_removed_by_their_exact_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("block.txt");
+        std::fs::write(&p, "# operators' list\n10.0.0.0/8 # old\n192.0.2.7\n").unwrap();
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        assert!(!record_net(&p, net("10.1.0.0/16"), "x").unwrap(), "covered");
+        assert!(record_net(&p, net("198.51.100.0/24"), "x").unwrap());
+        assert!(record_net(&p, net("203.0.113.9/32"), "x").unwrap());
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("198.51.100.0/24 # x\n"), "{text}");
+        assert!(text.contains("\n203.0.113.9 # x\n"), "{text}");
+        assert!(remove_net(&p, net("192.0.2.7/32")).unwrap());
+        assert!(!remove_net(&p, net("192.0.2.7/32")).unwrap());
+        assert!(
+            !remove_net(&p, net("10.1.0.0/16")).unwrap(),
+            "only exact lines"
+        );
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.starts_with("# operators' list\n10.0.0.0/8 # old\n"),
+            "{text}"
+        );
+        assert!(!text.contains("192.0.2.7"), "{text}");
     }
 
     #[test]

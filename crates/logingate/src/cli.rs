@@ -28,6 +28,9 @@ pub struct Cli {
     /// Link dialect: wemade, delphi, happym2 or ldx (server.dialect).
     #[arg(long, value_name = "DIALECT")]
     pub dialect: Option<Dialect>,
+    /// Console address, IP:PORT ("" = off; replaces admin.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
     /// What the gate fronts: login (a LoginSrv) or selgate (a DBServer); keys
     /// the file leaves out take that role's defaults (role).
     #[arg(long, value_name = "ROLE")]
@@ -73,6 +76,9 @@ impl Cli {
         }
         if let Some(d) = self.dialect {
             config.server.dialect = d;
+        }
+        if let Some(addr) = &self.admin {
+            config.admin.listen = addr.clone();
         }
         if let Some(f) = self.log_format {
             config.log_format = f;

@@ -196,10 +196,14 @@ impl Handler for GateHandler {
                 Probe::Other => {}
             }
         }
+        let mut forwarded = 0u64;
         loop {
             let msg = match st.framer.decode(buf) {
                 Ok(Some(msg)) => msg,
-                Ok(None) => return Ok(progress),
+                Ok(None) => {
+                    s.record_messages(forwarded);
+                    return Ok(progress);
+                }
                 Err(e) => return Err(reject(s, e.reason(), format_args!("{e}"))),
             };
             if !self.admit_message(st, now) {
@@ -217,7 +221,10 @@ impl Handler for GateHandler {
                 return Err(reject(s, reason::NEW_ACCOUNTS, format_args!("over {what}")));
             }
             match self.link.data(st.generation, id, &msg) {
-                Ok(()) => progress = Progress::Message,
+                Ok(()) => {
+                    progress = Progress::Message;
+                    forwarded += 1;
+                }
                 Err(PushError::Down) => return Err(CloseReason::Protocol(reason::SERVER_LOST)),
                 Err(PushError::Busy) => {
                     return Err(reject(

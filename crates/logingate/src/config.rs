@@ -38,6 +38,8 @@ pub struct Config {
     pub gate: GateConfig,
     /// LoginSrv side: the one multiplexed link.
     pub server: ServerConfig,
+    /// The operator's HTTP console (metrics, status page, admin API).
+    pub admin: AdminConfig,
     /// Settings passed verbatim to the embedded LoginSrv (its own schema).
     #[cfg(feature = "embedded")]
     pub embedded: toml::Table,
@@ -161,6 +163,43 @@ pub struct ServerConfig {
     pub frames: FrameOverrides,
 }
 
+/// `[admin]`: the operator's console. With the embedded LoginSrv its
+/// account endpoints are served here too (one port).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `IP:PORT` of the console; "" turns it off, port 0 picks a free port
+    /// (the startup line names it: `admin=…`).
+    pub listen: String,
+    /// Bearer token for requests that change state; required when `listen`
+    /// is not a loopback address.
+    pub token: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:7001".to_owned(),
+            token: String::new(),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The console's address, `None` when it is off.
+    pub fn addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        console::listen::check(&self.listen, &self.token).map_err(|p| {
+            invalid(
+                match p.key {
+                    "token" => "admin.token",
+                    _ => "admin.listen",
+                },
+                p.problem,
+            )
+        })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -170,6 +209,7 @@ impl Default for Config {
             role: Role::Login,
             gate: GateConfig::default(),
             server: ServerConfig::default(),
+            admin: AdminConfig::default(),
             #[cfg(feature = "embedded")]
             embedded: toml::Table::new(),
         }
@@ -355,6 +395,14 @@ impl Config {
         }
         if g.listen.is_empty() {
             return Err(invalid("gate.listen", "needs at least one address"));
+        }
+        if let Some(console) = self.admin.addr()? {
+            if console.port() != 0 && g.listen.contains(&console) {
+                return Err(invalid(
+                    "admin.listen",
+                    format!("{console} is also a client listener (gate.listen)"),
+                ));
+            }
         }
         // A second bind of the same address would fail only at startup.
         for (i, a) in g.listen.iter().enumerate() {
@@ -836,6 +884,23 @@ mod tests {
             c.validate()
                 .unwrap_or_else(|e| panic!("{listen} {server}: {e}"));
         }
+    }
+
+    #[test]
+    fn admin_token_is_required_off_loopback() {
+        let mut c = defaults();
+        assert_eq!(c.admin.addr().unwrap(), Some(addr("127.0.0.1:7001")));
+        c.admin.listen = "0.0.0.0:7001".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("`admin.token`"), "{err}");
+        c.admin.token = "s3cret".into();
+        c.validate().unwrap();
+        c.admin.listen = "nowhere".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("`admin.listen`"), "{err}");
+        c.admin.listen = String::new();
+        assert_eq!(c.admin.addr().unwrap(), None);
+        c.validate().unwrap();
     }
 
     #[test]

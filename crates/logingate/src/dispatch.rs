@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use tracing::{debug, error, info};
 use crate::blocklist;
 use crate::link::{Dispatch, Undelivered};
 use crate::reason;
+use console::events::Events;
 
 /// Blocks ordered by the LoginSrv, by `kind` (`temporary`, `permanent`).
 pub const METRIC_BLOCKS: &str = "gate_blocks_total";
@@ -29,6 +31,8 @@ pub struct NetDispatch {
     temp_block: Duration,
     /// Where permanent blocks are recorded, if configured.
     block_file: Option<PathBuf>,
+    /// Kicks and blocks shown on the operator's console.
+    events: Arc<Events>,
 }
 
 impl NetDispatch {
@@ -38,12 +42,14 @@ impl NetDispatch {
         admission: Admission,
         temp_block: Duration,
         block_file: Option<PathBuf>,
+        events: Arc<Events>,
     ) -> Self {
         NetDispatch {
             sessions,
             admission,
             temp_block,
             block_file,
+            events,
         }
     }
 
@@ -81,6 +87,10 @@ impl Dispatch for NetDispatch {
         let session = self.sessions.get(id).ok_or(Undelivered::UnknownSession)?;
         metrics::counter!(METRIC_KICKS).increment(1);
         info!(session = id, peer = %session.peer(), "LoginSrv kicked client");
+        self.events.push(
+            "kick",
+            format!("LoginSrv kicked session {id} ({})", session.peer()),
+        );
         session.close(CloseReason::Kicked);
         Ok(())
     }
@@ -98,6 +108,13 @@ impl Dispatch for NetDispatch {
         self.admission.block(IpNet::from(ip), expiry);
         metrics::counter!(METRIC_BLOCKS, "kind" => kind).increment(1);
         info!(session = id, %ip, kind, secs = expiry.map(|d| d.as_secs()), "LoginSrv blocked client IP");
+        self.events.push(
+            "block",
+            match expiry {
+                Some(d) => format!("LoginSrv blocked {ip} for {} s (session {id})", d.as_secs()),
+                None => format!("LoginSrv blocked {ip} permanently (session {id})"),
+            },
+        );
         if permanent {
             self.record_permanent(ip, id);
         }

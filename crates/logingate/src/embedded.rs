@@ -32,6 +32,12 @@ pub(crate) fn validate_table(config: &Config) -> Result<(), ConfigError> {
     if config.server.addr.is_some() {
         return Ok(());
     }
+    if config.embedded.contains_key("admin") {
+        return Err(invalid(
+            "embedded.admin",
+            "the embedded LoginSrv's console is the gate's own: set [admin] instead",
+        ));
+    }
     // The LoginSrv tells gates apart by the presets' letters; a table of
     // other letters needs a LoginSrv configured for it.
     let f = config.server.link_frames();
@@ -65,6 +71,8 @@ impl Embedded {
             loginsrv::Config::from_table(overrides.clone()).context("gate config [embedded]")?;
         ls.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         ls.default_dialect = config.server.dialect;
+        // Its endpoints are served by the gate's console (one port).
+        ls.admin.listen = String::new();
         ls.temporary_block = config.server.link_frames().temporary_block;
         let db_path = config.data_dir.join(DB_FILE);
         if !overrides.contains_key("database") {
@@ -97,6 +105,11 @@ impl Embedded {
     /// The address the gate link must connect to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The embedded LoginSrv's console side, mounted on the gate's console.
+    pub fn console(&self) -> loginsrv::admin::Console {
+        self.server.console()
     }
 
     /// Stop the embedded LoginSrv.

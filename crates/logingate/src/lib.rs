@@ -6,6 +6,7 @@
 //! - [`dispatch`]: the LoginSrv's replies, kicks and blocks applied to sessions.
 //! - [`reason`]: close and refusal labels, counted without a lock.
 //! - [`role`]: LoginGate or SelGate, and the defaults of each.
+//! - [`admin`]: the operator's console (metrics, status page, admin API).
 //! - [`blocklist`]: the block list file; [`allowlist`]: the allow list file.
 //! - [`punish`]: the punishment of each offence; [`attack`]: automatic attack mode.
 //! - [`account_ops`]: per-IP registration and password-operation limits;
@@ -16,6 +17,7 @@
 //!   LoginSrv started in-process when `server.addr` is absent.
 
 pub mod account_ops;
+pub mod admin;
 pub mod allowlist;
 pub mod app;
 pub mod attack;

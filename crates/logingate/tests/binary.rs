@@ -70,7 +70,8 @@ fn print_config_round_trips_through_config() {
             "{}log_format = \"json\"\n\
              [gate]\nlisten = [\"[::]:7000\", \"127.0.0.1:7001\"]\nblock_list_file = \"blocks.txt\"\n\
              max_packets_per_sec = 7\n\
-             [server]\naddr = \"[::1]:5500\"\nmax_frame_bytes = 4096\n{}",
+             [server]\naddr = \"[::1]:5500\"\nmax_frame_bytes = 4096\n\
+             [admin]\nlisten = \"[::1]:7101\"\ntoken = \"s3cret\"\n{}",
             embedded_keys.0, embedded_keys.1
         ),
     )
@@ -98,6 +99,10 @@ fn print_config_round_trips_through_config() {
     let c = Config::from_toml(&second, Path::new("printed")).unwrap();
     assert_eq!(c.server.dialect, Dialect::Delphi);
     assert_eq!(c.gate.max_packets_per_sec, 7);
+    assert_eq!(
+        (c.admin.listen.as_str(), c.admin.token.as_str()),
+        ("[::1]:7101", "s3cret")
+    );
     #[cfg(feature = "embedded")]
     {
         assert_eq!(
@@ -154,6 +159,13 @@ fn bad_configs_exit_2_naming_the_key() {
     // The embedded LoginSrv's own keys are checked up front too.
     #[cfg(feature = "embedded")]
     exits_2_naming("[embedded]\nbogus_key = 1\n", "bogus_key");
+    // One console: the embedded LoginSrv's endpoints are the gate's.
+    #[cfg(feature = "embedded")]
+    exits_2_naming(
+        "[embedded.admin]\nlisten = \"127.0.0.1:0\"\n",
+        "embedded.admin",
+    );
+    exits_2_naming("[admin]\nlisten = \"0.0.0.0:7001\"\n", "admin.token");
     let out = Command::new(BIN)
         .args(["--dialect", "ipx"])
         .output()
@@ -252,6 +264,8 @@ async fn sigterm_sends_close_frames_and_exits_0() {
     cmd.args([
         "--listen",
         "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
         "--server",
         &srv.addr().to_string(),
         "--dialect",
@@ -291,6 +305,8 @@ fn json_logs_and_sigterm_while_the_link_is_down() {
     cmd.args([
         "--listen",
         "127.0.0.1:0",
+        "--admin",
+        "",
         "--server",
         &server,
         "--log-format",

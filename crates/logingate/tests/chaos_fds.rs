@@ -123,7 +123,13 @@ async fn fd_exhaustion_refuses_the_excess_serves_the_rest_and_recovers() {
             .arg(BIN)
             .arg("--config")
             .arg(&cfg)
-            .args(["--listen", "127.0.0.1:0", "--server"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--server",
+            ])
             .arg(srv.addr().to_string())
             .args(["--dialect", "delphi"])
             .env("RUST_LOG", "info")

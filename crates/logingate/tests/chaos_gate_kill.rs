@@ -48,7 +48,7 @@ fn spawn(cfg: &Path, data: &Path) -> (Child, SocketAddr) {
             .arg(cfg)
             .arg("--data-dir")
             .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

@@ -43,7 +43,9 @@ fn load(toml: &str) -> Config {
 }
 
 /// Starts the imported gate, checks its open, data and close frames.
-async fn runs_against(srv: &Srv, config: Config, open_letter: char) {
+async fn runs_against(srv: &Srv, mut config: Config, open_letter: char) {
+    // Tests run side by side: the console on a free port, not the default 7001.
+    config.admin.listen = "127.0.0.1:0".into();
     let gate = Gate::start(config).await.expect("imported config starts");
     let mut link = srv.accept().await;
     assert!(gate.wait_link_up(STEP).await);

@@ -32,7 +32,7 @@ async fn a_selgate_relays_a_character_query_to_the_dbserver() {
     // A SelGate config file: only the DBServer and a loopback listener.
     let text = format!(
         "role = \"selgate\"\n[gate]\nlisten = [\"127.0.0.1:0\"]\nmax_conn_per_ip = 0\nconn_rate_per_ip = 0\n\
-         [server]\naddr = \"{}\"\n",
+         [server]\naddr = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
         db.addr()
     );
     let config = Config::from_toml(&text, Path::new("selgate.toml")).unwrap();

@@ -61,6 +61,8 @@ pub struct Config {
     pub ids: BTreeMap<String, u16>,
     /// Game servers offered after login, in list order.
     pub servers: Vec<ServerRoute>,
+    /// The operator's console.
+    pub admin: crate::admin::AdminConfig,
     /// The port game servers connect to (sessions, live counts).
     pub game_servers: GameServersConfig,
     /// Per-gate SelGate routes (the Delphi `!addrtable.txt`); empty = `[[servers]].selgates` for all.
@@ -143,6 +145,7 @@ impl Default for Config {
                 capacity: default_capacity(),
                 public_addr: String::new(),
             }],
+            admin: crate::admin::AdminConfig::default(),
             game_servers: GameServersConfig::default(),
             routes: Vec::new(),
         }
@@ -224,6 +227,7 @@ impl Config {
 
     /// Check every value the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.addr()?;
         if self.database.trim().is_empty() {
             return Err(bad("database", "must not be empty"));
         }

@@ -148,6 +148,7 @@ impl Hasher {
 
     /// Argon2id PHC string of `secret` with a fresh random salt.
     pub async fn hash(&self, secret: String) -> anyhow::Result<String> {
+        let _timer = crate::timing::Timer::hash("hash");
         let mut checkout = self.pool.checkout().await?;
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || {
@@ -181,6 +182,7 @@ impl Hasher {
     /// algorithm, version, cost and salt stored in it (so raising the config
     /// keeps old hashes valid). A malformed stored hash is an error.
     pub async fn verify(&self, secret: String, phc: String) -> anyhow::Result<bool> {
+        let _timer = crate::timing::Timer::hash("verify");
         let mut checkout = self.pool.checkout().await?;
         tokio::task::spawn_blocking(move || {
             let parsed = PasswordHash::new(&phc)

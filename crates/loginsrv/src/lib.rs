@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 mod client;
 pub mod config;
 pub mod game;
@@ -26,6 +27,7 @@ mod online;
 mod reject;
 pub mod routes;
 mod store;
+mod timing;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -80,6 +82,10 @@ pub struct RunningServer {
     tracker: TaskTracker,
     /// For closing the database after the tasks end.
     state: Arc<ServerState>,
+    /// The console's view of this server (one per server, so its events persist).
+    admin: admin::Console,
+    /// The console's HTTP server, once [`RunningServer::start_console`] ran.
+    console: Option<console::Running>,
     /// Bound game-server port, when `[game_servers]` is on.
     game_addr: Option<SocketAddr>,
 }
@@ -159,6 +165,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         cancel.clone(),
         tracker.clone(),
     ));
+    let admin = admin::Console::new(Arc::clone(&state), local_addr);
     if let Some(listener) = game_listener {
         tracker.spawn(game::accept_loop(
             listener,
@@ -172,6 +179,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         cancel,
         tracker,
         state,
+        admin,
+        console: None,
         game_addr,
     })
 }
@@ -211,9 +220,41 @@ impl RunningServer {
         self.state.online.len()
     }
 
+    /// The console's view of this LoginSrv (status, account endpoints), for
+    /// a program that serves them on its own console (the gate).
+    pub fn console(&self) -> admin::Console {
+        self.admin.clone()
+    }
+
+    /// Serve the console on `[admin] listen` (the `loginsrv` binary does;
+    /// an embedding program mounts [`RunningServer::console`] instead).
+    /// Returns the bound address, `None` when the console is off. Call
+    /// [`admin::install_metrics`] before [`start`] for `/metrics` to see
+    /// every metric.
+    pub async fn start_console(&mut self) -> anyhow::Result<Option<SocketAddr>> {
+        let admin_config = &self.state.config.admin;
+        let Some(addr) = admin_config.addr()? else {
+            return Ok(None);
+        };
+        admin::install_metrics();
+        let guard = console::Guard::new(&admin_config.token, admin::UNAUTHORIZED);
+        let app = self.admin.standalone_router(guard);
+        let running = console::Running::start(addr, app, admin::CONNECTIONS_REFUSED)
+            .await
+            .with_context(|| format!("cannot listen on admin.listen {addr}"))?;
+        let bound = running.local_addr();
+        self.admin.set_admin_addr(bound);
+        tracing::info!(admin = %bound, "LoginSrv console listening");
+        self.console = Some(running);
+        Ok(Some(bound))
+    }
+
     /// Stop accepting, close every gate link, let in-flight messages finish
     /// (bounded by `shutdown_grace_secs`) and close the database.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        if let Some(console) = self.console.take() {
+            console.shutdown().await;
+        }
         self.cancel.cancel();
         self.tracker.close();
         let grace = self.grace();

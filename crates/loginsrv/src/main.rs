@@ -1,7 +1,9 @@
 //! `loginsrv`: the reference LoginSrv binary.
 
+use std::future::Future as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::task::Poll;
 
 use bootstrap::{LogFormat, EXIT_CONFIG};
 use clap::Parser;
@@ -23,6 +25,9 @@ struct Cli {
     /// Database URL (`sqlite://file`, a path, or `postgres://…`), overrides `database`.
     #[arg(long)]
     database: Option<String>,
+    /// Console address IP:PORT ("" = off), overrides `admin.listen`.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -58,6 +63,9 @@ fn load(cli: &Cli) -> Result<Config, String> {
     if let Some(db) = &cli.database {
         config.database.clone_from(db);
     }
+    if let Some(admin) = &cli.admin {
+        config.admin.listen.clone_from(admin);
+    }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
 }
@@ -89,8 +97,23 @@ fn main() -> ExitCode {
     }
     bootstrap::logging::init(cli.log_format);
     bootstrap::run_main("loginsrv", async move {
-        let server = loginsrv::start(config).await?;
-        bootstrap::shutdown_signal().await;
+        // Polled once before anything starts, so the handlers are installed: a
+        // signal while the server starts stops it in order instead of killing it.
+        let mut stop = std::pin::pin!(bootstrap::shutdown_signal());
+        let early = std::future::poll_fn(|cx| Poll::Ready(stop.as_mut().poll(cx).is_ready())).await;
+        if early {
+            return Ok(());
+        }
+        if !config.admin.listen.trim().is_empty() {
+            // Before the server registers anything with the metrics facade.
+            loginsrv::admin::install_metrics();
+        }
+        let mut server = loginsrv::start(config).await?;
+        if let Err(e) = server.start_console().await {
+            server.shutdown().await;
+            return Err(e);
+        }
+        stop.await;
         tracing::info!("signal received, shutting down");
         server.shutdown().await;
         Ok::<(), anyhow::Error>(())

@@ -9,6 +9,9 @@ use parking_lot::Mutex;
 
 use crate::gate::GateLink;
 
+/// Gauge of the accounts logged in now.
+const ONLINE: &str = "loginsrv_accounts_online";
+
 /// Who holds an account.
 #[derive(Clone)]
 pub struct Holder {
@@ -42,7 +45,7 @@ impl Online {
     /// player retry once the old client is gone.
     pub fn claim(&self, key: &str, holder: Holder) -> Claim {
         let mut map = self.map.lock();
-        match map.get(key) {
+        let claim = match map.get(key) {
             Some(old) if old.token != holder.token => match map.remove(key) {
                 Some(old) => Claim::Evicted(old),
                 None => Claim::Claimed,
@@ -51,7 +54,9 @@ impl Online {
                 map.insert(key.to_owned(), holder);
                 Claim::Claimed
             }
-        }
+        };
+        metrics::gauge!(ONLINE).set(map.len() as f64);
+        claim
     }
 
     /// Whether the client with `token` still holds `key` (false once kicked).
@@ -64,7 +69,13 @@ impl Online {
         let mut map = self.map.lock();
         if map.get(key).is_some_and(|h| h.token == token) {
             map.remove(key);
+            metrics::gauge!(ONLINE).set(map.len() as f64);
         }
+    }
+
+    /// Who holds `key` now, if anyone (a copy: the lock is not held).
+    pub fn holder(&self, key: &str) -> Option<Holder> {
+        self.map.lock().get(key).cloned()
     }
 
     /// Accounts online.

@@ -274,6 +274,15 @@ impl Routes {
         st.tickets.get(&session_id).cloned()
     }
 
+    /// The server `account` holds a live session id for, if any.
+    pub fn server_of(&self, account: &str) -> Option<String> {
+        let mut st = self.state.lock();
+        st.purge(Instant::now());
+        let id = *st.by_account.get(account)?;
+        let index = st.tickets.get(&id)?.server;
+        self.servers.get(index).map(|s| s.name.clone())
+    }
+
     /// Live session ids for server `name`.
     pub fn used(&self, name: &str) -> u32 {
         let index = self.servers.iter().position(|s| s.name == name);

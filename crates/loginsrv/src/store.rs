@@ -40,12 +40,13 @@ enum Pool {
 
 /// Run `$body` with `$p` bound to the concrete pool (each arm type-checks separately).
 macro_rules! on_pool {
-    ($store:expr, |$p:ident| $body:expr) => {
+    ($store:expr, |$p:ident| $body:expr) => {{
+        let _timer = crate::timing::Timer::db();
         match &$store.pool {
             Pool::Sqlite($p) => $body,
             Pool::Postgres($p) => $body,
         }
-    };
+    }};
 }
 
 /// The stored secrets of an account.
@@ -266,6 +267,16 @@ impl Store {
             .bind(key)
             .bind(max_failures)
             .bind(lock_until)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected() == 1))
+    }
+
+    /// Lift a lockout and forget earlier failures; `false` when there is no such account.
+    pub async fn unlock(&self, key: &str) -> sqlx::Result<bool> {
+        let sql = "UPDATE accounts SET failed_logins = 0, locked_until = 0 WHERE account_key = $1";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(key)
             .execute(p)
             .await
             .map(|r| r.rows_affected() == 1))

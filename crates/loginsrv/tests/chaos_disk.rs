@@ -76,7 +76,13 @@ async fn spawn(cfg: &Path, db: &Path, lines: Arc<Mutex<Vec<String>>>) -> (Child,
         Command::new(env!("CARGO_BIN_EXE_loginsrv"))
             .arg("--config")
             .arg(cfg)
-            .args(["--listen", "127.0.0.1:0", "--database"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--database",
+            ])
             .arg(db)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

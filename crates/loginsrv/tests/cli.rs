@@ -77,7 +77,13 @@ fn runtime_errors_exit_1() {
     let out = loginsrv()
         .arg("--config")
         .arg(&cfg)
-        .args(["--listen", "127.0.0.1:0", "--database"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--database",
+        ])
         .arg(&missing)
         .output()
         .unwrap();
@@ -109,7 +115,13 @@ async fn confirmed_registration_survives_kill_9() {
     let mut cmd = loginsrv();
     cmd.arg("--config")
         .arg(&cfg)
-        .args(["--listen", "127.0.0.1:0", "--database"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--database",
+        ])
         .arg(&db)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1");

@@ -314,6 +314,7 @@ fn read_and_dispatch<H: Handler>(
         Err(e) => return Err(CloseReason::Error(e.kind())),
     };
     core.metrics.bytes_in.increment(read as u64);
+    session.add_bytes_in(read);
     let progress = core.handler.on_data(state, session, buf)?;
     if buf.len() >= cap {
         return Err(CloseReason::Protocol(READ_BUFFER_FULL));
@@ -350,6 +351,7 @@ fn flush<H: Handler>(core: &Core<H>, stream: &TcpStream, session: &Session) -> i
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(written) => {
                 core.metrics.bytes_out.increment(written as u64);
+                session.add_bytes_out(written);
                 out.consume(written);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),

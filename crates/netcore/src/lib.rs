@@ -36,14 +36,14 @@ mod registry;
 mod server;
 mod session;
 
-pub use admission::{Admission, RejectObserver, StrictLimits};
+pub use admission::{Admission, Block, BlockKind, RejectObserver, StrictLimits};
 pub use config::Config;
 pub use ipnet::IpNet;
 pub use proxy::{ProxyConfig, ProxyProtocol};
 pub use reason::{CloseReason, SendError};
 pub use registry::Sessions;
 pub use server::Server;
-pub use session::{Session, SessionId};
+pub use session::{Session, SessionId, SessionStats};
 pub use tokio_util::sync::CancellationToken;
 
 use bytes::BytesMut;

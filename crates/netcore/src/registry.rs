@@ -89,6 +89,16 @@ impl Sessions {
         ids
     }
 
+    /// Handles of the live sessions (unordered). Each shard lock is held only to copy
+    /// its handles, so listing never holds up registration or lookups for long.
+    pub fn snapshot(&self) -> Vec<Session> {
+        let mut sessions = Vec::with_capacity(self.len());
+        for shard in self.inner.shards.iter() {
+            sessions.extend(shard.lock().values().cloned());
+        }
+        sessions
+    }
+
     /// Closes every live session with `reason` (each flushes, then closes).
     pub fn close_all(&self, reason: CloseReason) {
         for shard in self.inner.shards.iter() {

@@ -8,9 +8,10 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use metrics::Counter;
@@ -127,6 +128,29 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// Queue bound and overflow counter, shared by all sessions of a server.
     limits: Arc<SendLimits>,
+    /// When the session was registered, for its age.
+    opened_at: Instant,
+    /// Bytes read from the peer (the task adds, anyone reads).
+    bytes_in: AtomicU64,
+    /// Bytes written to the peer.
+    bytes_out: AtomicU64,
+    /// Protocol messages, as the handler reports them with `record_messages`.
+    messages: AtomicU64,
+}
+
+/// One session's counters at one moment: what an operator's listing shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Time since the session was registered.
+    pub age: Duration,
+    /// Bytes read from the peer.
+    pub bytes_in: u64,
+    /// Bytes written to the peer.
+    pub bytes_out: u64,
+    /// Messages the handler reported.
+    pub messages: u64,
+    /// Bytes queued for the peer and not yet written.
+    pub queued_bytes: usize,
 }
 
 /// What every session's `send` needs from the server; one shared copy.
@@ -168,6 +192,10 @@ impl Session {
                 out: Mutex::new(Outbound::default()),
                 closed: AtomicBool::new(false),
                 limits,
+                opened_at: Instant::now(),
+                bytes_in: AtomicU64::new(0),
+                bytes_out: AtomicU64::new(0),
+                messages: AtomicU64::new(0),
             }),
         }
     }
@@ -185,6 +213,32 @@ impl Session {
     /// The local address the peer connected to.
     pub fn local(&self) -> SocketAddr {
         self.shared.local
+    }
+
+    /// Counts `n` protocol messages of this session (only the handler knows what a
+    /// message is); read back through [`Session::stats`].
+    pub fn record_messages(&self, n: u64) {
+        self.shared.messages.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The session's counters now. Only the queue length takes the queue lock.
+    pub fn stats(&self) -> SessionStats {
+        let s = &self.shared;
+        SessionStats {
+            age: s.opened_at.elapsed(),
+            bytes_in: s.bytes_in.load(Ordering::Relaxed),
+            bytes_out: s.bytes_out.load(Ordering::Relaxed),
+            messages: s.messages.load(Ordering::Relaxed),
+            queued_bytes: s.out.lock().bytes,
+        }
+    }
+
+    pub(crate) fn add_bytes_in(&self, n: usize) {
+        self.shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_bytes_out(&self, n: usize) {
+        self.shared.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Queues `data` for the peer. Refused with `Closed` once the session is closing;

@@ -32,6 +32,30 @@ async fn echoes_lines_and_closes_once_on_peer_close() {
     assert_eq!(handler.opened(), 1);
 }
 
+/// A live session's own counters and the registry snapshot, as an operator's listing reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_lists_live_sessions_with_their_counters() {
+    let h = start(config("echo_stats_")).await;
+    let mut a = TcpStream::connect(h.addr).await.unwrap();
+    let _b = TcpStream::connect(h.addr).await.unwrap();
+    a.write_all(b"one\ntwo\n").await.unwrap();
+    let mut got = vec![0u8; 8];
+    a.read_exact(&mut got).await.unwrap();
+    eventually("both registered", || h.sessions.snapshot().len() == 2).await;
+    let local = a.local_addr().unwrap();
+    let snapshot = h.sessions.snapshot();
+    let mine = snapshot.iter().find(|s| s.peer() == local).expect("listed");
+    // The task counts a write right after the system call: the reply may be read first.
+    eventually("write counted", || mine.stats().bytes_out == 8).await;
+    let stats = mine.stats();
+    assert_eq!((stats.bytes_in, stats.bytes_out, stats.messages), (8, 8, 2));
+    assert_eq!(stats.queued_bytes, 0);
+    let other = snapshot.iter().find(|s| s.peer() != local).expect("listed");
+    assert_eq!(other.stats().bytes_in, 0);
+    assert!(stats.age <= Duration::from_secs(60));
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_error_closes_with_its_label() {
     let h = start(config("echo_quit_")).await;

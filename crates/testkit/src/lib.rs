@@ -2,13 +2,14 @@
 //! scripted gate ([`gate`]) speaking the `%…$` link over real sockets,
 //! throwaway databases ([`db`]),
 //! client-side socket checks ([`net`]), spawned binaries and their log lines
-//! ([`process`]), and one timeout policy ([`STEP`], [`eventually`]).
+//! ([`process`]), an HTTP/1.1 client for the consoles ([`http`]), and one timeout policy ([`STEP`], [`eventually`]).
 //!
 //! Test code: a broken expectation panics with what was expected.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod db;
 pub mod gate;
+pub mod http;
 pub mod net;
 pub mod process;
 pub mod srv;

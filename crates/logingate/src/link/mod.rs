@@ -7,7 +7,8 @@
 //! - [`writer`]: batching the pending buffer into socket writes;
 //! - [`reader`]: framing server bytes and acting on each frame through
 //!   [`Dispatch`];
-//! - [`stats`]: the link's counters and metric names.
+//! - [`stats`]: the link's counters and metric names;
+//! - [`history`]: up/down changes and the heartbeat round trip, for the console.
 //!
 //! Nothing here is global: a gate with several LoginSrvs runs one [`Link`]
 //! and one [`run`] per backend, each with its own address, frame table,
@@ -29,6 +30,7 @@
 //! which is what the Delphi gates do; data alone proves little since a wedged
 //! server may still flush old replies.
 
+mod history;
 mod reader;
 mod stats;
 mod supervisor;
@@ -44,8 +46,10 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use history::History;
 use stats::{Count, LinkCounters};
 
+pub use history::LinkChange;
 pub use reader::{Dispatch, Undelivered};
 pub use stats::{metric, LinkTotals};
 pub use supervisor::run;
@@ -114,6 +118,8 @@ struct LinkState {
     wake: Notify,
     /// This link's counters.
     counters: LinkCounters,
+    /// Up/down changes and the last heartbeat round trip.
+    history: History,
 }
 
 /// Encoded frames not yet written, under the lock that also guards the
@@ -142,6 +148,7 @@ impl Link {
                 }),
                 wake: Notify::new(),
                 counters: LinkCounters::new(),
+                history: History::default(),
             }),
         }
     }
@@ -206,6 +213,16 @@ impl Link {
     /// Counters so far.
     pub fn stats(&self) -> LinkTotals {
         self.state.counters.totals()
+    }
+
+    /// Recent up/down changes, oldest first.
+    pub fn history(&self) -> Vec<LinkChange> {
+        self.state.history.changes()
+    }
+
+    /// The last heartbeat round trip, once one was answered.
+    pub fn heartbeat_rtt(&self) -> Option<Duration> {
+        self.state.history.rtt()
     }
 
     fn counters(&self) -> &LinkCounters {

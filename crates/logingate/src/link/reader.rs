@@ -10,7 +10,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::stats::{Count, UNDELIVERED_LABELS};
+use super::stats::{metric, Count, UNDELIVERED_LABELS};
 use super::supervisor::DownReason;
 use super::{Generation, Link, LinkOptions};
 use limits::LogLimiter;
@@ -89,6 +89,8 @@ pub(super) async fn read_loop(
     publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let dead = tokio::time::sleep(opts.dead_after);
     tokio::pin!(dead);
+    // When the oldest unanswered heartbeat was queued: its reply gives the round trip.
+    let mut heartbeat_sent: Option<Instant> = None;
     loop {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
@@ -102,7 +104,13 @@ pub(super) async fn read_loop(
                         Ok(Some(body)) => {
                             counters.add(Count::FramesIn, 1);
                             if on_frame(link, dispatch, logs, body) {
-                                dead.as_mut().reset(Instant::now() + opts.dead_after);
+                                let now = Instant::now();
+                                dead.as_mut().reset(now + opts.dead_after);
+                                if let Some(sent) = heartbeat_sent.take() {
+                                    let rtt = now.saturating_duration_since(sent);
+                                    metrics::histogram!(metric::HEARTBEAT_RTT).record(rtt.as_secs_f64());
+                                    link.state.history.set_rtt(rtt);
+                                }
                             }
                         }
                         Ok(None) => break,
@@ -116,7 +124,10 @@ pub(super) async fn read_loop(
                     }
                 },
             },
-            _ = heartbeat.tick() => link.heartbeat(generation),
+            _ = heartbeat.tick() => {
+                link.heartbeat(generation);
+                heartbeat_sent.get_or_insert_with(Instant::now);
+            }
             _ = publish.tick() => counters.publish(),
             () = &mut dead => return DownReason::Dead(opts.dead_after),
         }

@@ -33,6 +33,8 @@ pub mod metric {
     pub const DISCARDED_BYTES: &str = "gate_link_discarded_bytes_total";
     /// Heartbeats sent.
     pub const HEARTBEATS: &str = "gate_link_heartbeats_total";
+    /// Heartbeat sent to its reply (histogram).
+    pub const HEARTBEAT_RTT: &str = "gate_link_heartbeat_rtt_seconds";
 }
 
 /// A counter without labels, by its place in [`LinkCounters`].

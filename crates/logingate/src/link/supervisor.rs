@@ -116,6 +116,9 @@ async fn supervise(
                 counters.add(Count::Connects, 1);
                 metrics::gauge!(metric::UP).set(1.0);
                 link.mark_up(generation);
+                link.state
+                    .history
+                    .record(true, format!("connected to {}", opts.addr));
                 info!(addr = %opts.addr, generation = generation.0, "link: up");
                 let since = Instant::now();
                 let reason = serve(link, opts, dispatch, &logs, stream, generation, stop).await;
@@ -124,6 +127,7 @@ async fn supervise(
                 counters.down(reason.index());
                 counters.add(Count::DiscardedBytes, discarded as u64);
                 counters.publish();
+                link.state.history.record(false, reason.to_string());
                 if matches!(reason, DownReason::Stopped) {
                     info!(addr = %opts.addr, "link: down ({reason})");
                     dispatch.link_lost();

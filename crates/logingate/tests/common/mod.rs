@@ -4,6 +4,8 @@
 // Each test binary uses some of these.
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+pub use testkit::http;
+
 use std::net::SocketAddr;
 
 use logingate::app::Gate;
@@ -31,6 +33,8 @@ pub fn test_config(server: SocketAddr, dialect: Dialect) -> Config {
     c.server.heartbeat_secs = 30;
     c.server.dead_after_secs = 60;
     c.server.reconnect_max_secs = 1;
+    // Tests run side by side: no console unless a test asks for one (on port 0).
+    c.admin.listen = String::new();
     c
 }
 

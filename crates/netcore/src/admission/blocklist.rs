@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
+use super::{Block, BlockKind};
+
 /// Networks keyed by their truncated form, plus which (family, prefix length) pairs occur.
 #[derive(Default)]
 pub(crate) struct NetMap<V> {
@@ -95,6 +97,25 @@ impl BlockList {
                 .runtime
                 .matches(ip)
                 .any(|(_, expiry)| expiry.is_none_or(|at| now < at))
+    }
+
+    /// Static entries, then run-time entries still in force at `now`.
+    pub(crate) fn entries(&self, now: Instant) -> Vec<Block> {
+        let statics = self.static_nets.nets.keys().map(|&net| Block {
+            net,
+            kind: BlockKind::Static,
+        });
+        let runtime = self.runtime.nets.iter().filter_map(|(&net, expiry)| {
+            let kind = match expiry {
+                None => BlockKind::Permanent,
+                Some(at) if now < *at => BlockKind::Temporary {
+                    remaining: at.duration_since(now),
+                },
+                Some(_) => return None,
+            };
+            Some(Block { net, kind })
+        });
+        statics.chain(runtime).collect()
     }
 
     pub(crate) fn replace_static(&mut self, nets: Vec<IpNet>) {

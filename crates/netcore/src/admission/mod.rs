@@ -29,6 +29,29 @@ pub use allow::{RejectObserver, StrictLimits};
 pub(crate) use blocklist::NetMap;
 pub(crate) use front::FrontPermit;
 
+/// One block in force, as listed by [`Admission::blocks`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// The blocked host or range (truncated to its prefix).
+    pub net: IpNet,
+    /// Where the block comes from and how long it lasts.
+    pub kind: BlockKind,
+}
+
+/// Kind of a [`Block`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// From the static list (`replace_static`).
+    Static,
+    /// Run-time, until `unblock`.
+    Permanent,
+    /// Run-time, lifting after `remaining`.
+    Temporary {
+        /// Time left until the block lifts.
+        remaining: Duration,
+    },
+}
+
 /// Default rate-table slots per allowed connection: room for the live sources plus
 /// as many recent ones, so legitimate reconnects rarely collide.
 const RATE_SLOTS_PER_CONNECTION: usize = 2;
@@ -151,6 +174,13 @@ impl Admission {
     /// Replaces the static block list (e.g. on configuration reload).
     pub fn replace_static(&self, nets: Vec<IpNet>) {
         self.inner.blocks.write().replace_static(nets);
+    }
+
+    /// Every block in force now: static entries, then run-time ones (expired entries
+    /// are left out; order within each group is unspecified). A copy taken under the
+    /// read lock, which admission checks share.
+    pub fn blocks(&self) -> Vec<Block> {
+        self.inner.blocks.read().entries(Instant::now())
     }
 
     /// Whether a connection from `ip` would be refused as blocked now.
@@ -293,5 +323,28 @@ mod tests {
         assert_eq!(adm.admit(ip).err(), Some(reject::BLOCKED));
         assert!(adm.unblock(IpNet::from(ip)));
         assert_eq!(adm.admit(ip).err(), Some(reject::RATE_LIMITED));
+    }
+
+    #[test]
+    fn blocks_lists_static_permanent_and_temporary_with_time_left() {
+        let adm = Admission::new(&config(10, 0, 0, 0));
+        let net = |s: &str| s.parse::<IpNet>().expect("net");
+        adm.replace_static(vec![net("10.0.0.0/8")]);
+        adm.block(net("192.0.2.7/32"), None);
+        adm.block(net("198.51.100.0/24"), Some(Duration::from_secs(600)));
+        adm.block(net("203.0.113.1/32"), Some(Duration::ZERO));
+        let mut blocks = adm.blocks();
+        blocks.sort_by_key(|b| b.net);
+        assert_eq!(blocks.len(), 3, "the expired block is left out: {blocks:?}");
+        assert_eq!(blocks[0].kind, BlockKind::Static);
+        assert_eq!(blocks[1].kind, BlockKind::Permanent);
+        match blocks[2].kind {
+            BlockKind::Temporary { remaining } => {
+                assert!(
+                    remaining <= Duration::from_secs(600) && remaining > Duration::from_secs(590)
+                )
+            }
+            other => panic!("expected a temporary block, got {other:?}"),
+        }
     }
 }

@@ -69,7 +69,9 @@ impl Handler for Echo {
         };
         let frames: Bytes = buf.split_to(last_nl + 1).freeze();
         if !frames.starts_with(b"!") && !frames.windows(2).any(|w| w == b"\n!") {
-            st.lines += frames.iter().filter(|&&b| b == b'\n').count() as u64;
+            let lines = frames.iter().filter(|&&b| b == b'\n').count() as u64;
+            st.lines += lines;
+            s.record_messages(lines);
             // A refused send closed the session itself (slow reader) or it is closing anyway.
             let _ = s.send(frames);
             return Ok(Progress::Message);

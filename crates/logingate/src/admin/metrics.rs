@@ -1,0 +1,87 @@
+//! Every metric the gate emits, with its `# HELP` text; the crate README
+//! lists the same names (a test keeps the two in step).
+
+use console::prometheus::{Described, Kind};
+
+use crate::allowlist::{METRIC_ENTRIES as ALLOW_ENTRIES, METRIC_RELOADS as ALLOW_RELOADS};
+use crate::attack::METRIC_ATTACK_MODE;
+use crate::blocklist::{METRIC_ENTRIES, METRIC_RELOADS};
+use crate::dispatch::{METRIC_BLOCKS, METRIC_KICKS};
+use crate::link::metric as link;
+use crate::punish::METRIC_PUNISHMENTS;
+use crate::role::ROLE_METRIC;
+
+/// Console refusals for a wrong or missing token.
+pub const UNAUTHORIZED: &str = "gate_admin_unauthorized_total";
+/// Console connections closed at accept because 64 were open.
+pub const CONNECTIONS_REFUSED: &str = "gate_admin_connections_refused_total";
+/// State changes made through the console, by `action`.
+pub const ACTIONS: &str = "gate_admin_actions_total";
+
+const fn d(name: &'static str, kind: Kind, labels: &'static str, help: &'static str) -> Described {
+    Described {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+use Kind::{Counter, Gauge, Histogram};
+
+/// The gate's metrics (netcore's with the `gate_` prefix included).
+pub const GATE: &[Described] = &[
+    d("gate_accepted_total", Counter, "", "Client sockets accepted, before admission."),
+    d("gate_rejected_total", Counter, "reason", "Clients refused before a session: blocked, rate_limited, max_connections, per_ip_limit, server_unavailable, server_busy."),
+    d("gate_opened_total", Counter, "", "Client sessions opened (a %O frame went to the LoginSrv)."),
+    d("gate_active", Gauge, "", "Live client sessions."),
+    d("gate_closed_total", Counter, "reason", "Client sessions closed, by reason."),
+    d("gate_bytes_in_total", Counter, "", "Bytes read from game clients."),
+    d("gate_bytes_out_total", Counter, "", "Bytes written to game clients."),
+    d("gate_queue_overflows_total", Counter, "", "Replies refused because a client's outbound queue was full (the client is closed as slow_reader)."),
+    d(link::UP, Gauge, "", "1 while the LoginSrv link is connected."),
+    d(link::CONNECTS, Counter, "", "Successful link connects (the first and every reconnect)."),
+    d(link::DOWNS, Counter, "reason", "Link losses, by reason."),
+    d(link::FRAMES, Counter, "", "Frames written to the LoginSrv."),
+    d(link::WRITES, Counter, "", "Socket writes on the link (frames per write = batching)."),
+    d(link::BYTES_OUT, Counter, "", "Bytes written to the LoginSrv."),
+    d(link::FRAMES_IN, Counter, "", "Frames received from the LoginSrv."),
+    d(link::PARSE_ERRORS, Counter, "reason", "LoginSrv frames that did not parse, by reason."),
+    d(link::JUNK_BYTES, Counter, "", "Bytes skipped between LoginSrv frames."),
+    d(link::REPLIES_DROPPED, Counter, "reason", "LoginSrv replies and orders that found no session, by reason."),
+    d(link::DISCARDED_BYTES, Counter, "", "Pending link bytes thrown away when the link dropped."),
+    d(link::HEARTBEATS, Counter, "", "Heartbeats sent to the LoginSrv."),
+    d(link::HEARTBEAT_RTT, Histogram, "", "Time from queueing a heartbeat to its reply."),
+    d(METRIC_KICKS, Counter, "", "Kicks ordered by the LoginSrv."),
+    d(METRIC_BLOCKS, Counter, "kind", "IP blocks ordered by the LoginSrv (temporary, permanent)."),
+    d(METRIC_RELOADS, Counter, "outcome", "Block list file loads (ok, bad_line, unreadable)."),
+    d(METRIC_ENTRIES, Gauge, "", "Entries in force from the block list file."),
+    d(ALLOW_RELOADS, Counter, "outcome", "Allow list file loads (ok, bad_line, unreadable)."),
+    d(ALLOW_ENTRIES, Gauge, "", "Entries in force from the allow list file."),
+    d(METRIC_PUNISHMENTS, Counter, "offence,action", "Punishments applied, by offence and action."),
+    d(METRIC_ATTACK_MODE, Gauge, "", "1 while attack mode is on, 0 otherwise."),
+    d(ROLE_METRIC, Gauge, "role", "1, labelled with what the gate fronts: login (a LoginSrv) or selgate (a DBServer)."),
+    d(UNAUTHORIZED, Counter, "", "Console requests refused for a wrong or missing token."),
+    d(CONNECTIONS_REFUSED, Counter, "", "Console connections closed at accept (64 already open)."),
+    d(ACTIONS, Counter, "action", "State changes made through the console (kick, block, unblock, reload)."),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        console::prometheus::check_names(GATE).unwrap_or_else(|name| panic!("{name}"));
+    }
+
+    #[test]
+    fn readme_lists_every_metric() {
+        let readme = include_str!("../../README.md");
+        for m in GATE {
+            let listed = readme.contains(&format!("`{}`", m.name))
+                || readme.contains(&format!("`{}{{", m.name));
+            assert!(listed, "README misses {}", m.name);
+        }
+    }
+}
