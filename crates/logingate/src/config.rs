@@ -907,7 +907,8 @@ mod tests {
     fn proxy_keys_round_trip_and_bad_combinations_name_the_key() {
         let text =
             "[gate]\nproxy_protocol = \"v2\"\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n\
-                    proxy_header_timeout_secs = 3\nallow_sources = [\"10.0.0.0/8\"]\n";
+                    proxy_header_timeout_secs = 3\nallow_sources = [\"10.0.0.0/8\"]\n\
+                    [server]\naddr = \"127.0.0.1:5500\"\n";
         let c = Config::from_toml(text, Path::new("x")).unwrap();
         c.validate().unwrap();
         assert_eq!(c.gate.proxy_protocol, ProxyProtocol::V2);
@@ -953,7 +954,7 @@ mod tests {
             }),
         ];
         for (key, set) in cases {
-            let mut c = Config::default();
+            let mut c = defaults();
             set(&mut c);
             let err = c.validate().expect_err(key).to_string();
             assert!(err.contains(key), "{key}: {err}");

@@ -27,7 +27,8 @@ const CLIENTS: usize = 4;
 /// is 127.0.0.1).
 /// Every client speaks from 127.0.0.1 and registers as fast as it can: no per-IP
 /// caps, registration limit or attack mode, which would stop it long before the kill.
-const CONFIG: &str = "[gate]\nmax_conn_per_ip = 0\nconn_rate_per_ip = 0\nnew_accounts_per_ip_per_hour = 0\n\
+const CONFIG: &str =
+    "[gate]\nmax_conn_per_ip = 0\nconn_rate_per_ip = 0\nnew_accounts_per_ip_per_hour = 0\n\
     [gate.attack]\nenter_conn_rate = 0\n\
     [embedded.security]\nargon2_m_kib = 8\nargon2_t = 1\nargon2_p = 1\n\
     hashes_per_ip_per_minute = 0\n\
