@@ -89,6 +89,21 @@ pub struct Described {
     pub help: &'static str,
 }
 
+/// A [`Described`] in one line, for the tables of metrics each program keeps.
+pub const fn described(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static str,
+    help: &'static str,
+) -> Described {
+    Described {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
 /// Register the descriptions with the recorder (HELP lines; promtool wants one per metric).
 pub fn describe(list: &[Described]) {
     for d in list {

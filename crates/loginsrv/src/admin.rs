@@ -76,14 +76,7 @@ pub const CONNECTIONS_REFUSED: &str = "loginsrv_admin_connections_refused_total"
 /// Account actions taken through the console, by `action`.
 pub const ACTIONS: &str = "loginsrv_admin_actions_total";
 
-const fn d(name: &'static str, kind: Kind, labels: &'static str, help: &'static str) -> Described {
-    Described {
-        name,
-        kind,
-        labels,
-        help,
-    }
-}
+use console::prometheus::described as d;
 
 use Kind::{Counter, Gauge, Histogram};
 

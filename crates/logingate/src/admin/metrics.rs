@@ -18,14 +18,7 @@ pub const CONNECTIONS_REFUSED: &str = "gate_admin_connections_refused_total";
 /// State changes made through the console, by `action`.
 pub const ACTIONS: &str = "gate_admin_actions_total";
 
-const fn d(name: &'static str, kind: Kind, labels: &'static str, help: &'static str) -> Described {
-    Described {
-        name,
-        kind,
-        labels,
-        help,
-    }
-}
+use console::prometheus::described as d;
 
 use Kind::{Counter, Gauge, Histogram};
 
