@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{gate_config, linked_gate, loginsrv_on_sqlite, mirtool_command, Backend};
+use e2e::{gate_config, linked_gate, loginsrv_on_sqlite, mirtool_command, strings, Backend};
 use logingate::config::Dialect;
 
 fn bench(args: &[&str]) -> (Output, serde_json::Value) {
@@ -577,4 +577,89 @@ async fn login_flows_through_the_real_gate_and_loginsrv() {
     assert_eq!(r["scenario"], "login");
     assert!(n(&r, "messages") >= 3, "every player completes flows: {r}");
     assert_eq!(n(&r, "errors"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_over_prepared_accounts_retries_and_repeats() {
+    let (srv, _dir) = loginsrv_on_sqlite(|c| {
+        for s in &mut c.servers {
+            s.capacity = 1_000_000;
+        }
+        c.security.hashes_per_ip_per_minute = 0;
+    })
+    .await;
+    let (gate, _) = linked_gate(gate_config(Some(srv.local_addr()), Dialect::Delphi)).await;
+    let target = gate.local_addrs()[0].to_string();
+    let run = |extra: &[&str]| {
+        let mut args = strings(&[
+            "login",
+            "--target",
+            &target,
+            "--players",
+            "3",
+            "--duration",
+            "1",
+            "--accounts",
+            "4",
+        ]);
+        args.extend(strings(extra));
+        bench_async(args)
+    };
+
+    // Registered once, up front; the window only logs in and selects.
+    let (out, r) = run(&["--prepare"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "prepared logins: {r} {stderr}");
+    assert_eq!(r["scenario"], "login");
+    assert_eq!(n(&r, "accounts"), 4);
+    assert!(n(&r, "messages") >= 3, "every player completes flows: {r}");
+    assert_eq!(n(&r, "errors"), 0, "{stderr}");
+    // Every flow is one connection, plus one per "already logged in" retry.
+    assert_eq!(n(&r, "connections"), n(&r, "messages") + n(&r, "retries"));
+
+    // Preparing again finds the names taken and goes on; without --prepare
+    // the same accounts are simply used.
+    let (out, r) = run(&["--prepare"]).await;
+    assert!(out.status.success(), "prepared twice: {r}");
+    let (out, r) = run(&[]).await;
+    assert!(out.status.success(), "existing accounts: {r}");
+    assert_eq!(n(&r, "errors"), 0);
+
+    // Accounts that were never registered fail every flow.
+    let (out, r) = run(&["--account-prefix", "nobody"]).await;
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    assert_eq!(n(&r, "messages"), 0, "{r}");
+    assert!(n(&r, "errors") >= 3, "{r}");
+}
+
+#[test]
+fn login_account_options_are_checked() {
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--players", "5", "--accounts", "4"],
+            "--accounts must be at least --players",
+        ),
+        (
+            &["--accounts", "100", "--account-prefix", "toolongpre"],
+            "--account-prefix",
+        ),
+        (
+            &["--accounts", "40", "--account-prefix", "a/b"],
+            "--account-prefix",
+        ),
+    ];
+    for (extra, want) in cases {
+        let out = bench_bounded(&[&["login", "--target", &free, "--json"], extra].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(want), "{extra:?}: {stderr}");
+    }
+    // --prepare without --accounts is a usage error (clap).
+    let out = bench_bounded(&["login", "--target", &free, "--prepare"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -1,6 +1,6 @@
 //! Reference Legend of Mir 2 LoginSrv.
 //!
-//! Gates connect over the `%…$` link (any of the three dialects); each
+//! Gates connect over the `%…$` link (any of the four presets, PROTOCOL.md §4); each
 //! client on a gate gets its own task so a slow hash or query for one player
 //! never delays another. Accounts live in SQLite (default) or PostgreSQL,
 //! passwords as Argon2id hashes.

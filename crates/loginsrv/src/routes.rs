@@ -223,10 +223,17 @@ impl Routes {
                 }
                 self.addr_routes.get(r).and_then(|r| pick(&r.selgates, at))
             }
-            None => pick(&server.selgates, cursor).map(|addr| match server.public_addr.parse() {
-                Ok(ip) => SocketAddr::new(ip, addr.port()),
-                Err(_) => addr,
-            }),
+            None => {
+                // The server's cursor moves only for its own list: routed
+                // selections must not make other gates' clients skip entries.
+                if let Some(c) = st.cursor.get_mut(index) {
+                    *c = c.wrapping_add(1);
+                }
+                pick(&server.selgates, cursor).map(|addr| match server.public_addr.parse() {
+                    Ok(ip) => SocketAddr::new(ip, addr.port()),
+                    Err(_) => addr,
+                })
+            }
         };
         let Some(selgate) = selgate else {
             return Selection::Unknown;
@@ -256,9 +263,6 @@ impl Routes {
         st.by_account.insert(account.to_owned(), session_id);
         if let Some(u) = st.used.get_mut(index) {
             *u += 1;
-        }
-        if let Some(c) = st.cursor.get_mut(index) {
-            *c = c.wrapping_add(1);
         }
         Selection::Ok {
             selgate,

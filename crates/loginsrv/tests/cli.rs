@@ -52,6 +52,31 @@ fn bad_config_exits_2_naming_the_key() {
             "[[servers]]\nname = \"x\"\nselgates = []\n",
             "servers[0].selgates",
         ),
+        (
+            "[[servers]]\nname = \"x\"\nselgates = [\"*1.2.3.4:7100\"]\n",
+            "servers[0].selgates",
+        ),
+        (
+            "[[servers]]\nname = \"x\"\nselgates = [\"1.2.3.4:7100\"]\npublic_addr = \"x.example\"\n",
+            "servers[0].public_addr",
+        ),
+        ("[game_servers]\nlisten = \"nowhere\"\n", "game_servers.listen"),
+        ("[game_servers]\nid_set = \"7\"\n", "game_servers.id_set"),
+        (
+            "[game_servers]\nkeepalive_timeout_secs = 0\n",
+            "game_servers.keepalive_timeout_secs",
+        ),
+        ("[game_servers]\nallow = []\n", "game_servers.allow"),
+        (
+            "[[servers]]\nname = \"x\"\nselgates = [\"1.2.3.4:7100\"]\n\
+             [[routes]]\ngate = \"10.0.0.5\"\nserver = \"y\"\nselgates = [\"1.2.3.4:7100\"]\n",
+            "routes[0].server",
+        ),
+        (
+            "[[servers]]\nname = \"x\"\nselgates = [\"1.2.3.4:7100\"]\n\
+             [[routes]]\ngate = \"10.0.0.5\"\nserver = \"x\"\nselgates = [\"1.2.3.4\"]\n",
+            "routes[0].selgates",
+        ),
     ] {
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, body).unwrap();

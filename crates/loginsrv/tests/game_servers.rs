@@ -1,17 +1,19 @@
 //! The game-server port with scripted M2Server and DBServer connections on
 //! real sockets: live status and limits, the SS_OPENSESSION bytes of both id
-//! sets, duplicate login and soft-out, the allow-list, framing torture.
+//! sets, duplicate login and soft-out, the allow-list, framing torture, a
+//! silent server timing out, per-gate `[[routes]]` and `public_addr`.
 //! Each account test runs on SQLite and, with `DATABASE_URL`, on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::{assert_reply, config, start, Backend, Db, Gate, REPLY_TIMEOUT};
 use loginsrv::code;
-use loginsrv::config::{GameServersConfig, IdSet};
+use loginsrv::config::{AddrRoute, GameServersConfig, IdSet};
 use loginsrv::{Config, RunningServer};
 use mir2_proto::game::GameFramer;
 use mir2_proto::ids::MsgKind;
@@ -348,4 +350,131 @@ async fn framing_torture() {
     assert_eq!(a.report("alpha", 0, 5).await.0, 5);
     let views = srv.game_servers();
     assert_eq!(views.len(), 1, "{views:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_times_out_and_leaves_counts_and_status() {
+    let db = Db::new(Backend::Sqlite).await.unwrap();
+    let mut c = game_config(&db, IdSet::Hundred);
+    c.game_servers.keepalive_timeout_secs = 1;
+    let srv = start(c).await;
+    let mut gate = Gate::connect(srv.local_addr(), Dialect::Delphi).await;
+    let (user, other) = (db.account("fay"), db.account("gus"));
+    gate.open(1).await;
+    gate.register(1, &user, "pw1234").await;
+    gate.open(2).await;
+    gate.register(2, &other, "pw1234").await;
+
+    // alpha holds 10: the silent server alone puts it above the maximum.
+    let mut silent = GameServer::connect(&srv, IdSet::Hundred).await;
+    let mut live = GameServer::connect(&srv, IdSet::Hundred).await;
+    assert_eq!(silent.report("alpha", 0, 11).await.0, 11);
+    assert_eq!(live.report("alpha", 1, 2).await.0, 13);
+    assert_eq!(statuses(&gate.login(1, &user, "pw1234").await), ["4", "0"]);
+    assert_reply(&gate.select(1, "alpha").await, MsgKind::SmStartFail, 0);
+
+    // The live server keeps reporting; the total drops the silent one once
+    // it has been quiet for the timeout.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if live.report("alpha", 1, 2).await.0 == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the silent server never timed out"
+        );
+    }
+    let views = srv.game_servers();
+    assert!(
+        views
+            .iter()
+            .any(|v| v.index == 0 && v.online == 11 && v.timed_out),
+        "shown, as timed out: {views:?}"
+    );
+    assert!(
+        views.iter().any(|v| v.index == 1 && !v.timed_out),
+        "{views:?}"
+    );
+    assert_eq!(statuses(&gate.login(1, &user, "pw1234").await), ["1", "0"]);
+    let ok = gate.select(1, "alpha").await;
+    assert_eq!(ok.kind(), Some(MsgKind::SmSelectServerOk), "{ok:?}");
+
+    // With every alpha server silent, alpha is shown as down (0).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !srv.game_servers().iter().all(|v| v.timed_out) {
+        assert!(Instant::now() < deadline, "the live server never timed out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(statuses(&gate.login(2, &other, "pw1234").await), ["0", "0"]);
+    // A report brings it back.
+    assert_eq!(silent.report("alpha", 0, 3).await.0, 3);
+    assert_eq!(statuses(&gate.login(2, &other, "pw1234").await), ["1", "0"]);
+}
+
+/// The `ip/port` of an SM_SELECTSERVER_OK body `ip/port/sessionId`.
+fn selgate_of(r: &common::Reply) -> String {
+    assert_eq!(r.kind(), Some(MsgKind::SmSelectServerOk), "{r:?}");
+    let body = r.body_text();
+    let (addr, _sid) = body.rsplit_once('/').expect("ip/port/sessionId");
+    addr.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_pick_selgates_by_gate_and_public_addr_keeps_the_port() {
+    let db = Db::new(Backend::Sqlite).await.unwrap();
+    let mut c = config(&db);
+    let routed: IpAddr = "127.0.0.2".parse().unwrap();
+    c.allow_gates = vec!["127.0.0.0/8".parse().unwrap()];
+    // alpha's own SelGates are 127.0.0.1:7100 and :7101 (tests/common).
+    c.servers[0].public_addr = "203.0.113.9".into();
+    c.routes = vec![AddrRoute {
+        gate: routed,
+        public: "198.51.100.1".into(),
+        server: "alpha".into(),
+        selgates: vec![
+            "10.1.1.1:7000".parse().unwrap(),
+            "*10.1.1.9:7000".parse().unwrap(),
+            "10.1.1.2:7001".parse().unwrap(),
+        ],
+    }];
+    let srv = start(c).await;
+    let mut plain = Gate::connect(srv.local_addr(), Dialect::Delphi).await;
+    let mut via = Gate::connect_from(srv.local_addr(), routed, Dialect::Delphi).await;
+    let (a, b) = (db.account("gil"), db.account("hal"));
+    plain.open(1).await;
+    plain.register(1, &a, "pw1234").await;
+    assert_reply(
+        &plain.login(1, &a, "pw1234").await,
+        MsgKind::SmPassOkSelectServer,
+        0,
+    );
+    via.open(1).await;
+    via.register(1, &b, "pw1234").await;
+    assert_reply(
+        &via.login(1, &b, "pw1234").await,
+        MsgKind::SmPassOkSelectServer,
+        0,
+    );
+
+    // Interleaved: each side's round-robin is its own.
+    let mut got_plain = Vec::new();
+    let mut got_via = Vec::new();
+    for _ in 0..3 {
+        got_plain.push(selgate_of(&plain.select(1, "alpha").await));
+        got_via.push(selgate_of(&via.select(1, "alpha").await));
+    }
+    assert_eq!(
+        got_plain,
+        ["203.0.113.9/7100", "203.0.113.9/7101", "203.0.113.9/7100"],
+        "the server's own SelGates, IP replaced by public_addr"
+    );
+    assert_eq!(
+        got_via,
+        ["10.1.1.1/7000", "10.1.1.2/7001", "10.1.1.1/7000"],
+        "the route's enabled SelGates, as written"
+    );
+    // The route is for alpha only: 传奇 through the same gate is the server's own.
+    assert_eq!(selgate_of(&via.select(1, "传奇").await), "127.0.0.2/7200");
 }

@@ -50,6 +50,25 @@ pub struct Gate {
 impl Gate {
     pub async fn connect(addr: SocketAddr, dialect: Dialect) -> Gate {
         let stream = TcpStream::connect(addr).await.expect("connect to LoginSrv");
+        Gate::on(stream, dialect)
+    }
+
+    /// A gate whose link comes from `source` (another loopback address, e.g.
+    /// 127.0.0.2): what the LoginSrv matches `[[routes]]` and `allow_gates` against.
+    pub async fn connect_from(addr: SocketAddr, source: IpAddr, dialect: Dialect) -> Gate {
+        let socket = match source {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .expect("socket");
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .expect("bind the gate's source address");
+        let stream = socket.connect(addr).await.expect("connect to LoginSrv");
+        Gate::on(stream, dialect)
+    }
+
+    fn on(stream: TcpStream, dialect: Dialect) -> Gate {
         Gate {
             stream,
             dialect,

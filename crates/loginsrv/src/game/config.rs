@@ -207,3 +207,137 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::config::Config;
+
+    /// One valid server to hang `[[routes]]` on.
+    const ALPHA: &str = "[[servers]]\nname = \"alpha\"\nselgates = [\"127.0.0.1:7100\"]\n";
+
+    fn key_of(toml: &str) -> String {
+        match Config::from_toml(toml) {
+            Ok(_) => panic!("accepted: {toml}"),
+            Err(e) => e.key,
+        }
+    }
+
+    fn route(fields: &str) -> String {
+        format!("{ALPHA}[[routes]]\n{fields}\n")
+    }
+
+    #[test]
+    fn bad_game_servers_keys_are_named() {
+        for (toml, key) in [
+            (
+                "[game_servers]\nlisten = \"nowhere\"\n",
+                "game_servers.listen",
+            ),
+            (
+                "[game_servers]\nlisten = \"1.2.3.4\"\n",
+                "game_servers.listen",
+            ),
+            ("[game_servers]\nallow = []\n", "game_servers.allow"),
+            (
+                "[game_servers]\nallow = [\"10.0.0/8\"]\n",
+                "game_servers.allow[0]",
+            ),
+            ("[game_servers]\nid_set = \"7\"\n", "game_servers.id_set"),
+            (
+                "[game_servers]\nkeepalive_timeout_secs = 0\n",
+                "game_servers.keepalive_timeout_secs",
+            ),
+            (
+                "[game_servers]\nkeepalive_timeout_secs = 86401\n",
+                "game_servers.keepalive_timeout_secs",
+            ),
+            (
+                "[game_servers]\nmax_frame_bytes = 10\n",
+                "game_servers.max_frame_bytes",
+            ),
+            (
+                "[game_servers]\nmax_servers = 0\n",
+                "game_servers.max_servers",
+            ),
+        ] {
+            assert_eq!(key_of(toml), key, "{toml}");
+        }
+        let e = Config::from_toml("[game_servers]\nlisen = \"1.2.3.4:5600\"\n").unwrap_err();
+        assert!(e.key.starts_with("game_servers"), "{e}");
+        assert!(e.problem.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn bad_selgates_and_public_addr_are_named() {
+        let server = |fields: &str| format!("[[servers]]\nname = \"alpha\"\n{fields}\n");
+        let eleven: Vec<String> = (0..11).map(|i| format!("\"10.0.0.{i}:7100\"")).collect();
+        let eleven = format!("selgates = [{}]", eleven.join(", "));
+        for (fields, key) in [
+            ("selgates = []", "servers[0].selgates"),
+            ("selgates = [\"*127.0.0.1:7100\"]", "servers[0].selgates"),
+            (eleven.as_str(), "servers[0].selgates"),
+            ("selgates = [\"127.0.0.1\"]", "servers[0].selgates[0]"),
+            (
+                "selgates = [\"127.0.0.1:7100\"]\npublic_addr = \"example.com\"",
+                "servers[0].public_addr",
+            ),
+            (
+                "selgates = [\"127.0.0.1:7100\"]\npublic_addr = \"1.2.3.4:7100\"",
+                "servers[0].public_addr",
+            ),
+        ] {
+            assert_eq!(key_of(&server(fields)), key, "{fields}");
+        }
+        // Ten, some disabled, is the most a list holds.
+        let ten: Vec<String> = (0..10).map(|i| format!("\"*10.0.0.{i}:7100\"")).collect();
+        let ten = format!("selgates = [\"10.0.0.99:7100\", {}]", ten[1..].join(", "));
+        Config::from_toml(&server(&ten)).unwrap();
+    }
+
+    #[test]
+    fn bad_routes_are_named() {
+        let ok = "gate = \"10.0.0.5\"\nserver = \"alpha\"\nselgates = [\"1.2.3.4:7100\"]";
+        Config::from_toml(&route(ok)).unwrap();
+        let eleven: Vec<String> = (0..11).map(|i| format!("\"10.0.0.{i}:7100\"")).collect();
+        let eleven = format!(
+            "gate = \"10.0.0.5\"\nserver = \"alpha\"\nselgates = [{}]",
+            eleven.join(", ")
+        );
+        for (fields, key) in [
+            (
+                "gate = \"10.0.0.5\"\nserver = \"nope\"\nselgates = [\"1.2.3.4:7100\"]",
+                "routes[0].server",
+            ),
+            (
+                "gate = \"10.0.0.5\"\npublic = \"gate.example\"\nserver = \"alpha\"\nselgates = [\"1.2.3.4:7100\"]",
+                "routes[0].public",
+            ),
+            (
+                "gate = \"10.0.0.5\"\nserver = \"alpha\"\nselgates = []",
+                "routes[0].selgates",
+            ),
+            (
+                "gate = \"10.0.0.5\"\nserver = \"alpha\"\nselgates = [\"*1.2.3.4:7100\"]",
+                "routes[0].selgates",
+            ),
+            (eleven.as_str(), "routes[0].selgates"),
+            (
+                "gate = \"10.0.0.5\"\nserver = \"alpha\"\nselgates = [\"1.2.3.4\"]",
+                "routes[0].selgates[0]",
+            ),
+            (
+                "gate = \"10.0.0.5/8\"\nserver = \"alpha\"\nselgates = [\"1.2.3.4:7100\"]",
+                "routes[0].gate",
+            ),
+        ] {
+            assert_eq!(key_of(&route(fields)), key, "{fields}");
+        }
+        let e = Config::from_toml(&route("gate = \"10.0.0.5\"\nserver = \"alpha\"")).unwrap_err();
+        assert!(e.key.starts_with("routes"), "{e}");
+        assert!(e.problem.contains("selgates"), "{e}");
+        let e = Config::from_toml(&route(&format!("{ok}\nselgate = 1"))).unwrap_err();
+        assert!(e.key.starts_with("routes"), "{e}");
+        assert!(e.problem.contains("selgate"), "{e}");
+    }
+}

@@ -230,5 +230,6 @@ fn report(args: &Args, stats: &ShardStats) -> Report {
         message_wire_bytes: MessageFactory::new(args.body_bytes).wire_len() as u64,
         threads: args.common.threads as u64,
         held: None,
+        ..Report::default()
     }
 }

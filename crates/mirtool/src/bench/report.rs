@@ -94,6 +94,12 @@ pub struct Report {
     /// idle: connections still open when the hold ended.
     #[serde(default)]
     pub held: Option<u64>,
+    /// login: size of the reused account pool; absent = a fresh account per flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<u64>,
+    /// login with reused accounts: "already logged in" answers retried on a new connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u64>,
 }
 
 impl Report {
@@ -116,10 +122,20 @@ impl Report {
                 self.duration_s,
                 self.conns_per_sec
             ),
-            "login" => println!(
-                "  {} players: {} register/login/select flows in {:.1} s = {:.0} flows/s",
-                self.clients, self.messages, self.duration_s, self.msgs_per_sec
-            ),
+            "login" => match self.accounts {
+                Some(accounts) => println!(
+                    "  {} players over {accounts} accounts: {} login/select flows in {:.1} s = {:.0} flows/s ({} already-logged-in retries)",
+                    self.clients,
+                    self.messages,
+                    self.duration_s,
+                    self.msgs_per_sec,
+                    self.retries.unwrap_or(0)
+                ),
+                None => println!(
+                    "  {} players: {} register/login/select flows in {:.1} s = {:.0} flows/s",
+                    self.clients, self.messages, self.duration_s, self.msgs_per_sec
+                ),
+            },
             "connect" => println!(
                 "  {} connections in {:.1} s: {:.0} conns/s",
                 self.connections, self.duration_s, self.conns_per_sec

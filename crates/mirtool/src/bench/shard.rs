@@ -37,6 +37,8 @@ pub struct ShardStats {
     pub corrupted: u64,
     /// Connect failures, resets, unexpected closes, timeouts.
     pub errors: u64,
+    /// Attempts answered "try again" and repeated (login: already logged in).
+    pub retries: u64,
 }
 
 impl Default for ShardStats {
@@ -51,6 +53,7 @@ impl Default for ShardStats {
             reordered: 0,
             corrupted: 0,
             errors: 0,
+            retries: 0,
         }
     }
 }
@@ -67,6 +70,7 @@ impl ShardStats {
         self.reordered += other.reordered;
         self.corrupted += other.corrupted;
         self.errors += other.errors;
+        self.retries += other.retries;
     }
 
     /// Records a latency, clamping to the histogram's range instead of failing.
