@@ -741,9 +741,8 @@ async fn attack_once(plan: &Plan, source: IpAddr, kind: Kind) -> Outcome {
     } else {
         REFUSAL_PROBE
     };
-    match tokio::time::timeout(probe, stream.read(&mut sink)).await {
-        Ok(Ok(0) | Err(_)) => return Outcome::Refused,
-        Ok(Ok(_)) | Err(_) => {}
+    if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(probe, stream.read(&mut sink)).await {
+        return Outcome::Refused;
     }
     let sent = match kind {
         Kind::ConnectFlood => return Outcome::ClosedByAttacker,
