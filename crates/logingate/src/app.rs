@@ -250,6 +250,7 @@ impl Gate {
                 link.clone(),
                 handler.clone(),
                 sessions.clone(),
+                Arc::clone(&attack),
                 config.role,
                 link_stop.clone(),
             ));
@@ -414,6 +415,7 @@ async fn log_stats(
     link: Link,
     handler: Arc<GateHandler>,
     sessions: Sessions,
+    attack: Arc<AttackMode>,
     role: Role,
     stop: CancellationToken,
 ) {
@@ -433,6 +435,7 @@ async fn log_stats(
         info!(
             role = %role,
             sessions = sessions.len(),
+            attack_mode = attack.is_on(),
             link_up = link.is_up(),
             link_connects = s.connects,
             link_frames = s.frames,

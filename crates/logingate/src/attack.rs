@@ -362,9 +362,13 @@ mod tests {
         let adm = Admission::standalone(&netcore::Config::default());
         let m = mode();
         let fp = Some(Duration::from_secs(10));
+        let ip = std::net::IpAddr::from([10, 0, 0, 1]);
         m.apply(&adm, m.force(Some(true)));
-        assert_eq!(adm.first_packet_timeout(fp), Some(Duration::from_secs(3)));
+        assert_eq!(
+            adm.first_packet_timeout(ip, fp),
+            Some(Duration::from_secs(3))
+        );
         m.apply(&adm, m.force(Some(false)));
-        assert_eq!(adm.first_packet_timeout(fp), fp);
+        assert_eq!(adm.first_packet_timeout(ip, fp), fp);
     }
 }

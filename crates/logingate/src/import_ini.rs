@@ -194,6 +194,10 @@ struct Import {
     source: Source,
     /// Lines of `[gate]`.
     gate: String,
+    /// Lines of `[gate.punish]`.
+    punish: String,
+    /// Lines of `[gate.attack]`.
+    attack: String,
     /// Lines of `[server]`.
     server: String,
     /// Known keys the gate cannot express, and why.
@@ -206,6 +210,8 @@ impl Import {
             ini,
             source,
             gate: String::new(),
+            punish: String::new(),
+            attack: String::new(),
             server: String::new(),
             not_imported: Vec::new(),
         }
@@ -322,12 +328,24 @@ impl Import {
         (SocketAddr::new(ip, port), origin)
     }
 
-    /// BlockMethod / BlockIPMethod: the gate closes offenders itself and
-    /// blocks only on its server's orders; a kept block list carries over.
-    fn block_method(&mut self, section: &str, key: &str, default: u64) {
+    /// BlockMethod / BlockIPMethod: the one punishment the original gave every offence
+    /// it detected, written for each class of `[gate.punish]`; 2 also keeps its
+    /// permanent block list. `checks_off` (AttackLevel 0) detects nothing, so nothing
+    /// is blocked either.
+    fn block_method(&mut self, section: &str, key: &str, default: u64, checks_off: bool) {
         let m = self.int(section, key, default);
-        match m.value {
-            2 => Self::set(
+        let punishment = match m.value {
+            0 => "disconnect",
+            1 => "temp_block",
+            2 => "block",
+            _ => {
+                self.not_imported
+                    .push(format!("{}: not 0, 1 or 2", m.origin));
+                return;
+            }
+        };
+        if m.value == 2 {
+            Self::set(
                 &mut self.gate,
                 &format!(
                     "{}: the permanent block list, in the same file (one IP per line)",
@@ -335,18 +353,22 @@ impl Import {
                 ),
                 "block_list_file",
                 toml_str("BlockIPList.txt"),
-            ),
-            0 | 1 => {
-                let _ = writeln!(
-                    self.gate,
-                    "# {}: offenders are closed; temporary blocks come from the server's \
-                     %+B/%+T (gate.temp_block_secs)",
-                    m.origin
-                );
-            }
-            _ => self
-                .not_imported
-                .push(format!("{}: not 0, 1 or 2", m.origin)),
+            );
+        }
+        let (punishment, why) = if checks_off {
+            (
+                "disconnect",
+                format!("{}, but the checks are off", m.origin),
+            )
+        } else {
+            (punishment, m.origin.clone())
+        };
+        let _ = writeln!(
+            self.punish,
+            "# {why}: every offence is punished alike (temp_block lasts gate.temp_block_secs)"
+        );
+        for class in PUNISHED_CLASSES {
+            let _ = writeln!(self.punish, "{class} = {}", toml_str(punishment));
         }
     }
 
@@ -400,6 +422,7 @@ impl Import {
                 0,
             );
             Self::set(&mut self.gate, &why, "conn_rate_per_ip", 0);
+            Self::set(&mut self.attack, &why, "enter_conn_rate", 0);
             Self::set(
                 &mut self.gate,
                 &format!("{why} ({})", keep.origin),
@@ -454,7 +477,7 @@ impl Import {
                 bytes,
             );
         }
-        self.block_method(section, "BlockMethod", block_default);
+        self.block_method(section, "BlockMethod", block_default, l == 0);
         match self.flag(section, "DynamicIPDisMode") {
             Some(true) => {
                 let _ = writeln!(
@@ -574,12 +597,23 @@ impl Import {
             "MaxClientPacketCount",
             "messages per read; the gate bounds messages per second (gate.max_packets_per_sec)",
         );
-        self.unmapped(
-            "Integer",
-            "CheckNewIDOfIP",
-            "registrations per IP are the LoginSrv's to limit",
-        );
-        self.block_method("Method", "BlockIPMethod", 0);
+        // The switch turns the count on; OpenMir2 defaults both to on and 5.
+        let new_ids = self.int("Integer", "CheckNewIDOfIP", 5);
+        match self.flag("Switch", "CheckNewIDOfIP") {
+            Some(false) => Self::set(
+                &mut self.gate,
+                &format!("[Switch] CheckNewIDOfIP=0: unlimited ({})", new_ids.origin),
+                "new_accounts_per_ip_per_hour",
+                0,
+            ),
+            _ => Self::set(
+                &mut self.gate,
+                &format!("{}: new accounts per source IP per hour", new_ids.origin),
+                "new_accounts_per_ip_per_hour",
+                new_ids.value.min(u64::from(u32::MAX)),
+            ),
+        }
+        self.block_method("Method", "BlockIPMethod", 0, false);
         for (key, why) in [
             (
                 "KickOverPacketSize",
@@ -592,10 +626,6 @@ impl Import {
             (
                 "CheckNullSession",
                 "always on: gate.first_packet_timeout_secs closes silent connections",
-            ),
-            (
-                "CheckNewIDOfIP",
-                "registrations per IP are the LoginSrv's to limit",
             ),
             (
                 "OverSpeedSendBack",
@@ -625,6 +655,14 @@ impl Import {
             toml_str(role)
         );
         out.push_str(&self.gate);
+        if !self.punish.is_empty() {
+            out.push_str("\n[gate.punish]\n");
+            out.push_str(&self.punish);
+        }
+        if !self.attack.is_empty() {
+            out.push_str("\n[gate.attack]\n");
+            out.push_str(&self.attack);
+        }
         out.push_str("\n[server]\n");
         out.push_str(&self.server);
         for e in self.ini.entries.iter().filter(|e| !e.used.get()) {
@@ -648,6 +686,18 @@ impl Import {
         out
     }
 }
+
+/// Every `[gate.punish]` key: the original gates had one method for all of them.
+const PUNISHED_CLASSES: [&str; 8] = [
+    "per_ip_cap",
+    "conn_rate",
+    "empty_connection",
+    "idle",
+    "oversize",
+    "forbidden_byte",
+    "flooding",
+    "new_accounts",
+];
 
 /// The comment text for a port that was read.
 fn port_origin(key: &str, port: u16) -> String {
@@ -712,6 +762,42 @@ mod tests {
             assert!(tail.contains(want), "{want}\n{toml}");
         }
         parsed(b"[LoginGate]\nServerAddr=loginsrv.lan\nServerPort=x\nFoo=\x01bar\nstray\n");
+    }
+
+    #[test]
+    fn block_method_sets_every_punishment() {
+        use crate::punish::{PunishConfig, Punishment};
+        let c = parsed(b"[LoginGate]\n");
+        assert_eq!(c.gate.punish, PunishConfig::all(Punishment::Block));
+        let c = parsed(b"[SelGate]\n");
+        assert_eq!(c.gate.punish, PunishConfig::all(Punishment::TempBlock));
+        let c = parsed(b"[LoginGate]\nBlockMethod=0\n");
+        assert_eq!(c.gate.punish, PunishConfig::all(Punishment::Disconnect));
+        assert_eq!(c.block_list_path(), None);
+        let c = parsed(b"[Method]\nBlockIPMethod=1\n");
+        assert_eq!(c.gate.punish, PunishConfig::all(Punishment::TempBlock));
+        let toml = import(b"[LoginGate]\nBlockMethod=7\n").unwrap();
+        assert!(toml.contains("BlockMethod=7: not 0, 1 or 2"), "{toml}");
+    }
+
+    #[test]
+    fn attack_level_zero_also_turns_off_attack_mode_and_blocks() {
+        use crate::punish::{PunishConfig, Punishment};
+        let c = parsed(b"[LoginGate]\nAttackLevel=0\nBlockMethod=2\n");
+        assert_eq!(c.gate.attack.enter_conn_rate, 0);
+        assert_eq!(c.gate.punish, PunishConfig::all(Punishment::Disconnect));
+        let c = parsed(b"[LoginGate]\nAttackLevel=1\n");
+        assert_eq!(c.gate.attack, crate::attack::AttackConfig::default());
+    }
+
+    #[test]
+    fn openmir2_check_new_id_of_ip_limits_new_accounts() {
+        let c = parsed(b"[Integer]\n");
+        assert_eq!(c.gate.new_accounts_per_ip_per_hour, 5);
+        let c = parsed(b"[Integer]\nCheckNewIDOfIP=2\n[Switch]\nCheckNewIDOfIP=1\n");
+        assert_eq!(c.gate.new_accounts_per_ip_per_hour, 2);
+        let c = parsed(b"[Integer]\nCheckNewIDOfIP=2\n[Switch]\nCheckNewIDOfIP=0\n");
+        assert_eq!(c.gate.new_accounts_per_ip_per_hour, 0);
     }
 
     #[test]

@@ -166,6 +166,11 @@ async fn an_openmir2_config_conf_starts_a_gate_with_its_values() {
     assert_eq!(c.gate.idle_timeout_secs, 30);
     assert_eq!(c.gate.max_conn_per_ip, 7);
     assert_eq!(c.gate.max_packet_bytes, 600);
+    assert_eq!(c.gate.new_accounts_per_ip_per_hour, 5);
+    assert_eq!(
+        c.gate.punish,
+        logingate::punish::PunishConfig::all(logingate::punish::Punishment::TempBlock)
+    );
     runs_against(&srv, c, 'O').await;
 }
 

@@ -176,8 +176,9 @@ fn drive<'a, H: Handler>(
     async move {
         // When the last whole message arrived; `None` until the first one.
         let mut last_message: Option<Instant> = None;
-        let first_packet = &conn.core.config.first_packet_timeout;
-        if let Some(timeout) = conn.core.admission.first_packet_timeout(*first_packet) {
+        let first_packet = conn.core.config.first_packet_timeout;
+        let peer = conn.session.peer().ip();
+        if let Some(timeout) = conn.core.admission.first_packet_timeout(peer, first_packet) {
             timer.as_mut().reset(after(Instant::now(), timeout));
         }
         loop {

@@ -379,3 +379,34 @@ async fn defer_accept_keeps_silent_connections_out_of_user_space() {
     drop(talker);
     h.stop().await;
 }
+
+/// Strict limits shorten the first-message deadline for new connections, but an
+/// allow-listed source keeps the configured one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_first_packet_deadline_spares_allow_listed_sources() {
+    let mut cfg = config("life_strict_fp_");
+    cfg.first_packet_timeout = Some(Duration::from_secs(60));
+    let h = start(cfg).await;
+    h.admission
+        .replace_allow_list(vec!["127.0.0.1/32".parse().unwrap()]);
+    h.admission.set_strict(Some(netcore::StrictLimits {
+        max_conn_per_ip: 0,
+        first_packet_timeout: Some(Duration::from_millis(150)),
+        allow_listed_only: false,
+    }));
+    let mut green = TcpStream::connect(h.addr).await.unwrap();
+    let other = TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(h.addr).await.unwrap();
+    let (data, _) = read_to_end(&mut other).await;
+    assert!(data.is_empty());
+    eventually("strict deadline closed the other source", || {
+        h.handler.reasons_of(CloseReason::FirstPacketTimeout) == 1
+    })
+    .await;
+    // Connected first, so the strict deadline would have closed it already.
+    assert!(stays_open(&mut green, Duration::from_millis(300)).await);
+    assert_eq!(h.handler.reasons_of(CloseReason::FirstPacketTimeout), 1);
+    drop(green);
+    h.stop().await;
+}

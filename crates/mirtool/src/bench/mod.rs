@@ -4,8 +4,10 @@
 //! - `connect`: a connection storm (connect, one message, reply, close).
 //! - `idle`: how many idle connections the target holds (and what they cost it).
 //! - `login`: whole register/login/select-server flows through gate + LoginSrv.
+//! - `attack`: players logging in while many sources flood the gate.
 //! - `plot`, `table`: turn the JSON results of `bench/compare` into an SVG and Markdown.
 
+mod attack;
 mod connect;
 mod idle;
 mod login;
@@ -43,6 +45,8 @@ enum Scenario {
     Idle(idle::Args),
     /// Full register/login/select-server flows through gate + LoginSrv.
     Login(login::Args),
+    /// Players keep logging in while up to 200 loopback sources attack the gate.
+    Attack(attack::Args),
     /// Draw the latency percentiles of a results file as an SVG.
     Plot(plot::Args),
     /// Print a results file of `bench/compare` as a Markdown table with ratios.
@@ -76,6 +80,10 @@ pub fn run(args: Args) -> ExitCode {
     let (report, json) = match args.scenario {
         Scenario::Plot(a) => return finish(plot::run(a)),
         Scenario::Table(a) => return finish(table::run(a)),
+        Scenario::Attack(a) => {
+            raise_nofile_limit();
+            return attack::run(a);
+        }
         Scenario::Relay(a) => {
             raise_nofile_limit();
             let json = a.common.json;

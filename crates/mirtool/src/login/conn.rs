@@ -69,6 +69,18 @@ impl Conn {
         })
     }
 
+    /// A connection already made (e.g. from a chosen source address).
+    pub fn from_stream(stream: TcpStream, ids: IdTable, timeout: Duration) -> Conn {
+        Conn {
+            stream,
+            ids,
+            timeout,
+            seq: 0,
+            framer: ClientFramer::new(MAX_REPLY_BYTES),
+            buf: BytesMut::with_capacity(1024),
+        }
+    }
+
     /// Send one message; body parts are 6-bit encoded separately.
     pub async fn send(
         &mut self,

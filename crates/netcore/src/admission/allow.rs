@@ -141,10 +141,15 @@ impl super::Admission {
         live.strict.store(limits.is_some(), Ordering::Release);
     }
 
-    /// The first-message deadline a new connection gets: the strict one while in force.
-    pub fn first_packet_timeout(&self, configured: Option<Duration>) -> Option<Duration> {
+    /// The first-message deadline a new connection from `ip` gets: the strict one while
+    /// in force, except for allow-listed sources, which keep `configured`.
+    pub fn first_packet_timeout(
+        &self,
+        ip: IpAddr,
+        configured: Option<Duration>,
+    ) -> Option<Duration> {
         let live = &self.inner.live_policy;
-        if !live.strict.load(Ordering::Acquire) {
+        if !live.strict.load(Ordering::Acquire) || live.is_allow_listed(ip.to_canonical()) {
             return configured;
         }
         match live.strict_first_packet_ms.load(Ordering::Relaxed) {
@@ -220,10 +225,15 @@ mod tests {
             allow_listed_only: false,
         }));
         assert_eq!(adm.admit(a).err(), Some(reject::PER_IP_LIMIT));
-        assert_eq!(adm.first_packet_timeout(fp), Some(Duration::from_secs(3)));
+        assert_eq!(
+            adm.first_packet_timeout(a, fp),
+            Some(Duration::from_secs(3))
+        );
+        adm.replace_allow_list(vec!["10.0.0.9/32".parse().expect("net")]);
+        assert_eq!(adm.first_packet_timeout(ip("10.0.0.9"), fp), fp);
         adm.set_strict(None);
         let _p3 = adm.admit(a).expect("configured cap again");
-        assert_eq!(adm.first_packet_timeout(fp), fp);
+        assert_eq!(adm.first_packet_timeout(a, fp), fp);
     }
 
     #[test]
