@@ -156,8 +156,10 @@ fn close<H: Handler>(
         core.pool.give(conn.session.id().get(), buf);
     }
     conn.deregister(); // gone from the registry before the handler hears of the close
-    core.handler.on_close(state, &conn.session, reason);
+    // Counted first, so whatever the handler signals from `on_close` already
+    // sees the close in the metrics.
     core.metrics.closed(reason);
+    core.handler.on_close(state, &conn.session, reason);
     tracing::debug!(id = %conn.session.id(), peer = %conn.session.peer(), %reason, "session closed");
     reason.flushes()
 }
