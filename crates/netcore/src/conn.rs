@@ -155,7 +155,8 @@ fn close<H: Handler>(
     if let Some(buf) = rx {
         core.pool.give(conn.session.id().get(), buf);
     }
-    conn.deregister(); // gone from the registry before the handler hears of the close
+    // Gone from the registry before the handler hears of the close.
+    conn.deregister();
     // Counted first, so whatever the handler signals from `on_close` already
     // sees the close in the metrics.
     core.metrics.closed(reason);
