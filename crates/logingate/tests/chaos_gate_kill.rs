@@ -59,18 +59,26 @@ fn spawn(cfg: &Path, data: &Path) -> (Child, SocketAddr) {
     );
     let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    // Ready once it has said both where it listens and that its link is up
+    // (in either order): a client admitted before the link is up is refused.
     std::thread::spawn(move || {
+        let (mut addr, mut link_up) = (None, false);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("logingate started") {
                 let start = line.find("listen=[").unwrap() + "listen=[".len();
                 let end = start + line[start..].find(']').unwrap();
-                let _ = tx.send(line[start..end].parse::<SocketAddr>().unwrap());
+                addr = Some(line[start..end].parse::<SocketAddr>().unwrap());
+            }
+            link_up |= line.contains("link: up");
+            if let (Some(a), true) = (addr, link_up) {
+                let _ = tx.send(a);
+                addr = None;
             }
         }
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
-        .expect("startup line");
+        .expect("startup and link-up lines");
     (child, addr)
 }
 
@@ -158,9 +166,11 @@ async fn acknowledged_registrations_survive_kill_9_of_the_gate() {
     let (mut child, addr) = spawn(&cfg, &data);
 
     let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         let stop = Arc::clone(&stop);
+        let acknowledged = Arc::clone(&acknowledged);
         tasks.push(tokio::spawn(async move {
             let mut client = Client::connect(addr).await;
             let mut acked = Vec::new();
@@ -170,7 +180,10 @@ async fn acknowledged_registrations_survive_kill_9_of_the_gate() {
                 }
                 let account = format!("g{c}n{n}");
                 match client.register(&account).await {
-                    Some(MsgKind::SmNewIdSuccess) => acked.push(account),
+                    Some(MsgKind::SmNewIdSuccess) => {
+                        acked.push(account);
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
                     None => break,
                     other => panic!("registration of {account}: {other:?}"),
                 }
@@ -178,7 +191,17 @@ async fn acknowledged_registrations_survive_kill_9_of_the_gate() {
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Kill while registrations are flowing: after the first acknowledgements,
+    // however slow the machine is to produce them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while acknowledged.load(Ordering::Relaxed) < CLIENTS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "registrations acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     stop.store(true, Ordering::Relaxed);

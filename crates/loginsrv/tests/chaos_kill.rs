@@ -92,8 +92,10 @@ async fn acknowledged_registrations_survive_kill_9_under_load() {
     // Each link registers until the server dies; it records what was acknowledged.
     let stop = Arc::new(AtomicBool::new(false));
     let mut links = Vec::new();
+    let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for link in 0..LINKS {
         let stop = Arc::clone(&stop);
+        let acknowledged = Arc::clone(&acknowledged);
         links.push(tokio::spawn(async move {
             let mut gate = Gate::connect(addr, Dialect::Delphi).await;
             gate.open(1).await;
@@ -118,12 +120,22 @@ async fn acknowledged_registrations_survive_kill_9_under_load() {
                 gate = back;
                 assert_eq!(reply.kind(), Some(MsgKind::SmNewIdSuccess), "{account}");
                 acked.push(account);
+                acknowledged.fetch_add(1, Ordering::Relaxed);
             }
             (acked, sent)
         }));
     }
-    // Let the links get going, then SIGKILL mid-stream.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Let the links get going (the first acknowledgements, however slow the
+    // machine), then SIGKILL mid-stream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while acknowledged.load(Ordering::Relaxed) < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "registrations acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
