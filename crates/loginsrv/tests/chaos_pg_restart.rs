@@ -150,7 +150,8 @@ async fn postgres_restart_during_logins() {
         assert_eq!(
             r.kind(),
             Some(MsgKind::SmPassOkSelectServer),
-            "acknowledged {account} survives the restart"
+            "acknowledged {account} survives the restart (recog {})",
+            r.header.recog
         );
         gate.close(id).await;
         id += 1;
