@@ -1,35 +1,16 @@
 //! The client framer never panics, never emits a message with a forbidden byte, never lets
 //! a waiting partial message reach the bound, and gives the same result however the input
 //! is chunked (chunk sizes come from the first input bytes).
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mir2_proto::client_framer::{ClientFrameError, ClientFramer};
 use mir2_proto::codec;
 
+use crate::chunked;
+
 fn run(input: &[u8], cuts: &[u8], max: usize) -> (Vec<Bytes>, Option<ClientFrameError>) {
     let mut framer = ClientFramer::new(max);
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    let mut cut = cuts.iter().cycle();
-    while pos < input.len() {
-        let n = if cuts.is_empty() {
-            input.len()
-        } else {
-            usize::from(*cut.next().unwrap_or(&1)).max(1)
-        };
-        let end = (pos + n).min(input.len());
-        buf.extend_from_slice(&input[pos..end]);
-        pos = end;
-        loop {
-            match framer.decode(&mut buf) {
-                Ok(Some(m)) => out.push(m),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e)),
-            }
-        }
-        assert!(buf.len() < framer.max_message());
-    }
-    (out, None)
+    let bound = framer.max_message();
+    chunked::feed(input, cuts, bound, |buf| framer.decode(buf))
 }
 
 /// The property, for one input; panics when it does not hold.

@@ -1,33 +1,14 @@
 //! The link framer and both frame parsers are total; the framer is bounded, frames never
 //! contain '%' or '$', and chunking does not change the result.
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mir2_proto::link::{self, Dialect, LinkError, LinkFramer};
+
+use crate::chunked;
 
 fn run(input: &[u8], cuts: &[u8], max: usize) -> (Vec<Bytes>, Option<LinkError>, u64) {
     let mut framer = LinkFramer::new(max);
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    let mut cut = cuts.iter().cycle();
-    while pos < input.len() {
-        let n = if cuts.is_empty() {
-            input.len()
-        } else {
-            usize::from(*cut.next().unwrap_or(&1)).max(1)
-        };
-        let end = (pos + n).min(input.len());
-        buf.extend_from_slice(&input[pos..end]);
-        pos = end;
-        loop {
-            match framer.next_frame(&mut buf) {
-                Ok(Some(f)) => out.push(f),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e), framer.junk_skipped()),
-            }
-        }
-        assert!(buf.len() < max);
-    }
-    (out, None, framer.junk_skipped())
+    let (out, err) = chunked::feed(input, cuts, max, |buf| framer.next_frame(buf));
+    (out, err, framer.junk_skipped())
 }
 
 /// The property, for one input; panics when it does not hold.

@@ -3,6 +3,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../checks/chunked.rs"]
+mod chunked;
 #[path = "../checks/link_framer.rs"]
 mod check;
 

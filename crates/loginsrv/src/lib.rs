@@ -215,11 +215,6 @@ impl RunningServer {
             .unwrap_or_default()
     }
 
-    /// Accounts logged in right now.
-    pub fn online_accounts(&self) -> usize {
-        self.state.online.len()
-    }
-
     /// The console's view of this LoginSrv (status, account endpoints), for
     /// a program that serves them on its own console (the gate).
     pub fn console(&self) -> admin::Console {

@@ -6,7 +6,9 @@
 //! parentheses skipped and counted), [`GameMessage::parse`] splits one frame,
 //! [`write_message`] writes one.
 
-use bytes::{Buf as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+
+use crate::delimited::{DelimitedFramer, FrameTooLong};
 
 /// The messages of the game-server link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,87 +157,34 @@ impl GameError {
 
 /// Incremental `(…)` framer.
 ///
-/// Bytes outside parentheses are skipped and counted; a `(` inside an
-/// unterminated frame restarts the frame there and the abandoned bytes count
-/// as junk (the Delphi receivers cut at the last `(` before a `)` too).
+/// Bytes outside parentheses are skipped and counted (line ends between frames are
+/// expected); a `(` inside an unterminated frame restarts the frame there and the
+/// abandoned bytes count as junk (the Delphi receivers cut at the last `(` before a `)` too).
 #[derive(Debug, Clone)]
-pub struct GameFramer {
-    /// Largest frame accepted, counting `(` and `)`; bounds the buffered partial frame.
-    max_frame: usize,
-    /// Bytes at the front of the buffer already scanned inside the current frame
-    /// (0 = not inside a frame), so re-polling a partial frame does not rescan it.
-    scanned: usize,
-    /// Bytes skipped outside frames or dropped by a restart, for metrics.
-    junk: u64,
-}
+pub struct GameFramer(DelimitedFramer);
 
 impl GameFramer {
     /// A framer accepting frames of at most `max_frame_bytes` (counting the parentheses; at least 2).
     pub fn new(max_frame_bytes: usize) -> Self {
-        GameFramer {
-            max_frame: max_frame_bytes.max(2),
-            scanned: 0,
-            junk: 0,
-        }
+        GameFramer(DelimitedFramer::new(
+            b'(',
+            b')',
+            |b| matches!(b, b'\r' | b'\n' | 0),
+            max_frame_bytes,
+        ))
     }
 
     /// Bytes skipped so far. Line ends between frames are not junk.
     pub fn junk_skipped(&self) -> u64 {
-        self.junk
-    }
-
-    fn skip(&mut self, buf: &mut BytesMut, n: usize) {
-        self.junk += buf
-            .get(..n)
-            .unwrap_or_default()
-            .iter()
-            .filter(|&&b| !matches!(b, b'\r' | b'\n' | 0))
-            .count() as u64;
-        buf.advance(n);
+        self.0.junk_skipped()
     }
 
     /// The body (between `(` and `)`) of the next whole frame, `Ok(None)` when
     /// more bytes are needed. `Err(TooLong)` is fatal for the stream.
     pub fn next_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, GameError> {
-        loop {
-            if self.scanned == 0 {
-                match memchr::memchr(b'(', buf) {
-                    Some(start) => {
-                        self.skip(buf, start);
-                        self.scanned = 1;
-                    }
-                    None => {
-                        let all = buf.len();
-                        self.skip(buf, all);
-                        return Ok(None);
-                    }
-                }
-            }
-            let limit = buf.len().min(self.max_frame);
-            let window = buf.get(self.scanned..limit).unwrap_or_default();
-            match memchr::memchr2(b')', b'(', window) {
-                Some(i) if window.get(i) == Some(&b')') => {
-                    let end = self.scanned + i;
-                    self.scanned = 0;
-                    let frame = buf.split_to(end + 1).freeze();
-                    return Ok(Some(frame.slice(1..end)));
-                }
-                Some(i) => {
-                    let restart = self.scanned + i;
-                    self.skip(buf, restart);
-                    self.scanned = 1;
-                }
-                None if buf.len() >= self.max_frame => {
-                    return Err(GameError::TooLong {
-                        max: self.max_frame,
-                    });
-                }
-                None => {
-                    self.scanned = limit.max(1);
-                    return Ok(None);
-                }
-            }
-        }
+        self.0
+            .next_frame(buf)
+            .map_err(|FrameTooLong { max }| GameError::TooLong { max })
     }
 }
 

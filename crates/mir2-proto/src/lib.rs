@@ -6,6 +6,7 @@
 
 pub mod client_framer;
 pub mod codec;
+pub mod delimited;
 pub mod game;
 pub mod header;
 pub mod ids;

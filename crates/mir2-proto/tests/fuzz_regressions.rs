@@ -5,6 +5,9 @@
 
 #[path = "../../../fuzz/checks/replay.rs"]
 mod replay;
+// The chunked feeder the framer properties share.
+#[path = "../../../fuzz/checks/chunked.rs"]
+mod chunked;
 
 macro_rules! targets {
     ($($name:ident => $path:literal),* $(,)?) => {

@@ -10,9 +10,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::ByteDisplay;
+use crate::delimited::{DelimitedFramer, FrameTooLong};
 
 pub use frames::{BlockLetter, FrameOverrides, Frames, FramesError};
 
@@ -330,84 +331,30 @@ pub fn write_server_frame(f: impl AsRef<Frames>, frame: &ServerFrame, dst: &mut 
 /// Bytes before a `%` (the Wemade 0x00 after each frame, or junk) are skipped; a `%` inside
 /// an unterminated frame restarts the frame there and the abandoned bytes count as junk.
 #[derive(Debug, Clone)]
-pub struct LinkFramer {
-    /// Largest frame accepted, counting `%` and `$`; bounds the buffered partial frame.
-    max_frame: usize,
-    /// Bytes at the front of the buffer already scanned inside the current frame (0 = not
-    /// inside a frame), so re-polling a partial frame does not rescan it.
-    scanned: usize,
-    /// Non-zero bytes skipped outside frames or dropped by a restart, for metrics.
-    junk: u64,
-}
+pub struct LinkFramer(DelimitedFramer);
 
 impl LinkFramer {
     /// A framer accepting frames of at most `max_frame_bytes` (counting `%` and `$`; at least 2).
     pub fn new(max_frame_bytes: usize) -> Self {
-        LinkFramer {
-            max_frame: max_frame_bytes.max(2),
-            scanned: 0,
-            junk: 0,
-        }
+        LinkFramer(DelimitedFramer::new(
+            b'%',
+            b'$',
+            |b| b == 0,
+            max_frame_bytes,
+        ))
     }
 
     /// Non-zero bytes skipped so far (0x00 separators are expected and not counted).
     pub fn junk_skipped(&self) -> u64 {
-        self.junk
-    }
-
-    fn skip(&mut self, buf: &mut BytesMut, n: usize) {
-        self.junk += buf
-            .get(..n)
-            .unwrap_or_default()
-            .iter()
-            .filter(|&&b| b != 0)
-            .count() as u64;
-        buf.advance(n);
+        self.0.junk_skipped()
     }
 
     /// The body (between `%` and `$`) of the next whole frame, `Ok(None)` when more bytes are
     /// needed. `Err(TooLong)` is fatal for the stream.
     pub fn next_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, LinkError> {
-        loop {
-            if self.scanned == 0 {
-                match memchr::memchr(b'%', buf) {
-                    Some(start) => {
-                        self.skip(buf, start);
-                        self.scanned = 1;
-                    }
-                    None => {
-                        let all = buf.len();
-                        self.skip(buf, all);
-                        return Ok(None);
-                    }
-                }
-            }
-            let limit = buf.len().min(self.max_frame);
-            let window = buf.get(self.scanned..limit).unwrap_or_default();
-            match memchr::memchr2(b'$', b'%', window) {
-                Some(i) if window[i] == b'$' => {
-                    let end = self.scanned + i;
-                    self.scanned = 0;
-                    let frame = buf.split_to(end + 1).freeze();
-                    return Ok(Some(frame.slice(1..end)));
-                }
-                Some(i) => {
-                    // An unterminated frame: restart at the new '%'.
-                    let restart = self.scanned + i;
-                    self.skip(buf, restart);
-                    self.scanned = 1;
-                }
-                None if buf.len() >= self.max_frame => {
-                    return Err(LinkError::TooLong {
-                        max: self.max_frame,
-                    });
-                }
-                None => {
-                    self.scanned = limit.max(1);
-                    return Ok(None);
-                }
-            }
-        }
+        self.0
+            .next_frame(buf)
+            .map_err(|FrameTooLong { max }| LinkError::TooLong { max })
     }
 }
 
