@@ -5,12 +5,15 @@
 //! - `gate-echo` is LoginSrv-shaped: it accepts the gate's link and answers
 //!   every `%A<id>/<msg>$` with `%<id>/<msg>$`, so the gate's whole forwarding
 //!   path is exercised without any login logic.
+//! - `soak` is `gate-echo` that also kicks, blocks and drops the link on a
+//!   schedule and checks every open, data and close frame against a ledger.
 //!
 //! Both batch: every read is answered with at most one write, so the
 //! comparison measures the proxy in front, not the backend.
 
 mod echo;
 mod gate_echo;
+mod soak;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -29,6 +32,8 @@ pub enum Mode {
     GateEcho,
     /// Answers `#…!` messages on each client connection.
     Echo,
+    /// `gate-echo` plus scheduled kicks, blocks and link drops, with a session ledger.
+    Soak,
 }
 
 #[derive(clap::Args, Debug)]
@@ -53,6 +58,21 @@ pub struct Args {
     /// Largest frame/message accepted, bytes; a peer exceeding it is disconnected.
     #[arg(long, default_value_t = 64 * 1024)]
     max_frame_bytes: usize,
+    /// `soak`: seconds between kick orders (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    kick_every: f64,
+    /// `soak`: seconds between temporary block orders (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    block_every: f64,
+    /// `soak`: seconds between closing the gate's link (0 = never).
+    #[arg(long, default_value_t = 0.0)]
+    link_kill_every: f64,
+}
+
+/// A period option: 0 = never.
+fn period(name: &str, secs: f64) -> anyhow::Result<Option<std::time::Duration>> {
+    let d = crate::bench::secs(name, secs)?;
+    Ok((!d.is_zero()).then_some(d))
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -94,6 +114,25 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 () = bootstrap::shutdown_signal() => Ok(()),
             };
             // The storm check reads these: every open and close frame the gate sent.
+            let json = stats.to_json();
+            println!("{json}");
+            let _ = std::io::stdout().flush();
+            if let Some(path) = &args.stats_file {
+                gate_echo::write_stats_file(path, &json);
+            }
+            result?;
+        }
+        Mode::Soak => {
+            let plan = soak::Disruptions {
+                kick_every: period("--kick-every", args.kick_every)?,
+                block_every: period("--block-every", args.block_every)?,
+                link_kill_every: period("--link-kill-every", args.link_kill_every)?,
+            };
+            let stats = soak::SoakStats::default();
+            let result = tokio::select! {
+                r = soak::serve(listener, args.dialect, args.max_frame_bytes, plan, stats.clone(), args.stats_file.clone()) => r,
+                () = bootstrap::shutdown_signal() => Ok(()),
+            };
             let json = stats.to_json();
             println!("{json}");
             let _ = std::io::stdout().flush();

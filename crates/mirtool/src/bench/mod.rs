@@ -5,6 +5,8 @@
 //! - `idle`: how many idle connections the target holds (and what they cost it).
 //! - `login`: whole register/login/select-server flows through gate + LoginSrv.
 //! - `attack`: players logging in while many sources flood the gate.
+//! - `soak`: a steady population for a long time, with link drops, kicks and blocks,
+//!   sampled for resource growth.
 //! - `plot`, `table`: turn the JSON results of `bench/compare` into an SVG and Markdown.
 
 mod attack;
@@ -16,6 +18,7 @@ mod plot;
 mod relay;
 mod report;
 mod shard;
+mod soak;
 mod table;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -47,6 +50,9 @@ enum Scenario {
     Login(login::Args),
     /// Players keep logging in while up to 200 loopback sources attack the gate.
     Attack(attack::Args),
+    /// Hours of idle, relaying and short-lived clients with link drops, kicks and
+    /// blocks; passes when the gate's RSS and descriptors stay flat and nothing is lost.
+    Soak(soak::Args),
     /// Draw the latency percentiles of a results file as an SVG.
     Plot(plot::Args),
     /// Print a results file of `bench/compare` as a Markdown table with ratios.
@@ -80,6 +86,7 @@ pub fn run(args: Args) -> ExitCode {
     let (report, json) = match args.scenario {
         Scenario::Plot(a) => return finish(plot::run(a)),
         Scenario::Table(a) => return finish(table::run(a)),
+        Scenario::Soak(a) => return soak::run(a),
         Scenario::Attack(a) => {
             raise_nofile_limit();
             return attack::run(a);
