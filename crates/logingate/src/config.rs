@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Config errors, the log format and the one bound of every `*_secs` key are
 /// the same in every binary of the workspace.
-pub use bootstrap::{ConfigError, LogFormat, MAX_SECS};
+pub use bootstrap::{ConfigError, LogFormat, LogTimestamps, MAX_SECS};
 /// `[server.frames]`: per-field overrides of the dialect's frame table.
 pub use mir2_proto::link::{FrameOverrides, Frames};
 /// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`, `ldx`).
@@ -31,6 +31,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log line format on stderr.
     pub log_format: LogFormat,
+    /// Log timestamps in `utc` or `local` time (with the offset, read at start-up).
+    pub log_timestamps: LogTimestamps,
+    /// One info line per closed client session (id, peer, duration, messages,
+    /// close reason).
+    pub log_connections: bool,
     /// What the gate fronts: a LoginSrv (`login`) or a DBServer (`selgate`);
     /// keys left out of the file take that role's defaults.
     pub role: Role,
@@ -206,6 +211,8 @@ impl Default for Config {
             #[cfg(feature = "embedded")]
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Text,
+            log_timestamps: LogTimestamps::Utc,
+            log_connections: false,
             role: Role::Login,
             gate: GateConfig::default(),
             server: ServerConfig::default(),

@@ -31,6 +31,6 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    bootstrap::logging::init(config.log_format);
+    bootstrap::logging::init_with(config.log_format, config.log_timestamps);
     bootstrap::run_main("logingate", logingate::app::run(config))
 }

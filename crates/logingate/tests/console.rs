@@ -128,7 +128,7 @@ async fn a_console_kick_flushes_closes_and_the_loginsrv_sees_the_close() {
     assert_eq!(link.frame_no_hb().await, format!("%X{id}$").into_bytes());
     assert!(read_to_close(&mut client).await.is_empty());
     eventually("kick counted as a close", || {
-        gate.handler().closes("kicked") == 1
+        gate.counts().closed("kicked") == 1
     })
     .await;
 

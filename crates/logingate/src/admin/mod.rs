@@ -54,8 +54,10 @@ pub struct GateView {
     pub max_connections: usize,
     /// The link (state, counters, history).
     pub link: Link,
-    /// Close and refusal counts.
+    /// Logins forwarded.
     pub handler: Arc<GateHandler>,
+    /// Accepts, opens, closes and refusals by reason (netcore's counts).
+    pub counts: netcore::Counts,
     /// Live sessions.
     pub sessions: Sessions,
     /// Blocks.
@@ -92,10 +94,10 @@ impl GateView {
         None
     }
 
-    /// Sessions closed so far and opened so far (closed + live).
+    /// Sessions closed so far and opened so far.
     fn totals(&self) -> (u64, u64) {
-        let closed: u64 = self.handler.close_counts().values().sum();
-        (closed, closed + self.sessions.len() as u64)
+        let counts = self.counts.snapshot();
+        (counts.closed(), counts.opened)
     }
 }
 

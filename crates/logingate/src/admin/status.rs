@@ -38,7 +38,9 @@ pub struct Status {
     pub link: LinkStatus,
     /// Closes since start, by reason.
     pub closes: BTreeMap<&'static str, u64>,
-    /// Clients refused at open by the gate (link down or busy), by reason.
+    /// Clients refused since start, by reason: at admission (blocked, rate_limited,
+    /// per_ip_limit, max_connections, not_allow_listed, source_not_allowed, proxy_*)
+    /// and at open (server_unavailable, server_busy).
     pub refusals: BTreeMap<&'static str, u64>,
     /// Source IPs with the most live sessions.
     pub top_ips: Vec<IpCount>,
@@ -231,6 +233,7 @@ impl GateView {
         events.truncate(EVENTS_SHOWN);
 
         let rates = *self.rates.lock();
+        let counts = self.counts.snapshot();
         Status {
             program: "logingate",
             version: env!("CARGO_PKG_VERSION"),
@@ -275,8 +278,8 @@ impl GateView {
                     })
                     .collect(),
             },
-            closes: self.handler.close_counts(),
-            refusals: self.handler.reject_counts(),
+            closes: counts.closes,
+            refusals: counts.refusals,
             top_ips: top
                 .into_iter()
                 .map(|(ip, sessions)| IpCount {
