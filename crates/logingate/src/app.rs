@@ -104,6 +104,7 @@ impl Gate {
     /// connects in the background: see [`Gate::wait_link_up`]).
     pub async fn start(config: Config) -> anyhow::Result<Gate> {
         config.validate()?;
+        config.prepare_list_files()?;
         let admin_addr = config.admin.addr()?;
         if admin_addr.is_some() {
             // Before anything registers metric handles (the server does at bind).
@@ -290,6 +291,8 @@ impl Gate {
             allow_sources = g.allow_sources.len(),
             heartbeat_secs = config.server.heartbeat_secs,
             dead_after_secs = config.server.dead_after_secs,
+            block_list_file = %absolute(config.block_list_path()),
+            allow_list_file = %absolute(config.allow_list_path()),
             "logingate started"
         );
         Ok(Gate {
@@ -418,6 +421,15 @@ impl Gate {
             e.shutdown().await;
         }
         info!("logingate stopped");
+    }
+}
+
+/// A configured path as an absolute one for the startup line (relative paths
+/// depend on the working directory, `/` under systemd), `none` when unset.
+fn absolute(path: Option<std::path::PathBuf>) -> String {
+    match path {
+        None => "none".to_owned(),
+        Some(p) => std::path::absolute(&p).unwrap_or(p).display().to_string(),
     }
 }
 

@@ -1,13 +1,20 @@
 //! The block list file: one IP or CIDR per line, `#` comments, blank lines.
 //! Polled for changes; its entries replace the static blocks in netcore's
 //! admission. Permanent blocks ordered by the LoginSrv are appended to it.
+//!
+//! A file missing at start-up is created empty (a new installation); one that
+//! exists but cannot be read refuses the start. A file that disappears or
+//! becomes unreadable later keeps the last list read in force, with a warning:
+//! a moved file must not unblock everyone.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use bootstrap::ConfigError;
 use ipnet::IpNet;
+use limits::LogLimiter;
 use netcore::Admission;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -57,7 +64,7 @@ pub struct Loaded {
     pub entries: usize,
     /// Lines skipped as neither an address, a range, a comment nor blank.
     pub bad_lines: usize,
-    /// False when the file could not be read (its static blocks are cleared).
+    /// False when the file could not be read (the last list read stays in force).
     pub readable: bool,
 }
 
@@ -102,17 +109,56 @@ pub fn load_into(path: &Path, admission: &Admission) -> Loaded {
             loaded
         }
         Err(e) => {
-            // The file is the source of truth: gone means nothing is blocked.
             metrics::counter!(METRIC_RELOADS, "outcome" => "unreadable").increment(1);
-            metrics::gauge!(METRIC_ENTRIES).set(0.0);
-            warn!(file = %path.display(), error = %e, "block list unreadable; static blocks cleared");
-            admission.replace_static(Vec::new());
+            if let Some(suppressed) = UNREADABLE_LOG.check_for("block") {
+                warn!(file = %path.display(), error = %e, suppressed, "block list unreadable; the last list read stays in force");
+            }
             Loaded {
                 entries: 0,
                 bad_lines: 0,
                 readable: false,
             }
         }
+    }
+}
+
+/// One warning a minute per list kind about a file that cannot be read (a check
+/// runs every `block_list_poll_secs`; a console reload can be asked for at will).
+pub(crate) static UNREADABLE_LOG: LogLimiter<&'static str> =
+    LogLimiter::new(1, Duration::from_secs(60));
+
+/// Start-up check of a list file named by config `key`: created empty when missing
+/// (logged with its absolute path), refused when it exists but cannot be read.
+pub fn prepare(key: &'static str, path: &Path) -> Result<(), ConfigError> {
+    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // Read whole, as every reload reads it (a directory opens but cannot be read).
+    match std::fs::read_to_string(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(path)
+                .or_else(|e| match e.kind() {
+                    io::ErrorKind::AlreadyExists => std::fs::File::open(path),
+                    _ => Err(e),
+                })
+                .map_err(|e| {
+                    ConfigError::new(
+                        key,
+                        format!(
+                            "{} does not exist and cannot be created: {e}",
+                            shown.display()
+                        ),
+                    )
+                })?;
+            warn!(key, file = %shown.display(), "list file did not exist: created empty");
+            Ok(())
+        }
+        Err(e) => Err(ConfigError::new(
+            key,
+            format!("cannot read {}: {e}", shown.display()),
+        )),
     }
 }
 
@@ -314,6 +360,35 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn an_unreadable_file_keeps_the_last_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("block.txt");
+        std::fs::write(&p, "10.0.0.1\n").unwrap();
+        let adm = Admission::standalone(&netcore::Config::default());
+        assert!(load_into(&p, &adm).readable);
+        std::fs::remove_file(&p).unwrap();
+        assert!(!load_into(&p, &adm).readable);
+        assert!(adm.is_blocked("10.0.0.1".parse().unwrap()), "still blocked");
+        std::fs::create_dir(&p).unwrap();
+        assert!(!load_into(&p, &adm).readable);
+        assert!(adm.is_blocked("10.0.0.1".parse().unwrap()), "still blocked");
+    }
+
+    #[test]
+    fn prepare_creates_a_missing_file_and_refuses_an_unreadable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("block.txt");
+        prepare("gate.block_list_file", &p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+        std::fs::write(&p, "10.0.0.1\n").unwrap();
+        prepare("gate.block_list_file", &p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "10.0.0.1\n", "kept");
+        let e = prepare("gate.block_list_file", &dir.path().join("no/such/dir/x")).unwrap_err();
+        assert_eq!(e.key, "gate.block_list_file");
+        assert!(e.problem.contains("cannot be created"), "{e}");
     }
 
     #[test]

@@ -595,6 +595,18 @@ impl Config {
         (!f.is_empty()).then(|| PathBuf::from(f))
     }
 
+    /// Start-up check of the list files: each created empty when missing, refused
+    /// (naming its key) when it exists but cannot be read.
+    pub fn prepare_list_files(&self) -> Result<(), ConfigError> {
+        if let Some(path) = self.block_list_path() {
+            crate::blocklist::prepare("gate.block_list_file", &path)?;
+        }
+        if let Some(path) = self.allow_list_path() {
+            crate::blocklist::prepare("gate.allow_list_file", &path)?;
+        }
+        Ok(())
+    }
+
     /// `gate.allow_list_file`, unless empty.
     pub fn allow_list_path(&self) -> Option<PathBuf> {
         let f = self.gate.allow_list_file.trim();

@@ -193,6 +193,59 @@ async fn a_console_block_closes_the_ip_s_sessions_and_refuses_its_next_connect()
     gate.shutdown().await;
 }
 
+/// A block list or allow list file that disappears or becomes unreadable keeps the
+/// last list read: a moved file must not unblock everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_files_that_disappear_keep_the_last_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = dir.path().join("blocked.txt");
+    let allow = dir.path().join("allow.txt");
+    std::fs::write(&blocks, "127.0.0.5\n").unwrap();
+    std::fs::write(&allow, "127.0.0.6\n").unwrap();
+    let (block_path, allow_path) = (blocks.clone(), allow.clone());
+    let (gate, _srv, _link) = gate_with_srv(
+        |c| {
+            with_console(c);
+            c.gate.block_list_file = block_path.display().to_string();
+            c.gate.allow_list_file = allow_path.display().to_string();
+            c.gate.block_list_poll_secs = 1;
+        },
+        Dialect::Wemade,
+    )
+    .await;
+    let console = admin(&gate);
+    std::fs::remove_file(&blocks).unwrap();
+    std::fs::remove_file(&allow).unwrap();
+    // Read now, whatever the watcher did meanwhile.
+    let reloaded = post(console, "/api/reload", "").await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    assert_eq!(reloaded.json()["readable"], false);
+    assert!(gate.admission().is_blocked("127.0.0.5".parse().unwrap()));
+    let mut refused = connect_from([127, 0, 0, 5], gate_addr(&gate)).await;
+    assert!(is_rejected(&mut refused).await, "still blocked");
+    assert_eq!(gate.counts().refused("blocked"), 1);
+    // A directory in a file's place cannot be read either.
+    std::fs::create_dir(&blocks).unwrap();
+    assert_eq!(
+        post(console, "/api/reload", "").await.json()["readable"],
+        false
+    );
+    assert!(gate.admission().is_blocked("127.0.0.5".parse().unwrap()));
+    assert!(gate
+        .admission()
+        .is_allow_listed("127.0.0.6".parse().unwrap()));
+    // Back in place with other contents: read again.
+    std::fs::remove_dir(&blocks).unwrap();
+    std::fs::write(&blocks, "127.0.0.7\n").unwrap();
+    let r = post(console, "/api/reload", "").await.json();
+    assert_eq!(
+        (r["readable"].as_bool(), r["entries"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert!(!gate.admission().is_blocked("127.0.0.5".parse().unwrap()));
+    gate.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_blocks_go_to_the_block_list_file_and_reload_reads_it_now() {
     let dir = tempfile::tempdir().unwrap();
