@@ -204,6 +204,8 @@ impl Gate {
                     admission: admission.clone(),
                     events: events.clone(),
                     block_file: block_file.clone(),
+                    allow_file: config.allow_list_path(),
+                    attack: Arc::clone(&attack),
                     guard: console::Guard::new(&config.admin.token, admin::metrics::UNAUTHORIZED),
                     rates: Default::default(),
                     #[cfg(feature = "embedded")]

@@ -276,14 +276,55 @@ pub fn remove_net(path: &Path, net: IpNet) -> io::Result<bool> {
     if !removed {
         return Ok(false);
     }
+    replace_file(path, &kept)?;
+    Ok(true)
+}
+
+/// Add a line for `net` unless a line already covers all of it (`Ok(false)`),
+/// replacing the file through a temporary file and a rename like [`remove_net`]:
+/// a reload sees the old file or the new one, never half a line.
+pub fn insert_net(path: &Path, net: IpNet, note: &str) -> io::Result<bool> {
+    let _serial = RECORD_LOCK.lock();
+    let net = canonical_net(net);
+    let mut text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    if parse(&text).0.iter().any(|listed| listed.contains(&net)) {
+        return Ok(false);
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&line_of(net, note));
+    replace_file(path, &text)?;
+    Ok(true)
+}
+
+/// Write `text` to `path` through `<path>.tmp` and a rename.
+fn replace_file(path: &Path, text: &str) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(kept.as_bytes())?;
+    f.write_all(text.as_bytes())?;
     f.sync_data()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(true)
+    std::fs::rename(&tmp, path)
+}
+
+/// The file's line for `net`: a single host as a plain address.
+fn line_of(net: IpNet, note: &str) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        format!("{} # {note}\n", net.addr())
+    } else {
+        format!("{net} # {note}\n")
+    }
+}
+
+/// Every entry of the file, in file order (bad lines skipped).
+pub fn entries(path: &Path) -> io::Result<Vec<IpNet>> {
+    Ok(parse(&std::fs::read_to_string(path)?).0)
 }
 
 /// `net` truncated, an IPv4-mapped host as the IPv4 host.
@@ -319,11 +360,7 @@ pub fn append_net(path: &Path, net: IpNet, note: &str) -> io::Result<()> {
             line.push('\n');
         }
     }
-    if net.prefix_len() == net.max_prefix_len() {
-        line.push_str(&format!("{} # {note}\n", net.addr()));
-    } else {
-        line.push_str(&format!("{net} # {note}\n"));
-    }
+    line.push_str(&line_of(net, note));
     // A full disk can cut the write short; a line cut inside an address can name
     // another one ("127.0.0.12" → "127.0.0.1"), so a failed append is undone.
     if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.sync_data()) {

@@ -1,5 +1,6 @@
 //! The operator's console on `[admin] listen`: `GET /metrics` (Prometheus),
-//! `GET /` (status page), `GET /api/status`, the session and block API, and
+//! `GET /` (status page), `GET /api/status`, the session, block, allow-list and
+//! attack-mode API, and
 //! with the embedded LoginSrv its account endpoints on the same port.
 //!
 //! Handlers read copies: the registry is locked per shard only to copy
@@ -66,6 +67,10 @@ pub struct GateView {
     pub events: Arc<Events>,
     /// `gate.block_list_file`, if set.
     pub block_file: Option<PathBuf>,
+    /// `gate.allow_list_file`, if set.
+    pub allow_file: Option<PathBuf>,
+    /// Attack mode (state, forcing).
+    pub attack: Arc<crate::attack::AttackMode>,
     /// The token check (and its refusal count).
     pub guard: console::Guard,
     /// Session rates from the sampler.
@@ -155,6 +160,9 @@ fn router(view: &Arc<GateView>) -> Router {
         .route("/api/blocks", get(api::blocks).post(api::block))
         .route("/api/blocks/{*net}", delete(api::unblock))
         .route("/api/reload", post(api::reload))
+        .route("/api/attack", post(api::attack))
+        .route("/api/allow", get(api::allow_list).post(api::allow))
+        .route("/api/allow/{*net}", delete(api::disallow))
         .with_state(Arc::clone(view));
     #[cfg(feature = "embedded")]
     let routes = match &view.loginsrv {

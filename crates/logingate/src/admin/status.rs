@@ -42,6 +42,8 @@ pub struct Status {
     /// per_ip_limit, max_connections, not_allow_listed, source_not_allowed, proxy_*)
     /// and at open (server_unavailable, server_busy).
     pub refusals: BTreeMap<&'static str, u64>,
+    /// Attack mode.
+    pub attack: AttackStatus,
     /// Source IPs with the most live sessions.
     pub top_ips: Vec<IpCount>,
     /// Blocks in force.
@@ -95,6 +97,19 @@ pub struct LinkStatus {
     pub heartbeat_rtt_ms: Option<f64>,
     /// Up/down changes, newest first.
     pub history: Vec<EventView>,
+}
+
+/// Attack mode's state and the figures that drive it.
+#[derive(Debug, Serialize)]
+pub struct AttackStatus {
+    /// On now.
+    pub on: bool,
+    /// `automatic`, `forced_on` or `forced_off`.
+    pub mode: &'static str,
+    /// New connections per second (all sources) over the last sample.
+    pub conn_rate: f64,
+    /// `gate.attack`: the thresholds and the limits in force while on.
+    pub config: crate::attack::AttackConfig,
 }
 
 /// Live sessions of one source IP.
@@ -280,6 +295,16 @@ impl GateView {
             },
             closes: counts.closes,
             refusals: counts.refusals,
+            attack: AttackStatus {
+                on: self.attack.is_on(),
+                mode: match self.attack.forced() {
+                    None => "automatic",
+                    Some(true) => "forced_on",
+                    Some(false) => "forced_off",
+                },
+                conn_rate: (self.attack.conn_rate() * 10.0).round() / 10.0,
+                config: *self.attack.config(),
+            },
             top_ips: top
                 .into_iter()
                 .map(|(ip, sessions)| IpCount {
