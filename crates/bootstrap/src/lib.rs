@@ -7,12 +7,14 @@
 //!   for every duration key.
 //! - [`logging`]: text or JSON lines on stderr, UTC or local timestamps,
 //!   colour only on a terminal.
+//! - [`fd_limit`]: the open-file limit raised for the connection cap.
 //! - [`signal`]: SIGINT / SIGTERM.
 //! - [`exit`]: the exit codes and the runtime wrapper that maps results to
 //!   them.
 
 pub mod config;
 pub mod exit;
+pub mod fd_limit;
 pub mod logging;
 pub mod signal;
 

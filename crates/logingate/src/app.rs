@@ -551,6 +551,7 @@ fn log_link_stats(link: &Link) {
 
 /// Run the gate until SIGINT/SIGTERM, then shut down in order.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    bootstrap::fd_limit::raise_for(config.gate.max_connections, "gate.max_connections");
     // Polled once before anything starts, so the handlers are installed: a
     // signal that arrives while the gate starts (the embedded LoginSrv can
     // take a while) stops it in order instead of killing the process.

@@ -163,3 +163,49 @@ fn local_timestamps_carry_the_offset() {
     gate.terminate();
     assert_eq!(gate.exit_status().code(), Some(0));
 }
+
+/// The gate's log line about its open-file limit, started under `prlimit` with
+/// `soft:hard` descriptors and 1000 connections allowed.
+fn nofile_line(soft_hard: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = dead.local_addr().unwrap();
+    drop(dead);
+    let path = config_file(dir.path(), server, "", "max_connections = 1000");
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={soft_hard}"))
+        .args([BIN, "--config", &path])
+        .env("RUST_LOG", "info");
+    let mut gate = Spawned::logs(cmd);
+    let line = gate.wait_for_json("the open-file limit line", |v| {
+        message(v).contains("open-file limit").then(|| v.clone())
+    });
+    // Signal handlers are in place once it has started.
+    gate.wait_for_json("startup line", |v| {
+        (message(v) == "logingate started").then_some(())
+    });
+    gate.terminate();
+    assert_eq!(gate.exit_status().code(), Some(0));
+    line
+}
+
+#[test]
+fn the_open_file_limit_is_raised_towards_the_hard_limit() {
+    let raised = nofile_line("256:4096");
+    assert_eq!(raised["level"], "INFO", "{raised}");
+    assert_eq!(raised["fields"]["from"].as_u64(), Some(256));
+    assert_eq!(raised["fields"]["to"].as_u64(), Some(1000 + 128));
+}
+
+#[test]
+fn an_open_file_limit_below_max_connections_is_named_with_limit_nofile() {
+    // Raised to the hard limit first, then still too low.
+    let low = nofile_line("256:512");
+    assert_eq!(low["fields"]["message"], "open-file limit raised");
+    let warned = nofile_line("512:512");
+    assert_eq!(warned["level"], "WARN", "{warned}");
+    let text = message(&warned);
+    assert!(text.contains("LimitNOFILE=1128"), "{text}");
+    assert!(text.contains("gate.max_connections"), "{text}");
+    assert_eq!(warned["fields"]["soft"].as_u64(), Some(512));
+}
