@@ -54,7 +54,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GateConfig {
-    /// Addresses accepting game clients.
+    /// Addresses accepting game clients (one `"IP:PORT"` string or a list).
+    #[serde(deserialize_with = "bootstrap::config::addr::list")]
     pub listen: Vec<SocketAddr>,
     /// Listen backlog handed to the kernel.
     pub backlog: u32,
@@ -138,7 +139,10 @@ mod proxy_protocol_name {
 pub struct ServerConfig {
     /// LoginSrv gate port; absent = start the embedded LoginSrv (required
     /// in a gate built without it).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bootstrap::config::addr::optional"
+    )]
     pub addr: Option<SocketAddr>,
     /// Link dialect the LoginSrv speaks.
     pub dialect: Dialect,
@@ -654,7 +658,8 @@ fn is_local(ip: IpAddr) -> bool {
 fn networks(key: &'static str, entries: &[String]) -> Result<Vec<IpNet>, ConfigError> {
     entries
         .iter()
-        .map(|entry| {
+        .enumerate()
+        .map(|(i, entry)| {
             let entry = entry.trim();
             entry
                 .parse::<IpNet>()
@@ -664,7 +669,12 @@ fn networks(key: &'static str, entries: &[String]) -> Result<Vec<IpNet>, ConfigE
                         .parse::<std::net::IpAddr>()
                         .map(|ip| IpNet::from(ip.to_canonical()))
                 })
-                .map_err(|_| invalid(key, format!("{entry:?} is not an IP address or CIDR")))
+                .map_err(|_| {
+                    ConfigError::new(
+                        format!("{key}[{i}]"),
+                        format!("{entry:?} is not an IP address or CIDR (e.g. 203.0.113.0/24)"),
+                    )
+                })
         })
         .collect()
 }
@@ -716,6 +726,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_conections"), "{err}");
+        assert!(err.contains("did you mean `max_connections`?"), "{err}");
+    }
+
+    #[test]
+    fn listen_takes_one_string_and_server_a_host_name() {
+        let c = Config::from_toml(
+            "[gate]\nlisten = \"127.0.0.1:7000\"\n[server]\naddr = \"localhost:5500\"\n",
+            Path::new("g.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.gate.listen, vec!["127.0.0.1:7000".parse().unwrap()]);
+        assert!(c.server.addr.unwrap().ip().is_loopback());
+        let e = Config::from_toml("[server]\naddr = \"5500\"\n", Path::new("g.toml")).unwrap_err();
+        assert_eq!(e.key, "server.addr");
+        assert!(e.problem.contains("IP:PORT"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_network_entry_is_named_with_its_index() {
+        let mut c = defaults();
+        c.gate.allow_sources = vec!["10.0.0.0/8".into(), "10.0.0.0/33".into()];
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, "gate.allow_sources[1]");
+        assert!(e.problem.contains("10.0.0.0/33"), "{e}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub use mir2_proto::Dialect;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address gates connect to (the originals used 5500).
+    #[serde(deserialize_with = "bootstrap::config::addr::one")]
     pub listen: SocketAddr,
     /// `sqlite://path`, a bare file path (SQLite), or `postgres://…`.
     pub database: String,
