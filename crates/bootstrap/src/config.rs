@@ -56,6 +56,7 @@ pub fn from_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, Co
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.message().trim_end().to_owned();
+        let message = with_suggestion(message);
         let mut key = key_named(&path, &message);
         let line = inner.span().map(|span| line_of(text, span.start));
         // A value TOML itself cannot read (an integer beyond i64, a broken
@@ -78,7 +79,7 @@ pub fn from_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, Co
 pub fn from_table<T: DeserializeOwned>(table: toml::Table) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
-        let message = e.into_inner().message().trim_end().to_owned();
+        let message = with_suggestion(e.into_inner().message().trim_end().to_owned());
         ConfigError::new(key_named(&path, &message), message)
     })
 }
@@ -115,6 +116,93 @@ fn key_named(path: &str, message: &str) -> String {
         ("", None) => "config".to_owned(),
         (p, Some(f)) if !p.ends_with(f) => format!("{p}.{f}"),
         (p, _) => p.to_owned(),
+    }
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" with the nearest known
+/// name appended ("did you mean `b`?") when one is close enough to be a typo.
+fn with_suggestion(message: String) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message;
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else {
+        return message;
+    };
+    let nearest = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|known| (strsim::jaro_winkler(unknown, known), known))
+        .filter(|(score, _)| *score >= SUGGEST_SIMILARITY)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match nearest {
+        Some((_, known)) => format!("{message}; did you mean `{known}`?"),
+        None => message,
+    }
+}
+
+/// Jaro-Winkler similarity from which a known key is offered for an unknown one:
+/// catches typos and shortened names, not unrelated words.
+const SUGGEST_SIMILARITY: f64 = 0.8;
+
+/// Serde helpers for socket addresses as operators write them: `IP:PORT` or
+/// `host:port` (resolved once, at load), and for a list key a single string too.
+pub mod addr {
+    use std::net::{SocketAddr, ToSocketAddrs};
+
+    use serde::{Deserialize, Deserializer};
+
+    /// `IP:PORT`, or `host:port` resolved to its first address.
+    pub fn parse(text: &str) -> Result<SocketAddr, String> {
+        let text = text.trim();
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(addr);
+        }
+        if text
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(format!(
+                "{text:?} is not an address: write IP:PORT (e.g. 127.0.0.1:5500, [::1]:5500) or HOST:PORT"
+            ));
+        }
+        match text.to_socket_addrs() {
+            Ok(mut addrs) => addrs
+                .next()
+                .ok_or_else(|| format!("{text:?} resolves to no address; write IP:PORT")),
+            Err(e) => Err(format!("{text:?} does not resolve ({e}); write IP:PORT")),
+        }
+    }
+
+    /// One address.
+    pub fn one<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+
+    /// An optional address (`Option<SocketAddr>` with `#[serde(default)]`).
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        one(d).map(Some)
+    }
+
+    /// A list of addresses, or a single one written as a string.
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        let texts = match OneOrMany::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected an address \"IP:PORT\" or a list of them")
+        })? {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        };
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| parse(t).map_err(|e| serde::de::Error::custom(format!("[{i}]: {e}"))))
+            .collect()
     }
 }
 
@@ -247,6 +335,50 @@ mod tests {
         assert_eq!(e.key, "gate.max_conn_per_ip");
         let table: toml::Table = toml::from_str("[gate]\nspeed = 1\n").unwrap();
         assert_eq!(from_table::<Outer>(table).unwrap_err().key, "gate.speed");
+    }
+
+    #[test]
+    fn an_unknown_key_suggests_the_nearest_known_one() {
+        let e = err("[gate]\nmax_conn_per_i = 3\n");
+        assert!(e.problem.contains("did you mean `max_conn_per_ip`?"), "{e}");
+        let e = err("[gate]\nspeed = 3\n");
+        assert!(!e.problem.contains("did you mean"), "{e}");
+        assert_eq!(e.to_string().lines().count(), 1);
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Addrs {
+        #[serde(deserialize_with = "addr::list")]
+        listen: Vec<std::net::SocketAddr>,
+        #[serde(default, deserialize_with = "addr::optional")]
+        server: Option<std::net::SocketAddr>,
+    }
+
+    #[test]
+    fn addresses_are_one_string_or_a_list_and_host_names_resolve() {
+        let a: Addrs = from_toml("listen = \"0.0.0.0:7000\"\n", Path::new("x")).unwrap();
+        assert_eq!(a.listen, vec!["0.0.0.0:7000".parse().unwrap()]);
+        assert_eq!(a.server, None);
+        let a: Addrs = from_toml(
+            "listen = [\"127.0.0.1:1\", \"[::1]:2\"]\nserver = \"localhost:5500\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(a.listen.len(), 2);
+        let server = a.server.unwrap();
+        assert!(
+            server.ip().is_loopback() && server.port() == 5500,
+            "{server}"
+        );
+        let e = from_toml::<Addrs>("listen = \"7000\"\n", Path::new("x")).unwrap_err();
+        assert_eq!(e.key, "listen");
+        assert!(e.problem.contains("IP:PORT"), "{e}");
+        let e = from_toml::<Addrs>("listen = [\"127.0.0.1:1\", \"nowhere\"]\n", Path::new("x"))
+            .unwrap_err();
+        assert!(
+            e.problem.contains("[1]") && e.problem.contains("IP:PORT"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,17 +5,20 @@
 //! - [`config`]: one [`ConfigError`] (a dotted key and what is wrong with
 //!   it), one TOML loader whose errors name the key and its line, one bound
 //!   for every duration key.
-//! - [`logging`]: text or JSON lines on stderr, colour only on a terminal.
+//! - [`logging`]: text or JSON lines on stderr, UTC or local timestamps,
+//!   colour only on a terminal.
+//! - [`fd_limit`]: the open-file limit raised for the connection cap.
 //! - [`signal`]: SIGINT / SIGTERM.
 //! - [`exit`]: the exit codes and the runtime wrapper that maps results to
 //!   them.
 
 pub mod config;
 pub mod exit;
+pub mod fd_limit;
 pub mod logging;
 pub mod signal;
 
 pub use config::{ConfigError, MAX_SECS};
 pub use exit::{run_main, EXIT_CONFIG, EXIT_RUNTIME};
-pub use logging::LogFormat;
+pub use logging::{LogFormat, LogTimestamps};
 pub use signal::shutdown_signal;

@@ -1,10 +1,14 @@
 //! Log output: one line per event on stderr, as text for people or JSON for
-//! collectors, filtered by `RUST_LOG` (default `info`).
+//! collectors, filtered by `RUST_LOG` (default `info`), stamped in UTC or in
+//! local time with its offset.
 
 use std::fmt;
 use std::io::IsTerminal;
 use std::str::FromStr;
 
+use time::format_description::well_known::Rfc3339;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, OffsetTime, SystemTime};
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -40,22 +44,97 @@ impl fmt::Display for LogFormat {
     }
 }
 
-/// Install the global subscriber. Colour codes only when stderr is a
-/// terminal, so log files stay plain text.
+/// The clock of the log lines (`log_timestamps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTimestamps {
+    /// RFC 3339 in UTC (`…Z`).
+    #[default]
+    Utc,
+    /// RFC 3339 in the host's local time with its offset (`…+08:00`), the offset
+    /// read once at start-up.
+    Local,
+}
+
+impl fmt::Display for LogTimestamps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogTimestamps::Utc => "utc",
+            LogTimestamps::Local => "local",
+        })
+    }
+}
+
+/// The timer of every line: one type for both clocks, so the subscriber is built once.
+enum Clock {
+    /// UTC, as tracing writes it by default.
+    Utc(SystemTime),
+    /// A fixed offset read at start-up.
+    Local(OffsetTime<Rfc3339>),
+}
+
+impl FormatTime for Clock {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        match self {
+            Clock::Utc(t) => t.format_time(w),
+            Clock::Local(t) => t.format_time(w),
+        }
+    }
+}
+
+/// The clock for `timestamps`, and a warning when the local offset cannot be read.
+///
+/// The offset is read once: reading it from a process with several threads is
+/// refused by `time` (the C library's time zone state is not thread-safe), so this
+/// runs before the runtime starts, and a host whose zone changes (daylight saving)
+/// shows the new offset after a restart.
+fn clock(timestamps: LogTimestamps) -> (Clock, Option<String>) {
+    match timestamps {
+        LogTimestamps::Utc => (Clock::Utc(SystemTime), None),
+        LogTimestamps::Local => match time::UtcOffset::current_local_offset() {
+            Ok(offset) => (Clock::Local(OffsetTime::new(offset, Rfc3339)), None),
+            Err(e) => (
+                Clock::Utc(SystemTime),
+                Some(format!(
+                    "log_timestamps = \"local\": the local offset cannot be read ({e}); logging in UTC"
+                )),
+            ),
+        },
+    }
+}
+
+/// Whether to write colour codes: only to a terminal, and not when `NO_COLOR` is set,
+/// so log files and journals stay plain text.
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Install the global subscriber with UTC timestamps.
 pub fn init(format: LogFormat) {
+    init_with(format, LogTimestamps::Utc);
+}
+
+/// Install the global subscriber. Call before the runtime starts: local time needs
+/// the offset read while the process has one thread.
+pub fn init_with(format: LogFormat, timestamps: LogTimestamps) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (timer, clock_warning) = clock(timestamps);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_timer(timer)
         // A closed stderr (a pipe whose reader died) must not panic the task that logs.
         .log_internal_errors(false)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(colour());
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     if let Err(e) = installed {
         eprintln!("logging already initialised: {e}");
+    }
+    if let Some(warning) = clock_warning {
+        tracing::warn!("{warning}");
     }
 }
 
@@ -70,5 +149,21 @@ mod tests {
             assert_eq!(f.to_string().parse::<LogFormat>().unwrap(), f);
         }
         assert!("xml".parse::<LogFormat>().is_err());
+    }
+
+    #[test]
+    fn local_clock_writes_an_offset() {
+        // The test harness runs several threads: reading the offset may be refused,
+        // which must fall back to UTC with a warning rather than fail.
+        let (clock, warning) = clock(LogTimestamps::Local);
+        let mut line = String::new();
+        clock.format_time(&mut Writer::new(&mut line)).unwrap();
+        match warning {
+            None => assert!(line.contains('+') || line.contains('-') || line.ends_with('Z')),
+            Some(w) => {
+                assert!(w.contains("log_timestamps"), "{w}");
+                assert!(line.ends_with('Z'), "{line}");
+            }
+        }
     }
 }

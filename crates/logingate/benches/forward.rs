@@ -241,14 +241,14 @@ fn main() {
                 logs,
                 _config,
             } => {
-                // The stats line (every second) carries cumulative link counters.
+                // The link stats line (every second) carries cumulative link counters.
                 tokio::time::sleep(Duration::from_millis(1100)).await;
                 let mut last = (0, 0);
                 while let Ok(v) = logs.try_recv() {
-                    if v["fields"]["message"].as_str() == Some("stats") {
+                    if v["fields"]["message"].as_str() == Some("link stats") {
                         last = (
-                            v["fields"]["link_frames"].as_u64().unwrap_or(0),
-                            v["fields"]["link_writes"].as_u64().unwrap_or(0),
+                            v["fields"]["frames"].as_u64().unwrap_or(0),
+                            v["fields"]["writes"].as_u64().unwrap_or(0),
                         );
                     }
                 }

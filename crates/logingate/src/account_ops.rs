@@ -28,6 +28,15 @@ pub enum OverLimit {
     PasswordOps,
 }
 
+/// What a message that passed the limits was, for the stats line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// `CM_IDPASSWORD`: a login attempt.
+    Login,
+    /// Any other message (or one whose header does not decode).
+    Other,
+}
+
 /// The two per-IP limits and the ids they count.
 pub struct AccountOps {
     /// `CM_ADDNEWUSER` per IP per hour; `None` when unlimited.
@@ -38,6 +47,8 @@ pub struct AccountOps {
     add_user: u16,
     /// Ids of `CM_CHANGEPASSWORD` and `CM_GETBACKPASSWORD`.
     password: [u16; 2],
+    /// Id of `CM_IDPASSWORD`, counted as a login.
+    login: u16,
 }
 
 impl AccountOps {
@@ -63,6 +74,7 @@ impl AccountOps {
                 ids.id(MsgKind::CmChangePassword),
                 ids.id(MsgKind::CmGetBackPassword),
             ],
+            login: ids.id(MsgKind::CmIdPassword),
         }
     }
 
@@ -77,20 +89,22 @@ impl AccountOps {
     /// Counts a whole client message `msg` (`#`, optional check digit, text, `!`) from
     /// `ip` at `now`; `Err` when it goes over a limit (it must not be forwarded).
     /// A message whose header does not decode counts as nothing: the LoginSrv rejects it.
-    pub fn check(&self, ip: IpAddr, msg: &[u8], now: Instant) -> Result<(), OverLimit> {
+    pub fn check(&self, ip: IpAddr, msg: &[u8], now: Instant) -> Result<Seen, OverLimit> {
         let Some(ident) = ident(msg) else {
-            return Ok(());
+            return Ok(Seen::Other);
         };
         let (table, over) = if ident == self.add_user {
             (&self.new_accounts, OverLimit::NewAccounts)
         } else if self.password.contains(&ident) {
             (&self.password_ops, OverLimit::PasswordOps)
+        } else if ident == self.login {
+            return Ok(Seen::Login);
         } else {
-            return Ok(());
+            return Ok(Seen::Other);
         };
         match table {
             Some(t) if !t.check(ip.to_canonical(), now) => Err(over),
-            _ => Ok(()),
+            _ => Ok(Seen::Other),
         }
     }
 }
@@ -126,18 +140,22 @@ mod tests {
         let now = Instant::now();
         let add = msg(2002);
         for _ in 0..5 {
-            assert_eq!(ops.check(ip("10.0.0.1"), &add, now), Ok(()));
+            assert_eq!(ops.check(ip("10.0.0.1"), &add, now), Ok(Seen::Other));
         }
         assert_eq!(
             ops.check(ip("10.0.0.1"), &add, now),
             Err(OverLimit::NewAccounts)
         );
-        assert_eq!(ops.check(ip("10.0.0.2"), &add, now), Ok(()), "per source");
-        // Other messages are not counted.
-        assert_eq!(ops.check(ip("10.0.0.1"), &msg(2001), now), Ok(()));
+        assert_eq!(
+            ops.check(ip("10.0.0.2"), &add, now),
+            Ok(Seen::Other),
+            "per source"
+        );
+        // Other messages are not counted; a login is recognised.
+        assert_eq!(ops.check(ip("10.0.0.1"), &msg(2001), now), Ok(Seen::Login));
         // One token back every 12 minutes.
         let later = now + Duration::from_secs(12 * 60);
-        assert_eq!(ops.check(ip("10.0.0.1"), &add, later), Ok(()));
+        assert_eq!(ops.check(ip("10.0.0.1"), &add, later), Ok(Seen::Other));
         assert_eq!(
             ops.check(ip("10.0.0.1"), &add, later),
             Err(OverLimit::NewAccounts)
@@ -150,7 +168,7 @@ mod tests {
         let now = Instant::now();
         for i in 0..10 {
             let id = if i % 2 == 0 { 2003 } else { 5003 };
-            assert_eq!(ops.check(ip("10.0.0.1"), &msg(id), now), Ok(()));
+            assert_eq!(ops.check(ip("10.0.0.1"), &msg(id), now), Ok(Seen::Other));
         }
         assert_eq!(
             ops.check(ip("10.0.0.1"), &msg(5003), now),
@@ -158,7 +176,7 @@ mod tests {
         );
         assert_eq!(
             ops.check(ip("10.0.0.1"), &msg(2002), now),
-            Ok(()),
+            Ok(Seen::Other),
             "separate budget for registrations"
         );
     }
@@ -169,13 +187,13 @@ mod tests {
         ids.set("CM_GETBACKPASSWORD", 2010).expect("known name");
         let ops = AccountOps::new(0, 1, &ids, 100);
         let now = Instant::now();
-        assert_eq!(ops.check(ip("10.0.0.1"), &msg(2010), now), Ok(()));
+        assert_eq!(ops.check(ip("10.0.0.1"), &msg(2010), now), Ok(Seen::Other));
         assert_eq!(
             ops.check(ip("10.0.0.1"), &msg(2010), now),
             Err(OverLimit::PasswordOps)
         );
         for _ in 0..100 {
-            assert_eq!(ops.check(ip("10.0.0.1"), &msg(2002), now), Ok(()));
+            assert_eq!(ops.check(ip("10.0.0.1"), &msg(2002), now), Ok(Seen::Other));
         }
     }
 

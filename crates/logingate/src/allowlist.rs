@@ -1,7 +1,8 @@
 //! The allow list file ("green channel"): one IP or CIDR per line, `#` comments, the
 //! block list's format. Its sources skip the per-IP cap, the connect rate, attack mode
 //! and punishment, but not `max_connections` nor an explicit block. Polled for changes
-//! like the block list; an unreadable file empties the list (the file is the truth).
+//! like the block list, and like it created empty when missing at start-up; a file that
+//! becomes unreadable later keeps the last list read in force, with a warning.
 
 use std::path::Path;
 
@@ -31,9 +32,9 @@ pub fn load_into(path: &Path, admission: &Admission) {
         }
         Err(e) => {
             metrics::counter!(METRIC_RELOADS, "outcome" => "unreadable").increment(1);
-            metrics::gauge!(METRIC_ENTRIES).set(0.0);
-            warn!(file = %path.display(), error = %e, "allow list unreadable; no source allow-listed");
-            admission.replace_allow_list(Vec::new());
+            if let Some(suppressed) = blocklist::UNREADABLE_LOG.check_for("allow") {
+                warn!(file = %path.display(), error = %e, suppressed, "allow list unreadable; the last list read stays in force");
+            }
         }
     }
 }
@@ -64,8 +65,8 @@ mod tests {
         std::fs::remove_file(&p).unwrap();
         load_into(&p, &adm);
         assert!(
-            !adm.is_allow_listed("10.8.200.1".parse().unwrap()),
-            "gone = empty"
+            adm.is_allow_listed("10.8.200.1".parse().unwrap()),
+            "gone = the last list read"
         );
     }
 

@@ -8,7 +8,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use netcore::{Admission, Server, Sessions};
+use netcore::{Admission, Counts, CountsSnapshot, Server, Sessions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{info, warn};
@@ -34,8 +34,10 @@ pub struct Gate {
     server_addr: SocketAddr,
     /// The sessions' side of the link (state, stats).
     link: Link,
-    /// The client handler (close counts).
+    /// The client handler (logins forwarded).
     handler: Arc<GateHandler>,
+    /// netcore's accepts, opens, closes and refusals by reason.
+    counts: Counts,
     /// Live sessions.
     sessions: Sessions,
     /// Admission control (blocks).
@@ -102,6 +104,7 @@ impl Gate {
     /// connects in the background: see [`Gate::wait_link_up`]).
     pub async fn start(config: Config) -> anyhow::Result<Gate> {
         config.validate()?;
+        config.prepare_list_files()?;
         let admin_addr = config.admin.addr()?;
         if admin_addr.is_some() {
             // Before anything registers metric handles (the server does at bind).
@@ -148,6 +151,7 @@ impl Gate {
             }
         };
         let local_addrs = server.local_addrs();
+        let counts = server.counts();
         let sessions = server.sessions();
         let admission = server.admission();
         let server_stop = server.shutdown_token();
@@ -195,10 +199,13 @@ impl Gate {
                     max_connections: config.gate.max_connections,
                     link: link.clone(),
                     handler: handler.clone(),
+                    counts: counts.clone(),
                     sessions: sessions.clone(),
                     admission: admission.clone(),
                     events: events.clone(),
                     block_file: block_file.clone(),
+                    allow_file: config.allow_list_path(),
+                    attack: Arc::clone(&attack),
                     guard: console::Guard::new(&config.admin.token, admin::metrics::UNAUTHORIZED),
                     rates: Default::default(),
                     #[cfg(feature = "embedded")]
@@ -247,11 +254,14 @@ impl Gate {
         if let Some(every) = optional_secs(config.gate.stats_log_secs) {
             tokio::spawn(log_stats(
                 every,
-                link.clone(),
-                handler.clone(),
-                sessions.clone(),
-                Arc::clone(&attack),
-                config.role,
+                StatsSources {
+                    link: link.clone(),
+                    handler: handler.clone(),
+                    counts: counts.clone(),
+                    sessions: sessions.clone(),
+                    attack: Arc::clone(&attack),
+                    role: config.role,
+                },
                 link_stop.clone(),
             ));
         }
@@ -283,6 +293,8 @@ impl Gate {
             allow_sources = g.allow_sources.len(),
             heartbeat_secs = config.server.heartbeat_secs,
             dead_after_secs = config.server.dead_after_secs,
+            block_list_file = %absolute(config.block_list_path()),
+            allow_list_file = %absolute(config.allow_list_path()),
             "logingate started"
         );
         Ok(Gate {
@@ -290,6 +302,7 @@ impl Gate {
             server_addr,
             link,
             handler,
+            counts,
             sessions,
             admission,
             events,
@@ -326,9 +339,14 @@ impl Gate {
         &self.link
     }
 
-    /// The client handler (close counts by reason).
+    /// The client handler (logins forwarded).
     pub fn handler(&self) -> &GateHandler {
         &self.handler
+    }
+
+    /// Accepts, opens, closes and refusals by reason since start (netcore's counts).
+    pub fn counts(&self) -> &Counts {
+        &self.counts
     }
 
     /// Live sessions.
@@ -408,50 +426,132 @@ impl Gate {
     }
 }
 
-/// A periodic summary line, so an operator without a metrics scraper still
-/// sees load, batching and why clients leave.
-async fn log_stats(
-    every: Duration,
+/// A configured path as an absolute one for the startup line (relative paths
+/// depend on the working directory, `/` under systemd), `none` when unset.
+fn absolute(path: Option<std::path::PathBuf>) -> String {
+    match path {
+        None => "none".to_owned(),
+        Some(p) => std::path::absolute(&p).unwrap_or(p).display().to_string(),
+    }
+}
+
+/// What the stats line reads.
+struct StatsSources {
+    /// The link (its own line).
     link: Link,
+    /// Logins forwarded.
     handler: Arc<GateHandler>,
+    /// Accepts, opens, closes and refusals.
+    counts: Counts,
+    /// Live sessions.
     sessions: Sessions,
+    /// Attack mode.
     attack: Arc<AttackMode>,
+    /// What the gate fronts.
     role: Role,
-    stop: CancellationToken,
-) {
+}
+
+/// The figures of one stats line: since start, or over one interval.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct StatsFigures {
+    /// netcore's counts.
+    core: CountsSnapshot,
+    /// `CM_IDPASSWORD` messages forwarded.
+    logins: u64,
+}
+
+impl StatsFigures {
+    fn since(&self, earlier: &StatsFigures) -> StatsFigures {
+        StatsFigures {
+            core: self.core.since(&earlier.core),
+            logins: self.logins.saturating_sub(earlier.logins),
+        }
+    }
+}
+
+/// `reason:count,reason:count` by descending count, or `none`: one token in a
+/// text line, one string in a JSON one.
+pub(crate) fn by_reason(counts: &std::collections::BTreeMap<&'static str, u64>) -> String {
+    if counts.is_empty() {
+        return "none".to_owned();
+    }
+    let mut sorted: Vec<_> = counts.iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    sorted
+        .iter()
+        .map(|(reason, n)| format!("{reason}:{n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Two summary lines every `stats_log_secs`, so an operator without a metrics
+/// scraper still sees load and why clients were refused or left: `stats` (clients:
+/// the interval's figures, then the totals since start, prefixed `total_`) and
+/// `link stats` (the LoginSrv link). The fields are described in the README.
+async fn log_stats(every: Duration, src: StatsSources, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
+    let figures = |src: &StatsSources| StatsFigures {
+        core: src.counts.snapshot(),
+        logins: src.handler.logins_forwarded(),
+    };
+    let mut last = figures(&src);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        let s = link.stats();
-        let per_write = if s.writes > 0 {
-            s.frames as f64 / s.writes as f64
-        } else {
-            0.0
-        };
+        let total = figures(&src);
+        let interval = total.since(&last);
         info!(
-            role = %role,
-            sessions = sessions.len(),
-            attack_mode = attack.is_on(),
-            link_up = link.is_up(),
-            link_connects = s.connects,
-            link_frames = s.frames,
-            link_writes = s.writes,
-            frames_per_write = format_args!("{per_write:.2}"),
-            replies_dropped = s.replies_dropped,
-            parse_errors = s.parse_errors,
-            closes = ?handler.close_counts(),
-            refused = ?handler.reject_counts(),
+            role = %src.role,
+            interval_secs = every.as_secs(),
+            sessions = src.sessions.len(),
+            attack_mode = if src.attack.is_on() { "on" } else { "off" },
+            accepted = interval.core.accepted,
+            opened = interval.core.opened,
+            logins = interval.logins,
+            closed = interval.core.closed(),
+            closes = %by_reason(&interval.core.closes),
+            refused = interval.core.refused(),
+            refusals = %by_reason(&interval.core.refusals),
+            total_accepted = total.core.accepted,
+            total_opened = total.core.opened,
+            total_logins = total.logins,
+            total_closed = total.core.closed(),
+            total_closes = %by_reason(&total.core.closes),
+            total_refused = total.core.refused(),
+            total_refusals = %by_reason(&total.core.refusals),
             "stats"
         );
+        log_link_stats(&src.link);
+        last = total;
     }
+}
+
+/// The link's line of the stats tick: state and batching since start.
+fn log_link_stats(link: &Link) {
+    let s = link.stats();
+    let per_write = if s.writes > 0 {
+        s.frames as f64 / s.writes as f64
+    } else {
+        0.0
+    };
+    info!(
+        up = link.is_up(),
+        connects = s.connects,
+        frames = s.frames,
+        writes = s.writes,
+        frames_per_write = format_args!("{per_write:.2}"),
+        replies_dropped = s.replies_dropped,
+        parse_errors = s.parse_errors,
+        "link stats"
+    );
 }
 
 /// Run the gate until SIGINT/SIGTERM, then shut down in order.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    bootstrap::fd_limit::raise_for(config.gate.max_connections, "gate.max_connections");
     // Polled once before anything starts, so the handlers are installed: a
     // signal that arrives while the gate starts (the embedded LoginSrv can
     // take a while) stops it in order instead of killing the process.

@@ -46,7 +46,10 @@ pub struct AttackConfig {
 impl Default for AttackConfig {
     fn default() -> Self {
         AttackConfig {
-            enter_conn_rate: 200,
+            // A login rush of 50 players makes about 240 connections/s (several per
+            // login: version check, login, server list, reconnects); 500 leaves room
+            // for two such rushes, while a connect flood runs at thousands.
+            enter_conn_rate: 500,
             exit_conn_rate: 30,
             exit_after_secs: 30,
             max_conn_per_ip: 2,
@@ -96,6 +99,8 @@ struct Sampler {
     calm_since: Option<Instant>,
     /// Whether the automatic decision is "on".
     auto_on: bool,
+    /// Connections per second over the last sample interval.
+    rate: f64,
 }
 
 /// Forced state: automatic, forced off, forced on.
@@ -124,6 +129,7 @@ impl AttackMode {
                 last: None,
                 calm_since: None,
                 auto_on: false,
+                rate: 0.0,
             }),
             forced: AtomicU8::new(AUTO),
             on: AtomicBool::new(false),
@@ -133,6 +139,20 @@ impl AttackMode {
     /// Whether attack mode is on.
     pub fn is_on(&self) -> bool {
         self.on.load(Ordering::Acquire)
+    }
+
+    /// `Some(on)` while an operator forces it, `None` while automatic.
+    pub fn forced(&self) -> Option<bool> {
+        match self.forced.load(Ordering::Acquire) {
+            FORCED_ON => Some(true),
+            FORCED_OFF => Some(false),
+            _ => None,
+        }
+    }
+
+    /// New connections per second (all sources) over the last sample.
+    pub fn conn_rate(&self) -> f64 {
+        self.sampler.lock().rate
     }
 
     /// The configuration.
@@ -165,6 +185,7 @@ impl AttackMode {
                 return None;
             }
             let rate = attempts.saturating_sub(before) as f64 / secs;
+            s.rate = rate;
             let c = &self.config;
             if !s.auto_on {
                 if c.enter_conn_rate > 0 && rate >= f64::from(c.enter_conn_rate) {

@@ -1,13 +1,20 @@
 //! The block list file: one IP or CIDR per line, `#` comments, blank lines.
 //! Polled for changes; its entries replace the static blocks in netcore's
 //! admission. Permanent blocks ordered by the LoginSrv are appended to it.
+//!
+//! A file missing at start-up is created empty (a new installation); one that
+//! exists but cannot be read refuses the start. A file that disappears or
+//! becomes unreadable later keeps the last list read in force, with a warning:
+//! a moved file must not unblock everyone.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use bootstrap::ConfigError;
 use ipnet::IpNet;
+use limits::LogLimiter;
 use netcore::Admission;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -57,7 +64,7 @@ pub struct Loaded {
     pub entries: usize,
     /// Lines skipped as neither an address, a range, a comment nor blank.
     pub bad_lines: usize,
-    /// False when the file could not be read (its static blocks are cleared).
+    /// False when the file could not be read (the last list read stays in force).
     pub readable: bool,
 }
 
@@ -102,17 +109,56 @@ pub fn load_into(path: &Path, admission: &Admission) -> Loaded {
             loaded
         }
         Err(e) => {
-            // The file is the source of truth: gone means nothing is blocked.
             metrics::counter!(METRIC_RELOADS, "outcome" => "unreadable").increment(1);
-            metrics::gauge!(METRIC_ENTRIES).set(0.0);
-            warn!(file = %path.display(), error = %e, "block list unreadable; static blocks cleared");
-            admission.replace_static(Vec::new());
+            if let Some(suppressed) = UNREADABLE_LOG.check_for("block") {
+                warn!(file = %path.display(), error = %e, suppressed, "block list unreadable; the last list read stays in force");
+            }
             Loaded {
                 entries: 0,
                 bad_lines: 0,
                 readable: false,
             }
         }
+    }
+}
+
+/// One warning a minute per list kind about a file that cannot be read (a check
+/// runs every `block_list_poll_secs`; a console reload can be asked for at will).
+pub(crate) static UNREADABLE_LOG: LogLimiter<&'static str> =
+    LogLimiter::new(1, Duration::from_secs(60));
+
+/// Start-up check of a list file named by config `key`: created empty when missing
+/// (logged with its absolute path), refused when it exists but cannot be read.
+pub fn prepare(key: &'static str, path: &Path) -> Result<(), ConfigError> {
+    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // Read whole, as every reload reads it (a directory opens but cannot be read).
+    match std::fs::read_to_string(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(path)
+                .or_else(|e| match e.kind() {
+                    io::ErrorKind::AlreadyExists => std::fs::File::open(path),
+                    _ => Err(e),
+                })
+                .map_err(|e| {
+                    ConfigError::new(
+                        key,
+                        format!(
+                            "{} does not exist and cannot be created: {e}",
+                            shown.display()
+                        ),
+                    )
+                })?;
+            warn!(key, file = %shown.display(), "list file did not exist: created empty");
+            Ok(())
+        }
+        Err(e) => Err(ConfigError::new(
+            key,
+            format!("cannot read {}: {e}", shown.display()),
+        )),
     }
 }
 
@@ -230,14 +276,55 @@ pub fn remove_net(path: &Path, net: IpNet) -> io::Result<bool> {
     if !removed {
         return Ok(false);
     }
+    replace_file(path, &kept)?;
+    Ok(true)
+}
+
+/// Add a line for `net` unless a line already covers all of it (`Ok(false)`),
+/// replacing the file through a temporary file and a rename like [`remove_net`]:
+/// a reload sees the old file or the new one, never half a line.
+pub fn insert_net(path: &Path, net: IpNet, note: &str) -> io::Result<bool> {
+    let _serial = RECORD_LOCK.lock();
+    let net = canonical_net(net);
+    let mut text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    if parse(&text).0.iter().any(|listed| listed.contains(&net)) {
+        return Ok(false);
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&line_of(net, note));
+    replace_file(path, &text)?;
+    Ok(true)
+}
+
+/// Write `text` to `path` through `<path>.tmp` and a rename.
+fn replace_file(path: &Path, text: &str) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(kept.as_bytes())?;
+    f.write_all(text.as_bytes())?;
     f.sync_data()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(true)
+    std::fs::rename(&tmp, path)
+}
+
+/// The file's line for `net`: a single host as a plain address.
+fn line_of(net: IpNet, note: &str) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        format!("{} # {note}\n", net.addr())
+    } else {
+        format!("{net} # {note}\n")
+    }
+}
+
+/// Every entry of the file, in file order (bad lines skipped).
+pub fn entries(path: &Path) -> io::Result<Vec<IpNet>> {
+    Ok(parse(&std::fs::read_to_string(path)?).0)
 }
 
 /// `net` truncated, an IPv4-mapped host as the IPv4 host.
@@ -273,11 +360,7 @@ pub fn append_net(path: &Path, net: IpNet, note: &str) -> io::Result<()> {
             line.push('\n');
         }
     }
-    if net.prefix_len() == net.max_prefix_len() {
-        line.push_str(&format!("{} # {note}\n", net.addr()));
-    } else {
-        line.push_str(&format!("{net} # {note}\n"));
-    }
+    line.push_str(&line_of(net, note));
     // A full disk can cut the write short; a line cut inside an address can name
     // another one ("127.0.0.12" → "127.0.0.1"), so a failed append is undone.
     if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.sync_data()) {
@@ -314,6 +397,35 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn an_unreadable_file_keeps_the_last_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("block.txt");
+        std::fs::write(&p, "10.0.0.1\n").unwrap();
+        let adm = Admission::standalone(&netcore::Config::default());
+        assert!(load_into(&p, &adm).readable);
+        std::fs::remove_file(&p).unwrap();
+        assert!(!load_into(&p, &adm).readable);
+        assert!(adm.is_blocked("10.0.0.1".parse().unwrap()), "still blocked");
+        std::fs::create_dir(&p).unwrap();
+        assert!(!load_into(&p, &adm).readable);
+        assert!(adm.is_blocked("10.0.0.1".parse().unwrap()), "still blocked");
+    }
+
+    #[test]
+    fn prepare_creates_a_missing_file_and_refuses_an_unreadable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("block.txt");
+        prepare("gate.block_list_file", &p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+        std::fs::write(&p, "10.0.0.1\n").unwrap();
+        prepare("gate.block_list_file", &p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "10.0.0.1\n", "kept");
+        let e = prepare("gate.block_list_file", &dir.path().join("no/such/dir/x")).unwrap_err();
+        assert_eq!(e.key, "gate.block_list_file");
+        assert!(e.problem.contains("cannot be created"), "{e}");
     }
 
     #[test]

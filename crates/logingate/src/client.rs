@@ -8,8 +8,8 @@
 //! Every close whose label is an offence (`punish::Offence::from_label`) is punished in
 //! `on_close`, the one place every close passes, whoever detected it.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,12 +18,12 @@ use mir2_proto::ClientFramer;
 use netcore::{Admission, CloseReason, Handler, Progress, Session};
 use tracing::{debug, info};
 
-use crate::account_ops::{AccountOps, OverLimit};
+use crate::account_ops::{AccountOps, OverLimit, Seen};
 use crate::config::Config;
 use crate::http_probe::{self, Probe};
 use crate::link::{Generation, Link, PushError};
 use crate::punish::{Offence, Punisher};
-use crate::reason::{self, ReasonCounts};
+use crate::reason;
 use limits::LogLimiter;
 
 /// The gate's per-connection logic, shared by all sessions.
@@ -37,12 +37,11 @@ pub struct GateHandler {
     max_packet_bytes: usize,
     /// Per-session message rate (and burst).
     max_packets_per_sec: u32,
-    /// Closes by reason label, for the stats line and tests (netcore's
-    /// `closed_total` goes to the metrics facade, which cannot be read back).
-    closes: ReasonCounts,
-    /// Clients the gate itself refused in `on_open`, by label (the same
-    /// holds for netcore's `rejected_total`).
-    rejects: ReasonCounts,
+    /// `CM_IDPASSWORD` messages forwarded, for the stats line (closes and
+    /// refusals are netcore's `Counts`).
+    logins_forwarded: AtomicU64,
+    /// `log_connections`: one info line per closed session.
+    log_connections: bool,
     /// Per-IP registration and password-operation limits.
     account_ops: AccountOps,
     /// Applies `[gate.punish]` to offending sources.
@@ -83,8 +82,8 @@ impl GateHandler {
             gate_ip: config.server.gate_addr,
             max_packet_bytes: config.gate.max_packet_bytes,
             max_packets_per_sec: config.gate.max_packets_per_sec,
-            closes: ReasonCounts::closes(),
-            rejects: ReasonCounts::refusals(),
+            logins_forwarded: AtomicU64::new(0),
+            log_connections: config.log_connections,
         }
     }
 
@@ -93,25 +92,9 @@ impl GateHandler {
         let _ = self.admission.set(admission);
     }
 
-    /// How many sessions closed with `reason` (a `CloseReason::as_str` label).
-    pub fn closes(&self, reason: &str) -> u64 {
-        self.closes.get(reason)
-    }
-
-    /// How many clients `on_open` refused with `reason`
-    /// (`server_unavailable`, `server_busy`).
-    pub fn rejects(&self, reason: &str) -> u64 {
-        self.rejects.get(reason)
-    }
-
-    /// All refusal counts of `on_open` by reason.
-    pub fn reject_counts(&self) -> BTreeMap<&'static str, u64> {
-        self.rejects.snapshot()
-    }
-
-    /// All close counts by reason.
-    pub fn close_counts(&self) -> BTreeMap<&'static str, u64> {
-        self.closes.snapshot()
+    /// Login messages (`CM_IDPASSWORD`) forwarded to the LoginSrv so far.
+    pub fn logins_forwarded(&self) -> u64 {
+        self.logins_forwarded.load(Ordering::Relaxed)
     }
 
     /// Take one message token; `false` when the client is over its rate.
@@ -145,6 +128,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
 impl Handler for GateHandler {
     type State = ClientState;
 
+    const LABELS: &'static [&'static str] = &reason::LABELS;
+
     fn on_open(&self, s: &Session) -> Result<ClientState, &'static str> {
         let id = s.id().get();
         let generation = match self.link.open(
@@ -158,7 +143,6 @@ impl Handler for GateHandler {
                     PushError::Down => (reason::SERVER_UNAVAILABLE, "LoginSrv link is down"),
                     PushError::Busy => (reason::SERVER_BUSY, "link buffer full"),
                 };
-                self.rejects.add(label);
                 if let Some(suppressed) = REJECT_LOG.check() {
                     info!(peer = %s.peer(), reason = label, suppressed, "refusing client: {why}");
                 }
@@ -213,17 +197,23 @@ impl Handler for GateHandler {
                     format_args!("more than {} messages per second", self.max_packets_per_sec),
                 ));
             }
-            if let Err(over) = self.account_ops.check(canonical(s.peer().ip()), &msg, now) {
-                let what = match over {
-                    OverLimit::NewAccounts => "new_accounts_per_ip_per_hour",
-                    OverLimit::PasswordOps => "password_ops_per_ip_per_min",
-                };
-                return Err(reject(s, reason::NEW_ACCOUNTS, format_args!("over {what}")));
-            }
+            let seen = match self.account_ops.check(canonical(s.peer().ip()), &msg, now) {
+                Ok(seen) => seen,
+                Err(over) => {
+                    let what = match over {
+                        OverLimit::NewAccounts => "new_accounts_per_ip_per_hour",
+                        OverLimit::PasswordOps => "password_ops_per_ip_per_min",
+                    };
+                    return Err(reject(s, reason::NEW_ACCOUNTS, format_args!("over {what}")));
+                }
+            };
             match self.link.data(st.generation, id, &msg) {
                 Ok(()) => {
                     progress = Progress::Message;
                     forwarded += 1;
+                    if seen == Seen::Login {
+                        self.logins_forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Err(PushError::Down) => return Err(CloseReason::Protocol(reason::SERVER_LOST)),
                 Err(PushError::Busy) => {
@@ -240,12 +230,23 @@ impl Handler for GateHandler {
     fn on_close(&self, st: ClientState, s: &Session, why: CloseReason) {
         let id = s.id().get();
         let sent = self.link.close(st.generation, id);
-        self.closes.add(why.as_str());
         if let (Some(offence), Some(admission)) =
             (Offence::from_label(why.as_str()), self.admission.get())
         {
             self.punisher.punish(admission, s.peer().ip(), offence);
         }
-        debug!(session = id, peer = %s.peer(), reason = %why, close_frame_sent = sent, "client closed");
+        if self.log_connections {
+            let stats = s.stats();
+            info!(
+                session = id,
+                peer = %s.peer(),
+                duration = format_args!("{:.1}s", stats.age.as_secs_f64()),
+                messages = stats.messages,
+                reason = why.as_str(),
+                "session closed"
+            );
+        } else {
+            debug!(session = id, peer = %s.peer(), reason = %why, close_frame_sent = sent, "client closed");
+        }
     }
 }

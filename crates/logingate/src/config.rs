@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Config errors, the log format and the one bound of every `*_secs` key are
 /// the same in every binary of the workspace.
-pub use bootstrap::{ConfigError, LogFormat, MAX_SECS};
+pub use bootstrap::{ConfigError, LogFormat, LogTimestamps, MAX_SECS};
 /// `[server.frames]`: per-field overrides of the dialect's frame table.
 pub use mir2_proto::link::{FrameOverrides, Frames};
 /// The link dialect, as written in the config (`wemade`, `delphi`, `happym2`, `ldx`).
@@ -31,6 +31,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log line format on stderr.
     pub log_format: LogFormat,
+    /// Log timestamps in `utc` or `local` time (with the offset, read at start-up).
+    pub log_timestamps: LogTimestamps,
+    /// One info line per closed client session (id, peer, duration, messages,
+    /// close reason).
+    pub log_connections: bool,
     /// What the gate fronts: a LoginSrv (`login`) or a DBServer (`selgate`);
     /// keys left out of the file take that role's defaults.
     pub role: Role,
@@ -49,7 +54,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GateConfig {
-    /// Addresses accepting game clients.
+    /// Addresses accepting game clients (one `"IP:PORT"` string or a list).
+    #[serde(deserialize_with = "bootstrap::config::addr::list")]
     pub listen: Vec<SocketAddr>,
     /// Listen backlog handed to the kernel.
     pub backlog: u32,
@@ -133,7 +139,10 @@ mod proxy_protocol_name {
 pub struct ServerConfig {
     /// LoginSrv gate port; absent = start the embedded LoginSrv (required
     /// in a gate built without it).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bootstrap::config::addr::optional"
+    )]
     pub addr: Option<SocketAddr>,
     /// Link dialect the LoginSrv speaks.
     pub dialect: Dialect,
@@ -206,6 +215,8 @@ impl Default for Config {
             #[cfg(feature = "embedded")]
             data_dir: PathBuf::from("./data"),
             log_format: LogFormat::Text,
+            log_timestamps: LogTimestamps::Utc,
+            log_connections: false,
             role: Role::Login,
             gate: GateConfig::default(),
             server: ServerConfig::default(),
@@ -588,6 +599,18 @@ impl Config {
         (!f.is_empty()).then(|| PathBuf::from(f))
     }
 
+    /// Start-up check of the list files: each created empty when missing, refused
+    /// (naming its key) when it exists but cannot be read.
+    pub fn prepare_list_files(&self) -> Result<(), ConfigError> {
+        if let Some(path) = self.block_list_path() {
+            crate::blocklist::prepare("gate.block_list_file", &path)?;
+        }
+        if let Some(path) = self.allow_list_path() {
+            crate::blocklist::prepare("gate.allow_list_file", &path)?;
+        }
+        Ok(())
+    }
+
     /// `gate.allow_list_file`, unless empty.
     pub fn allow_list_path(&self) -> Option<PathBuf> {
         let f = self.gate.allow_list_file.trim();
@@ -635,7 +658,8 @@ fn is_local(ip: IpAddr) -> bool {
 fn networks(key: &'static str, entries: &[String]) -> Result<Vec<IpNet>, ConfigError> {
     entries
         .iter()
-        .map(|entry| {
+        .enumerate()
+        .map(|(i, entry)| {
             let entry = entry.trim();
             entry
                 .parse::<IpNet>()
@@ -645,7 +669,12 @@ fn networks(key: &'static str, entries: &[String]) -> Result<Vec<IpNet>, ConfigE
                         .parse::<std::net::IpAddr>()
                         .map(|ip| IpNet::from(ip.to_canonical()))
                 })
-                .map_err(|_| invalid(key, format!("{entry:?} is not an IP address or CIDR")))
+                .map_err(|_| {
+                    ConfigError::new(
+                        format!("{key}[{i}]"),
+                        format!("{entry:?} is not an IP address or CIDR (e.g. 203.0.113.0/24)"),
+                    )
+                })
         })
         .collect()
 }
@@ -697,6 +726,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_conections"), "{err}");
+        assert!(err.contains("did you mean `max_connections`?"), "{err}");
+    }
+
+    #[test]
+    fn listen_takes_one_string_and_server_a_host_name() {
+        let c = Config::from_toml(
+            "[gate]\nlisten = \"127.0.0.1:7000\"\n[server]\naddr = \"localhost:5500\"\n",
+            Path::new("g.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.gate.listen, vec!["127.0.0.1:7000".parse().unwrap()]);
+        assert!(c.server.addr.unwrap().ip().is_loopback());
+        let e = Config::from_toml("[server]\naddr = \"5500\"\n", Path::new("g.toml")).unwrap_err();
+        assert_eq!(e.key, "server.addr");
+        assert!(e.problem.contains("IP:PORT"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_network_entry_is_named_with_its_index() {
+        let mut c = defaults();
+        c.gate.allow_sources = vec!["10.0.0.0/8".into(), "10.0.0.0/33".into()];
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, "gate.allow_sources[1]");
+        assert!(e.problem.contains("10.0.0.0/33"), "{e}");
     }
 
     #[test]

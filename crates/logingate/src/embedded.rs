@@ -74,10 +74,14 @@ impl Embedded {
         // Its endpoints are served by the gate's console (one port).
         ls.admin.listen = String::new();
         ls.temporary_block = config.server.link_frames().temporary_block;
-        let db_path = config.data_dir.join(DB_FILE);
+        // Absolute, so the log names the file whatever the working directory
+        // (`/` under systemd).
+        let data_dir =
+            std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+        let db_path = data_dir.join(DB_FILE);
         if !overrides.contains_key("database") {
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
             ls.database = db_path.to_string_lossy().into_owned();
         }
         if !overrides.contains_key("servers") {
@@ -95,6 +99,7 @@ impl Embedded {
         let addr = server.local_addr();
         info!(
             loginsrv = %addr,
+            data_dir = %data_dir.display(),
             %database,
             "no [server] addr configured: the gate runs with an embedded LoginSrv; \
              to use an external LoginSrv instead pass --server HOST:PORT or set [server] addr"

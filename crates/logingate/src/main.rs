@@ -31,6 +31,11 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    bootstrap::logging::init(config.log_format);
+    bootstrap::logging::init_with(config.log_format, config.log_timestamps);
+    // Before the runtime: a list file that cannot be read is a configuration error.
+    if let Err(e) = config.prepare_list_files() {
+        eprintln!("logingate: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     bootstrap::run_main("logingate", logingate::app::run(config))
 }

@@ -146,6 +146,58 @@ fn exits_2_naming(config: &str, key: &str) {
     assert!(err.contains(key), "stderr {err:?} should name {key}");
 }
 
+/// A list file is created empty when missing; one that cannot be read is a
+/// configuration error naming its key.
+#[test]
+fn list_files_missing_are_created_and_unreadable_ones_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let unreadable = dir.path().join("a-directory");
+    std::fs::create_dir(&unreadable).unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = dead.local_addr().unwrap();
+    drop(dead);
+    for key in ["block_list_file", "allow_list_file"] {
+        let file = dir.path().join("gate.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[gate]\nlisten = [\"127.0.0.1:0\"]\n{key} = \"{}\"\n[server]\naddr = \"{server}\"\n[admin]\nlisten = \"\"\n",
+                unreadable.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{key}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("gate.{key}")), "{err}");
+    }
+    let missing = dir.path().join("new-blocks.txt");
+    let file = dir.path().join("gate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "log_format = \"json\"\n[gate]\nlisten = [\"127.0.0.1:0\"]\nblock_list_file = \"{}\"\n[server]\naddr = \"{server}\"\n[admin]\nlisten = \"\"\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config").arg(&file).env("RUST_LOG", "info");
+    let mut gate = Spawned::logs(cmd);
+    let named = gate.wait_for_json("startup line", |v| {
+        (v["fields"]["message"] == "logingate started")
+            .then(|| v["fields"]["block_list_file"].as_str().unwrap().to_owned())
+    });
+    assert_eq!(named, missing.display().to_string());
+    assert_eq!(std::fs::read_to_string(&missing).unwrap(), "");
+    gate.terminate();
+    assert_eq!(gate.exit_status().code(), Some(0));
+}
+
 #[test]
 fn bad_configs_exit_2_naming_the_key() {
     exits_2_naming("[server]\nheartbeat_secs = 0\n", "server.heartbeat_secs");

@@ -64,7 +64,7 @@ async fn open_data_reply_close(d: Dialect) {
     assert_eq!(link.text().await, want_close);
     link.expect_silence(Duration::from_millis(100)).await;
     eventually("session gone", || gate.sessions().is_empty()).await;
-    assert_eq!(gate.handler().closes("peer_closed"), 1);
+    assert_eq!(gate.counts().closed("peer_closed"), 1);
 }
 
 #[tokio::test]
@@ -189,7 +189,7 @@ async fn kick_delivers_pending_reply_then_closes() {
 
     assert_eq!(read_to_close(&mut client).await, REPLY);
     assert_eq!(link.text().await, format!("%X{id}$"));
-    assert_eq!(gate.handler().closes("kicked"), 1);
+    assert_eq!(gate.counts().closed("kicked"), 1);
 
     // A kick for an id nobody has is counted, nothing else happens.
     link.send(b"%+-999999$").await;
@@ -330,7 +330,7 @@ async fn injection_attempts_never_reach_the_server() {
     offender(&gate, &mut link, b"", &msg_with(b"\xB0\xA1"), 0).await;
     // The id separator.
     offender(&gate, &mut link, &good, &msg_with(b"/1"), 1).await;
-    assert_eq!(gate.handler().closes("forbidden_byte"), 5);
+    assert_eq!(gate.counts().closed("forbidden_byte"), 5);
 
     neighbour.write_all(&good).await.unwrap();
     assert_eq!(
@@ -369,9 +369,9 @@ async fn oversize_short_and_flooding_clients_are_closed() {
     }
     offender(&gate, &mut link, &five, &good, 5).await;
 
-    assert_eq!(gate.handler().closes("oversize"), 2);
-    assert_eq!(gate.handler().closes("short_packet"), 1);
-    assert_eq!(gate.handler().closes("flooding"), 1);
+    assert_eq!(gate.counts().closed("oversize"), 2);
+    assert_eq!(gate.counts().closed("short_packet"), 1);
+    assert_eq!(gate.counts().closed("flooding"), 1);
 }
 
 #[tokio::test]
@@ -417,7 +417,7 @@ async fn slow_reader_is_closed_and_neighbours_are_served() {
         }
     }
     let mut wr = writer.await.unwrap();
-    assert_eq!(gate.handler().closes("slow_reader"), 1);
+    assert_eq!(gate.counts().closed("slow_reader"), 1);
 
     // The neighbour is unaffected.
     wr.write_all(format!("%{nid}/").as_bytes()).await.unwrap();
@@ -454,6 +454,6 @@ async fn gate_limits_reach_the_core() {
 
     assert!(read_to_close(&mut b).await.is_empty());
     assert_eq!(link.text().await, format!("%X{idb}$"));
-    assert_eq!(gate.handler().closes("first_packet_timeout"), 1);
+    assert_eq!(gate.counts().closed("first_packet_timeout"), 1);
     expect_open(&mut a, Duration::from_millis(50)).await;
 }

@@ -128,7 +128,7 @@ async fn a_console_kick_flushes_closes_and_the_loginsrv_sees_the_close() {
     assert_eq!(link.frame_no_hb().await, format!("%X{id}$").into_bytes());
     assert!(read_to_close(&mut client).await.is_empty());
     eventually("kick counted as a close", || {
-        gate.handler().closes("kicked") == 1
+        gate.counts().closed("kicked") == 1
     })
     .await;
 
@@ -190,6 +190,148 @@ async fn a_console_block_closes_the_ip_s_sessions_and_refuses_its_next_connect()
     let again = delete(console, "/api/blocks/127.0.0.1").await;
     assert_eq!(again.status, 404);
     assert!(again.error().starts_with("net: "), "{}", again.body);
+    gate.shutdown().await;
+}
+
+/// Attack mode forced and released through the console, and the allow list edited
+/// through it: both in force at once for new connections, both on the status page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_forces_attack_mode_and_edits_the_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let allow = dir.path().join("allow.txt");
+    std::fs::write(&allow, "10.1.0.0/16 # office\n").unwrap();
+    let allow_path = allow.clone();
+    let (gate, _srv, mut link) = gate_with_srv(
+        |c| {
+            with_console(c);
+            c.gate.allow_list_file = allow_path.display().to_string();
+            c.gate.block_list_poll_secs = 3600;
+            c.gate.attack.allow_listed_only = true;
+        },
+        Dialect::Wemade,
+    )
+    .await;
+    let console = admin(&gate);
+    let addr = gate_addr(&gate);
+    let status = get(console, "/api/status").await.json();
+    assert_eq!(status["attack"]["on"], false, "{}", status["attack"]);
+    assert_eq!(status["attack"]["mode"], "automatic");
+    assert_eq!(status["attack"]["config"]["allow_listed_only"], true);
+
+    let forced = post(console, "/api/attack", r#"{"on": true}"#).await;
+    assert_eq!(forced.status, 200, "{}", forced.body);
+    assert_eq!(forced.json()["on"], true);
+    assert!(gate.attack().is_on());
+    let status = get(console, "/api/status").await.json();
+    assert_eq!(status["attack"]["mode"], "forced_on");
+    let page = get(console, "/").await.body;
+    assert!(page.contains("id=\"attack-state\""), "{page}");
+    assert!(page.contains("forced on"), "{page}");
+    // Panic mode: only allow-listed sources get in.
+    let mut refused = connect_from([127, 0, 0, 9], addr).await;
+    assert!(is_rejected(&mut refused).await);
+    assert_eq!(gate.counts().refused("not_allow_listed"), 1);
+
+    let added = post(console, "/api/allow", r#"{"net": "127.0.0.9"}"#).await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    assert_eq!(added.json()["added"], true);
+    let again = post(console, "/api/allow", r#"{"net": "10.1.2.0/24"}"#).await;
+    assert_eq!(again.json()["added"], false, "covered by the office range");
+    let text = std::fs::read_to_string(&allow).unwrap();
+    assert_eq!(
+        text,
+        "10.1.0.0/16 # office\n127.0.0.9 # allowed from the console\n"
+    );
+    let _admitted = connect_from([127, 0, 0, 9], addr).await;
+    link.open_id().await;
+    let listed = get(console, "/api/allow").await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.json()["allow"][1], "127.0.0.9/32");
+
+    let removed = delete(console, "/api/allow/127.0.0.9").await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert!(!gate
+        .admission()
+        .is_allow_listed("127.0.0.9".parse().unwrap()));
+    assert_eq!(delete(console, "/api/allow/127.0.0.9").await.status, 404);
+
+    let released = post(console, "/api/attack", r#"{"on": null}"#).await;
+    assert_eq!(released.status, 200, "{}", released.body);
+    assert_eq!(released.json()["on"], false, "automatic, and no flood");
+    assert_eq!(
+        get(console, "/api/status").await.json()["attack"]["mode"],
+        "automatic"
+    );
+    let missing = post(console, "/api/attack", "{}").await;
+    assert_eq!(missing.status, 400);
+    assert!(missing.error().contains("on"), "{}", missing.body);
+    assert_eq!(
+        post(console, "/api/attack", r#"{"on": 1}"#).await.status,
+        400
+    );
+    gate.shutdown().await;
+
+    let (gate, _srv, _link) = gate_with_srv(with_console, Dialect::Wemade).await;
+    let none = get(admin(&gate), "/api/allow").await;
+    assert_eq!(none.status, 409);
+    assert!(
+        none.error().contains("gate.allow_list_file"),
+        "{}",
+        none.body
+    );
+    gate.shutdown().await;
+}
+
+/// A block list or allow list file that disappears or becomes unreadable keeps the
+/// last list read: a moved file must not unblock everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_files_that_disappear_keep_the_last_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = dir.path().join("blocked.txt");
+    let allow = dir.path().join("allow.txt");
+    std::fs::write(&blocks, "127.0.0.5\n").unwrap();
+    std::fs::write(&allow, "127.0.0.6\n").unwrap();
+    let (block_path, allow_path) = (blocks.clone(), allow.clone());
+    let (gate, _srv, _link) = gate_with_srv(
+        |c| {
+            with_console(c);
+            c.gate.block_list_file = block_path.display().to_string();
+            c.gate.allow_list_file = allow_path.display().to_string();
+            c.gate.block_list_poll_secs = 1;
+        },
+        Dialect::Wemade,
+    )
+    .await;
+    let console = admin(&gate);
+    std::fs::remove_file(&blocks).unwrap();
+    std::fs::remove_file(&allow).unwrap();
+    // Read now, whatever the watcher did meanwhile.
+    let reloaded = post(console, "/api/reload", "").await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    assert_eq!(reloaded.json()["readable"], false);
+    assert!(gate.admission().is_blocked("127.0.0.5".parse().unwrap()));
+    let mut refused = connect_from([127, 0, 0, 5], gate_addr(&gate)).await;
+    assert!(is_rejected(&mut refused).await, "still blocked");
+    assert_eq!(gate.counts().refused("blocked"), 1);
+    // A directory in a file's place cannot be read either.
+    std::fs::create_dir(&blocks).unwrap();
+    assert_eq!(
+        post(console, "/api/reload", "").await.json()["readable"],
+        false
+    );
+    assert!(gate.admission().is_blocked("127.0.0.5".parse().unwrap()));
+    assert!(gate
+        .admission()
+        .is_allow_listed("127.0.0.6".parse().unwrap()));
+    // Back in place with other contents: read again.
+    std::fs::remove_dir(&blocks).unwrap();
+    std::fs::write(&blocks, "127.0.0.7\n").unwrap();
+    let r = post(console, "/api/reload", "").await.json();
+    assert_eq!(
+        (r["readable"].as_bool(), r["entries"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert!(!gate.admission().is_blocked("127.0.0.5".parse().unwrap()));
     gate.shutdown().await;
 }
 

@@ -52,10 +52,10 @@ async fn http_request_is_labelled_and_temp_blocks_its_source() {
         .unwrap();
     assert!(read_to_close(&mut c).await.is_empty());
     eventually("http_request close", || {
-        gate.handler().closes("http_request") == 1
+        gate.counts().closed("http_request") == 1
     })
     .await;
-    assert_eq!(gate.handler().closes("forbidden_byte"), 0);
+    assert_eq!(gate.counts().closed("forbidden_byte"), 0);
     assert!(gate.admission().is_blocked(ip("127.0.0.2")));
     assert!(!gate.admission().is_blocked(ip("127.0.0.3")));
     // A request line split across reads is recognised too.
@@ -65,7 +65,7 @@ async fn http_request_is_labelled_and_temp_blocks_its_source() {
     c.write_all(b"ST /login HTTP/1.1\r\n").await.unwrap();
     assert!(read_to_close(&mut c).await.is_empty());
     eventually("second http_request", || {
-        gate.handler().closes("http_request") == 2
+        gate.counts().closed("http_request") == 2
     })
     .await;
 }
@@ -90,7 +90,7 @@ async fn registrations_over_the_per_ip_limit_are_not_forwarded() {
     }
     assert!(read_to_close(&mut c).await.is_empty());
     eventually("new_accounts close", || {
-        gate.handler().closes("new_accounts") == 1
+        gate.counts().closed("new_accounts") == 1
     })
     .await;
     assert!(gate.admission().is_blocked(ip("127.0.0.4")));

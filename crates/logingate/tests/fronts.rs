@@ -248,7 +248,7 @@ async fn forged_header_from_an_untrusted_address_is_not_believed() {
         .unwrap();
     assert!(read_to_close(&mut forger).await.is_empty());
     assert_eq!(link.text().await, format!("%X{id}$"));
-    assert_eq!(gate.handler().closes("forbidden_byte"), 1);
+    assert_eq!(gate.counts().closed("forbidden_byte"), 1);
     link.expect_silence(Duration::from_millis(200)).await;
     gate.shutdown().await;
 }

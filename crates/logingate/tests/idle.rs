@@ -52,14 +52,14 @@ async fn bytes_without_a_whole_message_are_closed_at_the_first_packet_timeout() 
         assert!(read_to_close(c).await.is_empty());
     }
     assert_eq!(
-        gate.handler().closes("first_packet_timeout"),
+        gate.counts().closed("first_packet_timeout"),
         3,
         "{:?}",
-        gate.handler().close_counts()
+        gate.counts().snapshot().closes
     );
     // A client that sent a whole message is past its first packet.
     expect_open(&mut good, Duration::from_millis(200)).await;
-    assert_eq!(gate.handler().closes("first_packet_timeout"), 3);
+    assert_eq!(gate.counts().closed("first_packet_timeout"), 3);
 }
 
 #[tokio::test]
@@ -101,10 +101,10 @@ async fn acks_and_trickled_bytes_do_not_keep_a_client_alive() {
     assert!(slow_cut, "a client trickling one message was kept");
     assert!(!good_cut, "a client sending whole messages was cut off");
     assert_eq!(
-        gate.handler().closes("idle_timeout"),
+        gate.counts().closed("idle_timeout"),
         2,
         "{:?}",
-        gate.handler().close_counts()
+        gate.counts().snapshot().closes
     );
 
     let mut closed = Vec::new();

@@ -34,7 +34,7 @@ async fn silent_server_is_declared_dead_and_clients_dropped() {
         t0.elapsed()
     );
     assert!(read_to_close(&mut client).await.is_empty());
-    assert_eq!(gate.handler().closes("server_lost"), 1);
+    assert_eq!(gate.counts().closed("server_lost"), 1);
 
     // And reconnects; the old session is not mentioned on the new link.
     let mut link2 = srv.accept().await;
@@ -98,7 +98,7 @@ async fn restarted_login_server_is_reconnected_and_service_resumes() {
     link.send(b"$").await;
     assert_eq!(read_n(&mut client, REPLY.len()).await, REPLY);
     assert_eq!(gate.link().stats().connects, 2);
-    assert_eq!(gate.handler().closes("server_lost"), 1);
+    assert_eq!(gate.counts().closed("server_lost"), 1);
 }
 
 #[tokio::test]
@@ -186,7 +186,7 @@ async fn a_stalled_login_server_makes_the_gate_shed_clients_not_memory() {
     msg.push(b'!');
     // Push until the gate refuses: its link buffer is full.
     let mut sent = 0usize;
-    while gate.handler().closes("server_busy") == 0 {
+    while gate.counts().closed("server_busy") == 0 {
         match tokio::time::timeout(STEP, client.write_all(&msg)).await {
             Ok(Ok(())) => sent += 1,
             Ok(Err(_)) => break,
@@ -195,7 +195,7 @@ async fn a_stalled_login_server_makes_the_gate_shed_clients_not_memory() {
         assert!(sent < 100_000, "never refused");
     }
     eventually("server_busy close", || {
-        gate.handler().closes("server_busy") == 1
+        gate.counts().closed("server_busy") == 1
     })
     .await;
     assert!(gate.link().is_up(), "the link itself is fine");
@@ -250,16 +250,16 @@ async fn full_link_buffer_refuses_new_clients() {
         let opened_before = gate.sessions().len();
         let mut c = connect(gate_addr(&gate)).await;
         eventually("newcomer accepted or refused", || {
-            gate.sessions().len() > opened_before || gate.handler().rejects("server_busy") > 0
+            gate.sessions().len() > opened_before || gate.counts().refused("server_busy") > 0
         })
         .await;
-        if gate.handler().rejects("server_busy") > 0 {
+        if gate.counts().refused("server_busy") > 0 {
             assert!(read_to_close(&mut c).await.is_empty());
             break;
         }
-        let busy_before = gate.handler().closes("server_busy");
+        let busy_before = gate.counts().closed("server_busy");
         for _ in 0..100_000 {
-            if gate.handler().closes("server_busy") > busy_before {
+            if gate.counts().closed("server_busy") > busy_before {
                 break;
             }
             match tokio::time::timeout(STEP, c.write_all(&msg)).await {
@@ -269,10 +269,10 @@ async fn full_link_buffer_refuses_new_clients() {
             }
         }
         eventually("server_busy close", || {
-            gate.handler().closes("server_busy") > busy_before
+            gate.counts().closed("server_busy") > busy_before
         })
         .await;
     }
-    assert_eq!(gate.handler().rejects("server_busy"), 1);
+    assert_eq!(gate.counts().refused("server_busy"), 1);
     assert!(gate.link().is_up(), "the link itself is fine");
 }

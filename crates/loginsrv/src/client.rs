@@ -56,8 +56,10 @@ pub(crate) struct Client {
     pub token: u64,
     /// Account key after a successful CM_IDPASSWORD (until kicked or closed).
     pub account: Option<String>,
-    /// Set when CM_PROTOCOL announced a build older than `min_client_version`.
-    pub refused: bool,
+    /// Whether a CM_PROTOCOL on this connection announced a build of at least
+    /// `min_client_version`; until then (and after an older one) only CM_PROTOCOL is
+    /// served. Always true when no minimum is configured.
+    pub version_passed: bool,
     /// Splits the gate's bytes into `#…!` messages.
     framer: ClientFramer,
     /// Bytes of a message split across frames.
@@ -69,6 +71,7 @@ impl Client {
     pub fn new(server: Arc<ServerState>, gate: GateLink, id: u32, ip: IpAddr) -> Client {
         let token = server.next_client_token.fetch_add(1, Ordering::Relaxed);
         let framer = ClientFramer::new(server.config.max_client_message_bytes);
+        let version_passed = server.config.min_client_version <= 0;
         Client {
             server,
             gate,
@@ -76,7 +79,7 @@ impl Client {
             ip,
             token,
             account: None,
-            refused: false,
+            version_passed,
             framer,
             pending: BytesMut::new(),
         }
@@ -136,10 +139,14 @@ impl Client {
             );
             return;
         };
-        if self.refused && kind != MsgKind::CmProtocol {
+        if !self.version_passed && kind != MsgKind::CmProtocol {
             reject(
                 "client_version_refused",
-                format_args!("{}: {}", self.who(), kind.name()),
+                format_args!(
+                    "{}: {} before a CM_PROTOCOL of build >= min_client_version",
+                    self.who(),
+                    kind.name()
+                ),
             );
             return;
         }

@@ -21,7 +21,12 @@ pub use mir2_proto::Dialect;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Log timestamps in `utc` or `local` time (with the offset, read at start-up).
+    pub log_timestamps: bootstrap::LogTimestamps,
+    /// Interval of the summary log line (online, logins, failures, gates; 0 = off).
+    pub stats_log_secs: u64,
     /// Address gates connect to (the originals used 5500).
+    #[serde(deserialize_with = "bootstrap::config::addr::one")]
     pub listen: SocketAddr,
     /// `sqlite://path`, a bare file path (SQLite), or `postgres://…`.
     pub database: String,
@@ -118,6 +123,8 @@ fn default_capacity() -> u32 {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            log_timestamps: bootstrap::LogTimestamps::Utc,
+            stats_log_secs: 60,
             listen: SocketAddr::from(([0, 0, 0, 0], 5500)),
             database: "sqlite://accounts.db".to_owned(),
             db_max_connections: 8,
@@ -260,6 +267,7 @@ impl Config {
         ] {
             bootstrap::config::check_secs(key, secs, 1)?;
         }
+        bootstrap::config::check_secs("stats_log_secs", self.stats_log_secs, 0)?;
         self.validate_security()?;
         self.id_table()?;
         if self.servers.is_empty() {

@@ -137,8 +137,10 @@ pub(crate) async fn accept_loop(
         );
         tracker.spawn(async move {
             tracing::info!(%peer, "gate connected");
-            let reason = serve_gate(stream, peer, state, cancel, t).await;
+            state.summary.gate_connected();
+            let reason = serve_gate(stream, peer, state.clone(), cancel, t).await;
             tracing::info!(%peer, reason, "gate disconnected");
+            state.summary.gate_disconnected();
             gates.leave();
         });
     }

@@ -27,6 +27,7 @@ mod online;
 mod reject;
 pub mod routes;
 mod store;
+mod summary;
 mod timing;
 pub mod validate;
 
@@ -70,6 +71,8 @@ pub(crate) struct ServerState {
     pub hash_budget: Option<limits::RateTable<std::net::IpAddr>>,
     /// Connected game servers, when `[game_servers]` is on.
     pub game: Option<game::GameServers>,
+    /// What the summary log line reads.
+    pub summary: summary::Summary,
 }
 
 /// A LoginSrv serving gates.
@@ -156,9 +159,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             limits::RateTable::new(per_minute, HASH_BUDGET_SLOTS)
         }),
         game,
+        summary: summary::Summary::default(),
     });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    if state.config.stats_log_secs > 0 {
+        tracker.spawn(summary::run(
+            state.clone(),
+            Duration::from_secs(state.config.stats_log_secs),
+            cancel.clone(),
+        ));
+    }
     tracker.spawn(gate::accept_loop(
         listener,
         state.clone(),

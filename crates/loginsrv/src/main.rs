@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    bootstrap::logging::init(cli.log_format);
+    bootstrap::logging::init_with(cli.log_format, config.log_timestamps);
     bootstrap::run_main("loginsrv", async move {
         // Polled once before anything starts, so the handlers are installed: a
         // signal while the server starts stops it in order instead of killing it.

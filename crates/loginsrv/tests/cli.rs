@@ -188,3 +188,77 @@ async fn confirmed_registration_survives_kill_9() {
     );
     server.shutdown().await;
 }
+
+/// The summary line: logins and failures per interval and since start, gates
+/// connected, in plain text (no colour codes) when the log is not a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_line_counts_logins_failures_and_gates_without_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("accounts.db");
+    let cfg = dir.path().join("loginsrv.toml");
+    std::fs::write(
+        &cfg,
+        "stats_log_secs = 1\n[security]\nargon2_m_kib = 8\nargon2_t = 1\n",
+    )
+    .unwrap();
+    let mut cmd = loginsrv();
+    cmd.arg("--config")
+        .arg(&cfg)
+        .args(["--listen", "127.0.0.1:0", "--admin", "", "--database"])
+        .arg(&db)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR");
+    let server = Spawned::logs(cmd);
+    let (server, addr) = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        let addr: std::net::SocketAddr = server.wait_for("listening line", |line| {
+            let rest = line.split("local_addr=").nth(1)?;
+            Some(rest.split_whitespace().next()?.parse().unwrap())
+        });
+        (server, addr)
+    })
+    .await
+    .unwrap();
+    let mut gate = Gate::connect(addr, Dialect::Delphi).await;
+    gate.open(1).await;
+    assert_reply(
+        &gate.register(1, "summed", "pw1234").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    assert_reply(
+        &gate.login(1, "summed", "wrong").await,
+        MsgKind::SmPasswdFail,
+        loginsrv::code::WRONG_PASSWORD,
+    );
+    assert_reply(
+        &gate.login(1, "summed", "pw1234").await,
+        MsgKind::SmPassOkSelectServer,
+        0,
+    );
+    let mut server = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.wait_for("a summary with both logins", |line| {
+            (line.contains(" summary ")
+                && line.contains("total_logins=1")
+                && line.contains("total_login_failures=1"))
+            .then_some(())
+        });
+        server
+    })
+    .await
+    .unwrap();
+    let line = server.seen.last().unwrap().clone();
+    assert!(
+        line.contains("gates=1") && line.contains("online=1"),
+        "{line}"
+    );
+    assert!(line.contains("interval_secs=1"), "{line}");
+    assert!(
+        server.seen.iter().all(|l| !l.contains('\x1b')),
+        "colour codes in a log that is no terminal: {:?}",
+        server.seen
+    );
+    server.terminate();
+    assert_eq!(server.exit_status().code(), Some(0));
+}

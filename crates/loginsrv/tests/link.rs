@@ -110,6 +110,50 @@ async fn old_client_versions_are_refused() {
 }
 
 #[tokio::test]
+async fn a_client_that_skips_the_version_check_gets_no_service() {
+    let db = db().await;
+    let mut c = config(&db);
+    c.min_client_version = 20_200_101;
+    let server = start(c).await;
+    let mut gate = Gate::connect(server.local_addr(), Dialect::Delphi).await;
+    let user = db.account("skipper");
+    // Registered on a connection that passed the check.
+    gate.open(1).await;
+    gate.send(1, MsgKind::CmProtocol, 20_200_101, &[]).await;
+    assert_reply(&gate.reply(1).await, MsgKind::SmCertificationSuccess, 0);
+    assert_reply(
+        &gate.register(1, &user, "pw1234").await,
+        MsgKind::SmNewIdSuccess,
+        0,
+    );
+    // A connection that never sends CM_PROTOCOL: login, registration and every
+    // account command go unanswered. Replies come in order, so the first reply
+    // being the version check's proves none of them was served.
+    gate.open(2).await;
+    let other = db.account("skipper2");
+    let login = format!("{user}/pw1234");
+    gate.send(2, MsgKind::CmIdPassword, 0, &[login.as_bytes()])
+        .await;
+    gate.send(2, MsgKind::CmAddNewUser, 0, &[other.as_bytes()])
+        .await;
+    let change = format!("{user}\tpw1234\tpw5678");
+    gate.send(2, MsgKind::CmChangePassword, 0, &[change.as_bytes()])
+        .await;
+    gate.send(2, MsgKind::CmGetBackPassword, 0, &[user.as_bytes()])
+        .await;
+    gate.send(2, MsgKind::CmSelectServer, 0, &[b"demo"]).await;
+    gate.send(2, MsgKind::CmProtocol, 20_200_101, &[]).await;
+    assert_reply(&gate.reply(2).await, MsgKind::SmCertificationSuccess, 0);
+    // Checked now: served.
+    assert_reply(
+        &gate.login(2, &user, "pw1234").await,
+        MsgKind::SmPassOkSelectServer,
+        0,
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn garbage_is_counted_and_others_keep_working() {
     let db = db().await;
     let server = start(config(&db)).await;

@@ -131,7 +131,7 @@ fn open<H: Handler>(conn: &mut Conn<H>) -> Option<H::State> {
     match core.handler.on_open(&conn.session) {
         Ok(state) => {
             conn.opened = true;
-            core.metrics.opened.increment(1);
+            core.metrics.opened();
             core.metrics.active.increment(1.0);
             Some(state)
         }

@@ -27,6 +27,7 @@
 mod admission;
 mod config;
 mod conn;
+mod counts;
 mod listener;
 mod metrics;
 mod pool;
@@ -38,6 +39,7 @@ mod session;
 
 pub use admission::{Admission, Block, BlockKind, RejectObserver, StrictLimits};
 pub use config::Config;
+pub use counts::{Counts, CountsSnapshot};
 pub use ipnet::IpNet;
 pub use proxy::{ProxyConfig, ProxyProtocol};
 pub use reason::{CloseReason, SendError};
@@ -64,6 +66,11 @@ pub enum Progress {
 pub trait Handler: Send + Sync + 'static {
     /// Per-session protocol state.
     type State: Send + 'static;
+
+    /// Every label the handler refuses a session with (`on_open`) or closes one with
+    /// (`CloseReason::Protocol`): each gets a fixed counter in [`Counts`], read back by
+    /// [`Server::counts`]. A label missing here is counted as `other`.
+    const LABELS: &'static [&'static str] = &[];
 
     /// A new session, already registered (so `Sessions::close_all` cannot miss it).
     /// `Err(label)` rejects it: counted as `rejected_total{reason=label}`, socket closed,

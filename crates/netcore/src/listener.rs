@@ -140,7 +140,7 @@ fn is_per_connection(e: &io::Error) -> bool {
 /// header), then registration, then the session task. Runs on the accept loop, so
 /// it must not block: every step is a few lock-free or short-lock operations.
 fn admit<H: Handler>(core: &Arc<Core<H>>, stream: StdStream, peer: SocketAddr) {
-    core.metrics.accepted.increment(1);
+    core.metrics.accepted();
     let ip = peer.ip().to_canonical();
     if !core.sources.allows(ip) {
         core.reject(crate::proxy::label::SOURCE_NOT_ALLOWED, peer);
@@ -160,7 +160,7 @@ fn admit<H: Handler>(core: &Arc<Core<H>>, stream: StdStream, peer: SocketAddr) {
     let stream = match prepare(stream, core.config.nodelay) {
         Ok(stream) => stream,
         Err(e) => {
-            core.reject("socket_setup", peer);
+            core.reject(crate::metrics::reject::SOCKET_SETUP, peer);
             core.log_error("socket_setup", &e);
             return;
         }
@@ -168,7 +168,7 @@ fn admit<H: Handler>(core: &Arc<Core<H>>, stream: StdStream, peer: SocketAddr) {
     let local = match stream.local_addr() {
         Ok(local) => local,
         Err(e) => {
-            core.reject("socket_setup", peer);
+            core.reject(crate::metrics::reject::SOCKET_SETUP, peer);
             core.log_error("socket_setup", &e);
             return;
         }

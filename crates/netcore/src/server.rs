@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::config::Config;
+use crate::counts::Counts;
 use crate::metrics::Metrics;
 use crate::pool::BufferPool;
 use crate::registry::Sessions;
@@ -112,7 +113,7 @@ impl<H: Handler> Server<H> {
             listeners.push(listener);
         }
         tracing::info!(addrs = ?local_addrs, max_connections = config.max_connections, "listening");
-        let metrics = Metrics::new(config.metrics_prefix);
+        let metrics = Metrics::new(config.metrics_prefix, H::LABELS);
         let send_limits = Arc::new(SendLimits {
             max_outbound_bytes: config.max_outbound_bytes,
             overflows: metrics.queue_overflows.clone(),
@@ -150,6 +151,11 @@ impl<H: Handler> Server<H> {
     /// The session registry.
     pub fn sessions(&self) -> Sessions {
         self.core.sessions.clone()
+    }
+
+    /// Accepts, opens, closes and refusals by reason, as counted so far.
+    pub fn counts(&self) -> Counts {
+        self.core.metrics.counts.clone()
     }
 
     /// Admission control (block list at run time).

@@ -11,6 +11,7 @@ use netcore::IpNet;
 use std::sync::atomic::Ordering;
 use testkit::eventually;
 use testkit::net::{connect_from, refused, stays_open, try_connect_from};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const LOCAL: [u8; 4] = [127, 0, 0, 1];
@@ -42,6 +43,50 @@ async fn max_connections_closes_the_extra_one_at_once() {
     assert_eq!(h.counter("rejected_total", None), 1);
     drop(held);
     drop(next);
+    h.stop().await;
+}
+
+/// The counts read back through `Server::counts` are the metrics' own figures:
+/// refusals of the core and the handler, closes of both, accepts and opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readable_counts_match_the_metrics() {
+    let mut cfg = config("adm_counts_");
+    cfg.max_conn_per_ip = 1;
+    let h = start(cfg).await;
+    h.handler.reject_first.store(1, Ordering::SeqCst);
+    // Another source, so its per-IP slot cannot be in the way.
+    assert!(
+        refused(try_connect_from([127, 0, 0, 3], h.addr).await).await,
+        "the handler refuses the first"
+    );
+    let mut admitted = connect_from(LOCAL, h.addr).await;
+    admitted.write_all(b"hi\n").await.unwrap();
+    eventually("1 opened", || h.handler.opened() == 1).await;
+    assert!(
+        refused(try_connect_from(LOCAL, h.addr).await).await,
+        "one per IP"
+    );
+    admitted.write_all(b"!QUIT\n").await.unwrap();
+    eventually("closed", || h.handler.closed() == 1).await;
+    let s = h.counts.snapshot();
+    assert_eq!(s.accepted, 3);
+    assert_eq!(s.opened, 1);
+    assert_eq!(
+        s.refusals,
+        std::collections::BTreeMap::from([("per_ip_limit", 1), ("test_reject", 1)])
+    );
+    assert_eq!(s.closes, std::collections::BTreeMap::from([("quit", 1)]));
+    for reason in ["per_ip_limit", "test_reject"] {
+        assert_eq!(
+            h.counter("rejected_total", Some(reason)),
+            h.counts.refused(reason)
+        );
+    }
+    assert_eq!(
+        h.counter("closed_total", Some("quit")),
+        h.counts.closed("quit")
+    );
+    assert_eq!(h.counter("accepted_total", None), h.counts.accepted());
     h.stop().await;
 }
 

@@ -348,3 +348,117 @@ pub async fn reload(State(view): View) -> Result<Response, ApiError> {
     }))
     .into_response())
 }
+
+/// Body of `POST /api/attack`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackRequest {
+    /// `true` forces attack mode on, `false` off, `null` hands it back to the
+    /// automatic rule; the field must be present.
+    #[serde(deserialize_with = "present")]
+    on: Option<Option<bool>>,
+}
+
+/// A field that must be given, `null` included: `Some(value)` whenever it is there.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<bool>>, D::Error> {
+    Option::<bool>::deserialize(d).map(Some)
+}
+
+/// `POST /api/attack {"on": true | false | null}`: force attack mode on or off,
+/// or back to automatic; the new limits apply to new connections at once.
+pub async fn attack(State(view): View, body: Body) -> Result<Response, ApiError> {
+    let req: AttackRequest = read_json(body).await?;
+    let on = req
+        .on
+        .ok_or_else(|| ApiError::bad_field("on", "is required: true, false or null (automatic)"))?;
+    view.attack.apply(&view.admission, view.attack.force(on));
+    let how = match on {
+        Some(true) => "forced attack mode on",
+        Some(false) => "forced attack mode off",
+        None => "attack mode back to automatic",
+    };
+    action(&view, "attack", how.to_owned());
+    Ok(Json(json!({
+        "on": view.attack.is_on(),
+        "forced": on.is_some(),
+    }))
+    .into_response())
+}
+
+/// `gate.allow_list_file`, or 409 when none is configured.
+fn allow_file(view: &GateView) -> Result<std::path::PathBuf, ApiError> {
+    view.allow_file.clone().ok_or_else(|| {
+        ApiError::conflict("gate.allow_list_file is not set: there is no allow list to edit")
+    })
+}
+
+/// `GET /api/allow`: the allow list file's entries, in file order.
+pub async fn allow_list(State(view): View) -> Result<Response, ApiError> {
+    let path = allow_file(&view)?;
+    let nets = tokio::task::spawn_blocking(move || blocklist::entries(&path))
+        .await
+        .map_err(|e| ApiError::internal(format!("allow list file: {e}")))?
+        .map_err(|e| ApiError::internal(format!("allow list file: {e}")))?;
+    let list: Vec<String> = nets.iter().map(ToString::to_string).collect();
+    Ok(Json(json!({ "total": list.len(), "allow": list })).into_response())
+}
+
+/// Body of `POST /api/allow`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRequest {
+    /// `1.2.3.4` or `1.2.3.0/24`.
+    net: String,
+}
+
+/// `POST /api/allow`: add a host or range to the allow list file (replaced
+/// through a rename) and put the file in force now.
+pub async fn allow(State(view): View, body: Body) -> Result<Response, ApiError> {
+    let req: AllowRequest = read_json(body).await?;
+    let net = parse_net("net", &req.net)?;
+    let path = allow_file(&view)?;
+    let admission = view.admission.clone();
+    let added = tokio::task::spawn_blocking(move || {
+        let added = blocklist::insert_net(&path, net, "allowed from the console")?;
+        crate::allowlist::load_into(&path, &admission);
+        Ok::<bool, std::io::Error>(added)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("allow list file: {e}")))?
+    .map_err(|e| ApiError::internal(format!("allow list file: {e}")))?;
+    action(&view, "allow", format!("allow-listed {net}"));
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "net": net.to_string(), "added": added })),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/allow/{net}`: remove the allow list file's line for exactly
+/// that net and put the file in force now.
+pub async fn disallow(State(view): View, Path(net): Path<String>) -> Result<Response, ApiError> {
+    let net = parse_net("net", &net)?;
+    let path = allow_file(&view)?;
+    let admission = view.admission.clone();
+    let removed = tokio::task::spawn_blocking(move || {
+        let removed = blocklist::remove_net(&path, net)?;
+        if removed {
+            crate::allowlist::load_into(&path, &admission);
+        }
+        Ok::<bool, std::io::Error>(removed)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("allow list file: {e}")))?
+    .map_err(|e| ApiError::internal(format!("allow list file: {e}")))?;
+    if !removed {
+        return Err(ApiError::not_found(format!(
+            "net: {net} has no line of its own in the allow list file"
+        )));
+    }
+    action(
+        &view,
+        "disallow",
+        format!("removed {net} from the allow list"),
+    );
+    Ok(Json(json!({ "net": net.to_string(), "removed": true })).into_response())
+}

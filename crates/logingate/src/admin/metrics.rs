@@ -25,7 +25,7 @@ use Kind::{Counter, Gauge, Histogram};
 /// The gate's metrics (netcore's with the `gate_` prefix included).
 pub const GATE: &[Described] = &[
     d("gate_accepted_total", Counter, "", "Client sockets accepted, before admission."),
-    d("gate_rejected_total", Counter, "reason", "Clients refused before a session: blocked, rate_limited, max_connections, per_ip_limit, server_unavailable, server_busy."),
+    d("gate_rejected_total", Counter, "reason", "Clients refused before a session, by reason: blocked, rate_limited, per_ip_limit, max_connections, not_allow_listed, source_not_allowed, proxy_*, socket_setup, shutdown, server_unavailable, server_busy."),
     d("gate_opened_total", Counter, "", "Client sessions opened (a %O frame went to the LoginSrv)."),
     d("gate_active", Gauge, "", "Live client sessions."),
     d("gate_closed_total", Counter, "reason", "Client sessions closed, by reason."),
@@ -56,7 +56,7 @@ pub const GATE: &[Described] = &[
     d(ROLE_METRIC, Gauge, "role", "1, labelled with what the gate fronts: login (a LoginSrv) or selgate (a DBServer)."),
     d(UNAUTHORIZED, Counter, "", "Console requests refused for a wrong or missing token."),
     d(CONNECTIONS_REFUSED, Counter, "", "Console connections closed at accept (64 already open)."),
-    d(ACTIONS, Counter, "action", "State changes made through the console (kick, block, unblock, reload)."),
+    d(ACTIONS, Counter, "action", "State changes made through the console (kick, block, unblock, reload, attack, allow, disallow)."),
 ];
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The operator's console on `[admin] listen`: `GET /metrics` (Prometheus),
-//! `GET /` (status page), `GET /api/status`, the session and block API, and
+//! `GET /` (status page), `GET /api/status`, the session, block, allow-list and
+//! attack-mode API, and
 //! with the embedded LoginSrv its account endpoints on the same port.
 //!
 //! Handlers read copies: the registry is locked per shard only to copy
@@ -54,8 +55,10 @@ pub struct GateView {
     pub max_connections: usize,
     /// The link (state, counters, history).
     pub link: Link,
-    /// Close and refusal counts.
+    /// Logins forwarded.
     pub handler: Arc<GateHandler>,
+    /// Accepts, opens, closes and refusals by reason (netcore's counts).
+    pub counts: netcore::Counts,
     /// Live sessions.
     pub sessions: Sessions,
     /// Blocks.
@@ -64,6 +67,10 @@ pub struct GateView {
     pub events: Arc<Events>,
     /// `gate.block_list_file`, if set.
     pub block_file: Option<PathBuf>,
+    /// `gate.allow_list_file`, if set.
+    pub allow_file: Option<PathBuf>,
+    /// Attack mode (state, forcing).
+    pub attack: Arc<crate::attack::AttackMode>,
     /// The token check (and its refusal count).
     pub guard: console::Guard,
     /// Session rates from the sampler.
@@ -92,10 +99,10 @@ impl GateView {
         None
     }
 
-    /// Sessions closed so far and opened so far (closed + live).
+    /// Sessions closed so far and opened so far.
     fn totals(&self) -> (u64, u64) {
-        let closed: u64 = self.handler.close_counts().values().sum();
-        (closed, closed + self.sessions.len() as u64)
+        let counts = self.counts.snapshot();
+        (counts.closed(), counts.opened)
     }
 }
 
@@ -153,6 +160,9 @@ fn router(view: &Arc<GateView>) -> Router {
         .route("/api/blocks", get(api::blocks).post(api::block))
         .route("/api/blocks/{*net}", delete(api::unblock))
         .route("/api/reload", post(api::reload))
+        .route("/api/attack", post(api::attack))
+        .route("/api/allow", get(api::allow_list).post(api::allow))
+        .route("/api/allow/{*net}", delete(api::disallow))
         .with_state(Arc::clone(view));
     #[cfg(feature = "embedded")]
     let routes = match &view.loginsrv {

@@ -94,6 +94,31 @@ pub fn render(s: &Status, extra: &str) -> String {
         ),
     ));
 
+    let a = &s.attack;
+    let c = &a.config;
+    main.push_str(&card(
+        "Attack mode",
+        &format!(
+            "<dl><dt>state</dt><dd id=\"attack-state\">{} <span class=\"muted\">{}</span></dd>\
+             <dt>connections / s</dt><dd id=\"attack-rate\">{}</dd>\
+             <dt>on at</dt><dd>{} / s</dd><dt>off after</dt><dd>{} s under {} / s</dd>\
+             <dt>while on</dt><dd>{} per IP, first message within {} s{}</dd></dl>",
+            badge(if a.on { "on" } else { "off" }, !a.on),
+            html::esc(a.mode.replace('_', " ")),
+            a.conn_rate,
+            c.enter_conn_rate,
+            c.exit_after_secs,
+            c.exit_conn_rate,
+            c.max_conn_per_ip,
+            c.first_packet_timeout_secs,
+            if c.allow_listed_only {
+                ", allow-listed sources only"
+            } else {
+                ""
+            },
+        ),
+    ));
+
     let mut ips = Table::new(&["source IP", "#sessions"]);
     for ip in &s.top_ips {
         ips.row([ip.ip.clone(), ip.sessions.to_string()]);

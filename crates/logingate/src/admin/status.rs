@@ -38,8 +38,12 @@ pub struct Status {
     pub link: LinkStatus,
     /// Closes since start, by reason.
     pub closes: BTreeMap<&'static str, u64>,
-    /// Clients refused at open by the gate (link down or busy), by reason.
+    /// Clients refused since start, by reason: at admission (blocked, rate_limited,
+    /// per_ip_limit, max_connections, not_allow_listed, source_not_allowed, proxy_*)
+    /// and at open (server_unavailable, server_busy).
     pub refusals: BTreeMap<&'static str, u64>,
+    /// Attack mode.
+    pub attack: AttackStatus,
     /// Source IPs with the most live sessions.
     pub top_ips: Vec<IpCount>,
     /// Blocks in force.
@@ -93,6 +97,19 @@ pub struct LinkStatus {
     pub heartbeat_rtt_ms: Option<f64>,
     /// Up/down changes, newest first.
     pub history: Vec<EventView>,
+}
+
+/// Attack mode's state and the figures that drive it.
+#[derive(Debug, Serialize)]
+pub struct AttackStatus {
+    /// On now.
+    pub on: bool,
+    /// `automatic`, `forced_on` or `forced_off`.
+    pub mode: &'static str,
+    /// New connections per second (all sources) over the last sample.
+    pub conn_rate: f64,
+    /// `gate.attack`: the thresholds and the limits in force while on.
+    pub config: crate::attack::AttackConfig,
 }
 
 /// Live sessions of one source IP.
@@ -231,6 +248,7 @@ impl GateView {
         events.truncate(EVENTS_SHOWN);
 
         let rates = *self.rates.lock();
+        let counts = self.counts.snapshot();
         Status {
             program: "logingate",
             version: env!("CARGO_PKG_VERSION"),
@@ -275,8 +293,18 @@ impl GateView {
                     })
                     .collect(),
             },
-            closes: self.handler.close_counts(),
-            refusals: self.handler.reject_counts(),
+            closes: counts.closes,
+            refusals: counts.refusals,
+            attack: AttackStatus {
+                on: self.attack.is_on(),
+                mode: match self.attack.forced() {
+                    None => "automatic",
+                    Some(true) => "forced_on",
+                    Some(false) => "forced_off",
+                },
+                conn_rate: (self.attack.conn_rate() * 10.0).round() / 10.0,
+                config: *self.attack.config(),
+            },
             top_ips: top
                 .into_iter()
                 .map(|(ip, sessions)| IpCount {

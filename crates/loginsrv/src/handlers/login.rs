@@ -48,7 +48,7 @@ impl Login {
         match client.usable_account(&key).await {
             Ok(_) => {}
             Err(Unusable::NoAccount) => {
-                metrics::counter!("loginsrv_logins_total", "result" => "no_account").increment(1);
+                client.server.summary.login("no_account");
                 reject(
                     "unknown_account",
                     format_args!("{}: login for unknown account {key}", client.who()),
@@ -56,7 +56,7 @@ impl Login {
                 return fail(code::NO_ACCOUNT);
             }
             Err(Unusable::Locked) => {
-                metrics::counter!("loginsrv_logins_total", "result" => "locked").increment(1);
+                client.server.summary.login("locked");
                 return fail(code::LOCKED);
             }
             Err(Unusable::DbError) => return fail(code::SERVER_ERROR),
@@ -67,8 +67,7 @@ impl Login {
         {
             Verdict::Correct { .. } => {}
             Verdict::Wrong { locked } => {
-                metrics::counter!("loginsrv_logins_total", "result" => "wrong_password")
-                    .increment(1);
+                client.server.summary.login("wrong_password");
                 reject(
                     "wrong_password",
                     format_args!("{}: wrong password for {key}", client.who()),
@@ -80,7 +79,7 @@ impl Login {
                 });
             }
             Verdict::Locked => {
-                metrics::counter!("loginsrv_logins_total", "result" => "locked").increment(1);
+                client.server.summary.login("locked");
                 return fail(code::LOCKED);
             }
             Verdict::Unavailable => return fail(code::SERVER_ERROR),
@@ -101,7 +100,7 @@ impl Login {
         match client.server.online.claim(&key, holder) {
             Claim::Evicted(old) => {
                 tracing::info!(account = %key, "{}: duplicate login, kicking the older client", client.who());
-                metrics::counter!("loginsrv_logins_total", "result" => "duplicate").increment(1);
+                client.server.summary.login("duplicate");
                 if !old.gate.try_send(ServerFrame::Kick { id: old.client }) {
                     // Its link is gone or stalled; the client is evicted either way.
                     reject(
@@ -117,12 +116,12 @@ impl Login {
             }
             Claim::Claimed if had_session => {
                 tracing::info!(account = %key, "{}: duplicate login, session closed at its game server", client.who());
-                metrics::counter!("loginsrv_logins_total", "result" => "duplicate").increment(1);
+                client.server.summary.login("duplicate");
                 client.server.online.release(&key, client.token);
                 fail(code::ALREADY_ONLINE)
             }
             Claim::Claimed => {
-                metrics::counter!("loginsrv_logins_total", "result" => "ok").increment(1);
+                client.server.summary.login("ok");
                 tracing::info!(account = %key, "{}: logged in", client.who());
                 client.account = Some(key);
                 server_list(client)

@@ -22,7 +22,7 @@ impl Protocol {
     }
 
     /// Accept builds from `min_client_version` on; an older one leaves the
-    /// client refused until a newer CM_PROTOCOL.
+    /// client refused until a newer CM_PROTOCOL (as does sending none at all).
     pub fn apply(self, client: &mut Client) -> Reply {
         let min = client.server.config.min_client_version;
         if self.version < min {
@@ -34,10 +34,10 @@ impl Protocol {
                     self.version
                 ),
             );
-            client.refused = true;
+            client.version_passed = false;
             return Reply::code(MsgKind::SmCertificationFail, 0);
         }
-        client.refused = false;
+        client.version_passed = true;
         Reply::code(MsgKind::SmCertificationSuccess, 0)
     }
 }

@@ -68,7 +68,7 @@ pub(crate) fn admit_front<H: Handler>(core: &Arc<Core<H>>, stream: StdStream, fr
     let stream = match crate::listener::prepare(stream, core.config.nodelay) {
         Ok(stream) => stream,
         Err(e) => {
-            core.reject("socket_setup", front);
+            core.reject(crate::metrics::reject::SOCKET_SETUP, front);
             core.log_error("socket_setup", &e);
             return;
         }
@@ -133,7 +133,7 @@ fn start_session<H: Handler>(
     let local = match stream.local_addr() {
         Ok(local) => local,
         Err(e) => {
-            core.reject("socket_setup", client);
+            core.reject(crate::metrics::reject::SOCKET_SETUP, client);
             core.log_error("socket_setup", &e);
             return;
         }

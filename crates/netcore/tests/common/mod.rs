@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use netcore::{
-    Admission, CancellationToken, CloseReason, Config, Handler, Progress, Server, Session, Sessions,
+    Admission, CancellationToken, CloseReason, Config, Counts, Handler, Progress, Server, Session,
+    Sessions,
 };
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
@@ -38,6 +39,8 @@ pub struct EchoState {
 
 impl Handler for Echo {
     type State = EchoState;
+
+    const LABELS: &'static [&'static str] = &["test_reject", "quit"];
 
     fn on_open(&self, s: &Session) -> Result<EchoState, &'static str> {
         if self
@@ -142,6 +145,8 @@ pub struct Harness {
     pub token: CancellationToken,
     pub run: JoinHandle<()>,
     pub prefix: &'static str,
+    /// The server's readable counts.
+    pub counts: Counts,
 }
 
 /// Test defaults: loopback, generous caps, no timers, short flush.
@@ -172,9 +177,11 @@ pub async fn start_with(config: Config, handler: Arc<Echo>) -> Harness {
     let addr = server.local_addrs()[0];
     let sessions = server.sessions();
     let admission = server.admission();
+    let counts = server.counts();
     let token = server.shutdown_token();
     let run = tokio::spawn(server.run());
     Harness {
+        counts,
         addr,
         handler,
         sessions,
