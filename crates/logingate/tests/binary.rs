@@ -39,7 +39,7 @@ fn print_config_parses_back_with_flags_applied() {
     let c = Config::from_toml(&text, Path::new("stdout")).expect("printed config parses");
     c.validate().unwrap();
     assert_eq!(c.gate.listen.len(), 2);
-    assert_eq!(c.server.addr, Some("127.0.0.1:5600".parse().unwrap()));
+    assert_eq!(c.server.addr, vec!["127.0.0.1:5600".parse().unwrap()]);
     assert_eq!(c.server.dialect, Dialect::HappyM2);
     assert_eq!(
         c.gate.max_packets_per_sec,
@@ -273,14 +273,17 @@ async fn sigterm_sends_close_frames_and_exits_0() {
     ])
     .env("RUST_LOG", "info")
     .env("NO_COLOR", "1");
-    let mut gate = Spawned::logs(cmd);
+    let gate = Spawned::logs(cmd);
+    let mut link = srv.accept().await;
+    // `link: up` waits for the LoginSrv's first frame.
+    link.send(b"%++$").await;
     let (mut gate, addr) = tokio::task::spawn_blocking(move || {
+        let mut gate = gate;
         let addr = listen_addr_from_log(&mut gate);
         (gate, addr)
     })
     .await
     .unwrap();
-    let mut link = srv.accept().await;
 
     // The gate said the link is up: this client is admitted.
     let mut client = connect(addr).await;
