@@ -1139,6 +1139,106 @@ mod tests {
         }
     }
 
+    fn parsed(text: &str) -> Result<Config, ConfigError> {
+        let c = Config::from_toml(text, Path::new("g.toml"))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn server_addr_is_a_string_a_list_or_tables() {
+        let one = parsed("[server]\naddr = \"127.0.0.1:5500\"\n").unwrap();
+        assert_eq!(one.server.addr, vec![addr("127.0.0.1:5500")]);
+        assert_eq!(one.server.backend_list()[0].addr_key, "server.addr");
+        assert!(one.to_toml().contains("addr = \"127.0.0.1:5500\""));
+
+        let list = parsed(
+            "[server]\ndialect = \"delphi\"\naddr = [\"127.0.0.1:5500\", \"127.0.0.2:5500\"]\n",
+        )
+        .unwrap();
+        let b = list.server.backend_list();
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[1].addr_key, "server.addr[1]");
+        assert!(b.iter().all(|b| b.dialect == Dialect::Delphi));
+        assert_eq!(
+            Config::from_toml(&list.to_toml(), Path::new("x")).unwrap(),
+            list
+        );
+
+        let tables = parsed(
+            "[server]\ndialect = \"delphi\"\n\
+             [[server.backends]]\naddr = \"127.0.0.1:5500\"\n\
+             [[server.backends]]\naddr = \"127.0.0.2:5500\"\ndialect = \"happym2\"\n\
+             [server.backends.frames]\nnul_after_reply = true\n",
+        )
+        .unwrap();
+        let b = tables.server.backend_list();
+        assert_eq!(
+            (b[0].dialect, b[1].dialect),
+            (Dialect::Delphi, Dialect::HappyM2)
+        );
+        assert_eq!(b[0].frames, *Dialect::Delphi.frames());
+        assert!(b[1].frames.nul_after_reply);
+        assert_eq!(b[1].frames.open, Dialect::HappyM2.frames().open);
+        assert_eq!(b[1].dialect_key, "server.backends[1].dialect");
+        assert_eq!(b[0].dialect_key, "server.dialect");
+        let mut pinned = tables.clone();
+        pinned.pin_frames();
+        assert_eq!(
+            Config::from_toml(&pinned.to_toml(), Path::new("x")).unwrap(),
+            pinned
+        );
+        assert_eq!(pinned.server.backend_list(), b);
+    }
+
+    #[test]
+    fn bad_backend_entries_name_the_key_and_index() {
+        let cases = [
+            ("[server]\naddr = [\"127.0.0.1:5500\", \"nowhere\"]\n", "server.addr[1]"),
+            ("[server]\naddr = []\n", "server.addr"),
+            ("[server]\naddr = 5500\n", "server.addr"),
+            ("[server]\naddr = [\"127.0.0.1:5500\", \"127.0.0.1:0\"]\n", "server.addr[1]"),
+            ("[server]\naddr = [\"127.0.0.1:5500\", \"127.0.0.1:5500\"]\n", "server.addr[1]"),
+            ("[gate]\nlisten = [\"127.0.0.1:7000\"]\n[server]\naddr = [\"127.0.0.1:5500\", \"127.0.0.1:7000\"]\n", "server.addr[1]"),
+            (
+                "[[server.backends]]\naddr = \"127.0.0.1:5500\"\n[[server.backends]]\naddr = \"127.0.0.1:0\"\n",
+                "server.backends[1].addr",
+            ),
+            (
+                "[[server.backends]]\naddr = \"127.0.0.1:5500\"\n[[server.backends]]\naddr = \"127.0.0.1:5501\"\ndialect = \"ipx\"\n",
+                "server.backends[1].dialect",
+            ),
+            ("[[server.backends]]\naddr = \"127.0.0.1:5500\"\nport = 1\n", "server.backends[0].port"),
+            ("[[server.backends]]\ndialect = \"delphi\"\n", "server.backends[0].addr"),
+            (
+                "[server]\naddr = \"127.0.0.1:5501\"\n[[server.backends]]\naddr = \"127.0.0.1:5500\"\n",
+                "server.backends",
+            ),
+            (
+                "[[server.backends]]\naddr = \"127.0.0.1:5500\"\ndialect = \"wemade\"\n[server.backends.frames]\nopen = \"A\"\n",
+                "server.backends[0].frames.data",
+            ),
+            ("[server]\naddr = \"127.0.0.1:5500\"\nsilent_window_secs = 0\n", "server.silent_window_secs"),
+        ];
+        for (text, key) in cases {
+            let err = parsed(text).expect_err(key).to_string();
+            assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn gate_addr_needs_every_backend_to_send_it() {
+        let text = "[server]\ngate_addr = \"203.0.113.1\"\ndialect = \"delphi\"\n\
+                    [[server.backends]]\naddr = \"127.0.0.1:5500\"\n\
+                    [[server.backends]]\naddr = \"127.0.0.1:5501\"\ndialect = \"wemade\"\n";
+        let err = parsed(text).unwrap_err().to_string();
+        assert!(
+            err.contains("`server.gate_addr`") && err.contains("server.backends[1]"),
+            "{err}"
+        );
+        parsed(&text.replace("\"wemade\"", "\"ldx\"")).unwrap();
+    }
+
     #[test]
     fn dialect_names_parse() {
         assert_eq!("HappyM2".parse::<Dialect>(), Ok(Dialect::HappyM2));
