@@ -135,7 +135,7 @@ async fn supervise(
                 counters.add(Count::Connects, 1);
                 link.mark_up(generation);
                 // `link: up` waits for the LoginSrv's first frame (the reader logs it).
-                debug!(addr = %opts.addr, generation = generation.0, "link: connected, waiting for the LoginSrv's first frame");
+                info!(addr = %opts.addr, generation = generation.0, "link: connected, waiting for the LoginSrv's first frame");
                 let since = Instant::now();
                 let reason = serve(link, opts, dispatch, &logs, stream, generation, stop).await;
                 let answered = link.is_answered();
