@@ -418,3 +418,34 @@ async fn a_loginsrv_that_answers_clients_is_not_reported_silent() {
     ten_messages_then_wait(&gate, 2).await;
     assert_eq!(gate.link().stats().silent, 0);
 }
+
+#[tokio::test]
+async fn a_selgate_spreads_clients_over_several_dbservers() {
+    let (srv_a, srv_b) = (Srv::bind().await, Srv::bind().await);
+    let mut c = logingate::config::Role::SelGate.defaults();
+    let tuned = test_config(srv_a.addr(), Dialect::Delphi);
+    c.gate = tuned.gate;
+    c.admin = tuned.admin;
+    c.server.addr = vec![srv_a.addr(), srv_b.addr()];
+    c.server.reconnect_max_secs = 1;
+    let gate = start_gate(c).await;
+    let a = Backend::run(srv_a.accept().await, true);
+    let b = Backend::run(srv_b.accept().await, true);
+    answered(&gate).await;
+    let _clients = connect_one_by_one(&gate, 4).await;
+    assert_eq!(live(&gate), [2, 2]);
+    // Both DBServers get the SelGate's (Delphi) open frames, with the gate IP.
+    eventually("open frames", || {
+        a.opens_and_closes().0.len() == 2 && b.opens_and_closes().0.len() == 2
+    })
+    .await;
+    for frames in [&a.frames, &b.frames] {
+        let f = frames.lock();
+        assert!(
+            f.iter()
+                .all(|f| !f.starts_with("%O") || f.matches('/').count() == 2),
+            "{f:?}"
+        );
+    }
+    gate.shutdown().await;
+}
