@@ -17,7 +17,7 @@ pub fn check(data: &[u8]) {
         Ok(c) => c,
         Err(e) => panic!("imported TOML does not load: {e}\n{toml}"),
     };
-    assert!(config.server.addr.is_some(), "no server.addr:\n{toml}");
+    assert!(!config.server.addr.is_empty(), "no server.addr:\n{toml}");
     if let Err(e) = config.validate() {
         let e = e.to_string();
         assert!(

@@ -29,7 +29,7 @@ pub fn gate_config(server: Option<SocketAddr>, dialect: Dialect) -> GateConfig {
     c.gate.attack.enter_conn_rate = 0;
     // The console on a free port: tests run side by side.
     c.admin.listen = "127.0.0.1:0".into();
-    c.server.addr = server;
+    c.server.addr = server.into_iter().collect();
     c.server.dialect = dialect;
     c
 }

@@ -97,7 +97,7 @@ fn gate_config(srv: SocketAddr, stats_log_secs: u64) -> Config {
     config.gate.max_connections = 100_000;
     config.gate.max_packets_per_sec = 1_000_000;
     config.gate.stats_log_secs = stats_log_secs;
-    config.server.addr = Some(srv);
+    config.server.addr = vec![srv];
     config.server.dialect = Dialect::Delphi;
     // The console runs, as in production, on a free port.
     config.admin.listen = "127.0.0.1:0".into();

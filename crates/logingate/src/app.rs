@@ -1,5 +1,5 @@
-//! Wiring: embedded LoginSrv (if any), link, netcore server, block list,
-//! and the orderly shutdown.
+//! Wiring: embedded LoginSrv (if any), one link per backend, netcore
+//! server, block list, and the orderly shutdown.
 
 use std::future::Future as _;
 use std::net::SocketAddr;
@@ -16,11 +16,11 @@ use tracing::{info, warn};
 use crate::admin::{self, Console, GateView};
 use crate::attack::{self, AttackMode};
 use crate::client::GateHandler;
-use crate::config::{optional_secs, Config};
+use crate::config::{optional_secs, Backend, Config};
 use crate::dispatch::NetDispatch;
 #[cfg(feature = "embedded")]
 use crate::embedded::Embedded;
-use crate::link::{self, Link, LinkOptions};
+use crate::link::{self, Link, LinkOptions, LinkSet};
 use crate::punish::{Offence, Punisher};
 use crate::role::{Role, ROLE_METRIC};
 use crate::{allowlist, blocklist};
@@ -30,10 +30,8 @@ use console::events::Events;
 pub struct Gate {
     /// Addresses the listeners are bound to (ephemeral ports resolved).
     local_addrs: Vec<SocketAddr>,
-    /// Where the link connects.
-    server_addr: SocketAddr,
-    /// The sessions' side of the link (state, stats).
-    link: Link,
+    /// The backend links (state, stats), in configuration order.
+    links: Arc<LinkSet>,
     /// The client handler (logins forwarded).
     handler: Arc<GateHandler>,
     /// netcore's accepts, opens, closes and refusals by reason.
@@ -56,8 +54,8 @@ pub struct Gate {
     link_stop: DropGuard,
     /// netcore's accept/session loop; ends when every session had on_close.
     server_task: JoinHandle<()>,
-    /// The link task.
-    link_task: JoinHandle<()>,
+    /// One task per backend link.
+    link_tasks: Vec<JoinHandle<()>>,
     /// The in-process LoginSrv when `[server] addr` is absent.
     #[cfg(feature = "embedded")]
     embedded: Option<Embedded>,
@@ -111,31 +109,37 @@ impl Gate {
             admin::install_metrics();
         }
         #[cfg(feature = "embedded")]
-        let embedded = match config.server.addr {
-            Some(_) => None,
-            None => Some(Embedded::start(&config).await?),
+        let embedded = match config.server.is_external() {
+            true => None,
+            false => Some(Embedded::start(&config).await?),
         };
+        #[allow(unused_mut)]
+        let mut backends = config.server.backend_list();
         #[cfg(feature = "embedded")]
-        let server_addr = match (&config.server.addr, &embedded) {
-            (Some(addr), _) => *addr,
-            (None, Some(e)) => e.addr(),
-            (None, None) => anyhow::bail!("no LoginSrv address"),
-        };
+        if let Some(e) = &embedded {
+            backends = vec![Backend {
+                addr: e.addr(),
+                dialect: config.server.dialect,
+                frames: config.server.link_frames(),
+                addr_key: "server.addr".to_owned(),
+                dialect_key: "server.dialect".to_owned(),
+            }];
+        }
         // Validation refuses a missing address in a gate without the embedded LoginSrv.
-        #[cfg(not(feature = "embedded"))]
-        let server_addr = config
-            .server
-            .addr
-            .context("server.addr is required: built without the embedded LoginSrv")?;
-        let frames = config.server.link_frames();
-        let link = Link::new(frames, config.server.max_link_buffer_bytes);
+        let links = backends
+            .iter()
+            .map(|b| Link::new(b.addr, b.frames, config.server.max_link_buffer_bytes))
+            .collect();
+        let links = Arc::new(
+            LinkSet::new(links).context("server.addr is required: no LoginSrv to link to")?,
+        );
         let punisher = Arc::new(Punisher::new(
             config.gate.punish,
             Duration::from_secs(config.gate.temp_block_secs),
             config.block_list_path(),
         ));
         let handler = Arc::new(GateHandler::new(
-            link.clone(),
+            Arc::clone(&links),
             &config,
             Arc::clone(&punisher),
         ));
@@ -193,11 +197,10 @@ impl Gate {
                     started_at: SystemTime::now(),
                     listen: local_addrs.clone(),
                     admin_addr: std::sync::OnceLock::new(),
-                    server_addr,
-                    embedded: cfg!(feature = "embedded") && config.server.addr.is_none(),
-                    dialect: config.server.dialect.to_string(),
+                    embedded: cfg!(feature = "embedded") && !config.server.is_external(),
+                    dialects: backends.iter().map(|b| b.dialect.to_string()).collect(),
                     max_connections: config.gate.max_connections,
-                    link: link.clone(),
+                    links: Arc::clone(&links),
                     handler: handler.clone(),
                     counts: counts.clone(),
                     sessions: sessions.clone(),
@@ -244,18 +247,26 @@ impl Gate {
             block_file,
             events.clone(),
         ));
-        let link_task = tokio::spawn(link::run(
-            link.clone(),
-            LinkOptions::from_config(&config, server_addr),
-            dispatch,
-            link_stop.clone(),
-        ));
+        let link_tasks = links
+            .links()
+            .iter()
+            .zip(&backends)
+            .map(|(link, b)| {
+                let dialect_key = format!("{} = \"{}\"", b.dialect_key, b.dialect);
+                tokio::spawn(link::run(
+                    link.clone(),
+                    LinkOptions::from_config(&config, b.addr, dialect_key),
+                    dispatch.clone(),
+                    link_stop.clone(),
+                ))
+            })
+            .collect();
         let server_task = tokio::spawn(server.run());
         if let Some(every) = optional_secs(config.gate.stats_log_secs) {
             tokio::spawn(log_stats(
                 every,
                 StatsSources {
-                    link: link.clone(),
+                    links: Arc::clone(&links),
                     handler: handler.clone(),
                     counts: counts.clone(),
                     sessions: sessions.clone(),
@@ -276,9 +287,9 @@ impl Gate {
             role = %role,
             listen = ?local_addrs,
             admin = %admin,
-            server = %server_addr,
-            embedded = cfg!(feature = "embedded") && config.server.addr.is_none(),
-            dialect = %config.server.dialect,
+            server = %backends.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>().join(", "),
+            embedded = cfg!(feature = "embedded") && !config.server.is_external(),
+            dialect = %backends.iter().map(|b| b.dialect.as_str()).collect::<Vec<_>>().join(", "),
             gate_addr = ?config.server.gate_addr,
             max_connections = g.max_connections,
             max_conn_per_ip = g.max_conn_per_ip,
@@ -299,8 +310,7 @@ impl Gate {
         );
         Ok(Gate {
             local_addrs,
-            server_addr,
-            link,
+            links,
             handler,
             counts,
             sessions,
@@ -311,7 +321,7 @@ impl Gate {
             server_stop: server_stop.drop_guard(),
             link_stop: link_stop.drop_guard(),
             server_task,
-            link_task,
+            link_tasks,
             #[cfg(feature = "embedded")]
             embedded,
             grace: Duration::from_secs(config.gate.shutdown_grace_secs),
@@ -329,14 +339,19 @@ impl Gate {
         self.role
     }
 
-    /// The LoginSrv (or DBServer) address the link uses.
+    /// The LoginSrv (or DBServer) address of the first backend.
     pub fn server_addr(&self) -> SocketAddr {
-        self.server_addr
+        self.links.first().addr()
     }
 
-    /// The link handle (state and counters).
+    /// The first backend's link (the only one of a single-backend gate).
     pub fn link(&self) -> &Link {
-        &self.link
+        self.links.first()
+    }
+
+    /// Every backend link, in configuration order.
+    pub fn links(&self) -> &LinkSet {
+        &self.links
     }
 
     /// The client handler (logins forwarded).
@@ -380,10 +395,10 @@ impl Gate {
         self.attack.apply(&self.admission, self.attack.force(on));
     }
 
-    /// Wait until the link is up; `false` after `timeout`.
+    /// Wait until every backend link is connected; `false` after `timeout`.
     pub async fn wait_link_up(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        while !self.link.is_up() {
+        while !self.links.all_up() {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
@@ -412,11 +427,11 @@ impl Gate {
         }
         self.link_stop.disarm().cancel();
         let link_deadline = deadline.max(tokio::time::Instant::now() + LINK_FLUSH_MIN);
-        if tokio::time::timeout_at(link_deadline, self.link_task)
-            .await
-            .is_err()
-        {
-            warn!("link did not flush within the grace period");
+        // The links flush at the same time; one deadline bounds them all.
+        for task in self.link_tasks {
+            if tokio::time::timeout_at(link_deadline, task).await.is_err() {
+                warn!("link did not flush within the grace period");
+            }
         }
         #[cfg(feature = "embedded")]
         if let Some(e) = self.embedded {
@@ -437,8 +452,8 @@ fn absolute(path: Option<std::path::PathBuf>) -> String {
 
 /// What the stats line reads.
 struct StatsSources {
-    /// The link (its own line).
-    link: Link,
+    /// The backend links (their own lines).
+    links: Arc<LinkSet>,
     /// Logins forwarded.
     handler: Arc<GateHandler>,
     /// Accepts, opens, closes and refusals.
@@ -487,7 +502,7 @@ pub(crate) fn by_reason(counts: &std::collections::BTreeMap<&'static str, u64>) 
 /// Two summary lines every `stats_log_secs`, so an operator without a metrics
 /// scraper still sees load and why clients were refused or left: `stats` (clients:
 /// the interval's figures, then the totals since start, prefixed `total_`) and
-/// `link stats` (the LoginSrv link). The fields are described in the README.
+/// `link stats` (one per LoginSrv backend link). The fields are described in the README.
 async fn log_stats(every: Duration, src: StatsSources, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
@@ -524,29 +539,33 @@ async fn log_stats(every: Duration, src: StatsSources, stop: CancellationToken) 
             total_refusals = %by_reason(&total.core.refusals),
             "stats"
         );
-        log_link_stats(&src.link);
+        log_link_stats(&src.links, src.role);
         last = total;
     }
 }
 
-/// The link's line of the stats tick: state and batching since start.
-fn log_link_stats(link: &Link) {
-    let s = link.stats();
-    let per_write = if s.writes > 0 {
-        s.frames as f64 / s.writes as f64
-    } else {
-        0.0
-    };
-    info!(
-        up = link.is_up(),
-        connects = s.connects,
-        frames = s.frames,
-        writes = s.writes,
-        frames_per_write = format_args!("{per_write:.2}"),
-        replies_dropped = s.replies_dropped,
-        parse_errors = s.parse_errors,
-        "link stats"
-    );
+/// One `link stats` line per backend link: where sessions are and how each
+/// link is, since start.
+fn log_link_stats(links: &LinkSet, role: Role) {
+    for link in links.links() {
+        let s = link.stats();
+        info!(
+            role = %role,
+            backend = link.backend(),
+            up = link.is_up(),
+            answered = link.is_answered(),
+            sessions = link.live_sessions(),
+            connects = s.connects,
+            frames = s.frames,
+            writes = s.writes,
+            frames_per_write = format_args!("{:.2}", s.frames_per_write()),
+            replies_dropped = s.replies_dropped,
+            parse_errors = s.parse_errors,
+            early_closes = s.early_closes,
+            silent = s.silent,
+            "link stats"
+        );
+    }
 }
 
 /// Run the gate until SIGINT/SIGTERM, then shut down in order.

@@ -21,10 +21,11 @@ pub struct Cli {
     /// Address to accept clients on; repeat for several (replaces gate.listen).
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
-    /// LoginSrv gate address (server.addr); without it the embedded LoginSrv
+    /// LoginSrv gate address; repeat for several backends (replaces
+    /// server.addr and [[server.backends]]); without it the embedded LoginSrv
     /// runs (required when built without the `embedded` feature).
     #[arg(long, value_name = "ADDR")]
-    pub server: Option<SocketAddr>,
+    pub server: Vec<SocketAddr>,
     /// Link dialect: wemade, delphi, happym2 or ldx (server.dialect).
     #[arg(long, value_name = "DIALECT")]
     pub dialect: Option<Dialect>,
@@ -71,8 +72,9 @@ impl Cli {
         if !self.listen.is_empty() {
             config.gate.listen = self.listen.clone();
         }
-        if let Some(addr) = self.server {
-            config.server.addr = Some(addr);
+        if !self.server.is_empty() {
+            config.server.addr = self.server.clone();
+            config.server.backends.clear();
         }
         if let Some(d) = self.dialect {
             config.server.dialect = d;

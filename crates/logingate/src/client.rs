@@ -21,15 +21,15 @@ use tracing::{debug, info};
 use crate::account_ops::{AccountOps, OverLimit, Seen};
 use crate::config::Config;
 use crate::http_probe::{self, Probe};
-use crate::link::{Generation, Link, PushError};
+use crate::link::{Generation, Link, LinkSet, PushError};
 use crate::punish::{Offence, Punisher};
 use crate::reason;
 use limits::LogLimiter;
 
 /// The gate's per-connection logic, shared by all sessions.
 pub struct GateHandler {
-    /// Where frames go.
-    link: Link,
+    /// The backends; each new client opens on one ([`LinkSet::pick`]).
+    links: Arc<LinkSet>,
     /// Written as the gate IP in open frames instead of the listener's
     /// address (`server.gate_addr`).
     gate_ip: Option<IpAddr>,
@@ -54,6 +54,9 @@ pub struct GateHandler {
 pub struct ClientState {
     /// Splits the byte stream into whole `#…!` messages.
     framer: ClientFramer,
+    /// The backend link the session opened on, for life: its messages go
+    /// straight there, whatever the other links do.
+    link: Link,
     /// Link connection the open frame went out on.
     generation: Generation,
     /// Messages the client may still send right now (token bucket).
@@ -65,8 +68,8 @@ pub struct ClientState {
 static REJECT_LOG: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
 
 impl GateHandler {
-    /// A handler forwarding to `link` with the limits of `config`.
-    pub fn new(link: Link, config: &Config, punisher: Arc<Punisher>) -> Self {
+    /// A handler forwarding to `links` with the limits of `config`.
+    pub fn new(links: Arc<LinkSet>, config: &Config, punisher: Arc<Punisher>) -> Self {
         let g = &config.gate;
         GateHandler {
             // The gate has no `[ids]` table: the Delphi numbering.
@@ -78,7 +81,7 @@ impl GateHandler {
             ),
             punisher,
             admission: OnceLock::new(),
-            link,
+            links,
             gate_ip: config.server.gate_addr,
             max_packet_bytes: config.gate.max_packet_bytes,
             max_packets_per_sec: config.gate.max_packets_per_sec,
@@ -132,15 +135,19 @@ impl Handler for GateHandler {
 
     fn on_open(&self, s: &Session) -> Result<ClientState, &'static str> {
         let id = s.id().get();
-        let generation = match self.link.open(
-            id,
-            canonical(s.peer().ip()),
-            self.gate_ip.unwrap_or_else(|| canonical(s.local().ip())),
-        ) {
-            Ok(generation) => generation,
+        let opened = self.links.pick().ok_or(PushError::Down).and_then(|link| {
+            let generation = link.open(
+                id,
+                canonical(s.peer().ip()),
+                self.gate_ip.unwrap_or_else(|| canonical(s.local().ip())),
+            )?;
+            Ok((link.clone(), generation))
+        });
+        let (link, generation) = match opened {
+            Ok(opened) => opened,
             Err(e) => {
                 let (label, why) = match e {
-                    PushError::Down => (reason::SERVER_UNAVAILABLE, "LoginSrv link is down"),
+                    PushError::Down => (reason::SERVER_UNAVAILABLE, "no LoginSrv link is up"),
                     PushError::Busy => (reason::SERVER_BUSY, "link buffer full"),
                 };
                 if let Some(suppressed) = REJECT_LOG.check() {
@@ -149,9 +156,10 @@ impl Handler for GateHandler {
                 return Err(label);
             }
         };
-        debug!(session = id, peer = %s.peer(), "client opened");
+        debug!(session = id, peer = %s.peer(), backend = link.backend(), "client opened");
         Ok(ClientState {
             framer: ClientFramer::new(self.max_packet_bytes),
+            link,
             generation,
             tokens: f64::from(self.max_packets_per_sec),
             refilled: Instant::now(),
@@ -207,7 +215,7 @@ impl Handler for GateHandler {
                     return Err(reject(s, reason::NEW_ACCOUNTS, format_args!("over {what}")));
                 }
             };
-            match self.link.data(st.generation, id, &msg) {
+            match st.link.data(st.generation, id, &msg) {
                 Ok(()) => {
                     progress = Progress::Message;
                     forwarded += 1;
@@ -229,7 +237,7 @@ impl Handler for GateHandler {
 
     fn on_close(&self, st: ClientState, s: &Session, why: CloseReason) {
         let id = s.id().get();
-        let sent = self.link.close(st.generation, id);
+        let sent = st.link.close(st.generation, id);
         if let (Some(offence), Some(admission)) =
             (Offence::from_label(why.as_str()), self.admission.get())
         {

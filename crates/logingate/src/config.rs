@@ -133,18 +133,16 @@ mod proxy_protocol_name {
     }
 }
 
-/// `[server]`: the link to the LoginSrv.
+/// `[server]`: the links to the LoginSrvs (one link per backend).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// LoginSrv gate port; absent = start the embedded LoginSrv (required
-    /// in a gate built without it).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "bootstrap::config::addr::optional"
-    )]
-    pub addr: Option<SocketAddr>,
-    /// Link dialect the LoginSrv speaks.
+    /// LoginSrv gate port, or a list of them (one link each); absent, with
+    /// no `[[server.backends]]`, = start the embedded LoginSrv (required in a
+    /// gate built without it).
+    #[serde(with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    pub addr: Vec<SocketAddr>,
+    /// Link dialect the LoginSrv speaks (each backend may set its own).
     pub dialect: Dialect,
     /// Interval of `%--$` heartbeats.
     pub heartbeat_secs: u64,
@@ -170,6 +168,95 @@ pub struct ServerConfig {
     /// effective table.
     #[serde(skip_serializing_if = "FrameOverrides::is_empty")]
     pub frames: FrameOverrides,
+    /// Client messages forwarded on a link without a single reply within
+    /// `silent_window_secs` that make it warn of a wrong dialect (0 = never).
+    pub silent_replies_warn: u64,
+    /// The window of `silent_replies_warn`; the warning comes at most once per window.
+    pub silent_window_secs: u64,
+    /// `[[server.backends]]`: the LoginSrvs as tables, when one needs options
+    /// of its own (instead of `addr`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<BackendConfig>,
+}
+
+/// One `[[server.backends]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// The LoginSrv's gate port.
+    #[serde(deserialize_with = "bootstrap::config::addr::one")]
+    pub addr: SocketAddr,
+    /// Its link dialect; absent = `server.dialect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<Dialect>,
+    /// Overrides of its dialect's frame table; absent = `server.frames`
+    /// when `dialect` is absent too, else none.
+    #[serde(default, skip_serializing_if = "FrameOverrides::is_empty")]
+    pub frames: FrameOverrides,
+}
+
+/// One backend as the gate links to it: `server.addr` entries and
+/// `[[server.backends]]` tables resolved against the `[server]` defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    /// Where its LoginSrv listens for gates.
+    pub addr: SocketAddr,
+    /// Its dialect (the preset its frame table starts from).
+    pub dialect: Dialect,
+    /// The frame table its link writes and reads.
+    pub frames: Frames,
+    /// The key its address came from (`server.addr`, `server.addr[1]`,
+    /// `server.backends[0].addr`), for errors.
+    pub addr_key: String,
+    /// The key that sets its dialect (`server.dialect` or
+    /// `server.backends[0].dialect`), for errors and the wrong-dialect warning.
+    pub dialect_key: String,
+}
+
+/// `server.addr` in TOML: one `"HOST:PORT"` or a list of them.
+mod one_or_many {
+    use std::fmt;
+    use std::net::SocketAddr;
+
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(addrs: &[SocketAddr], s: S) -> Result<S::Ok, S::Error> {
+        match addrs {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+        struct Addrs;
+        impl<'de> Visitor<'de> for Addrs {
+            type Value = Vec<SocketAddr>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"IP:PORT\" or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                bootstrap::config::addr::parse(v)
+                    .map(|a| vec![a])
+                    .map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut addrs = Vec::new();
+                while let Some(text) = seq.next_element::<String>()? {
+                    let addr = bootstrap::config::addr::parse(&text)
+                        .map_err(|e| de::Error::custom(format!("entry {}: {e}", addrs.len())))?;
+                    addrs.push(addr);
+                }
+                if addrs.is_empty() {
+                    return Err(de::Error::custom(
+                        "an empty list names no LoginSrv; leave the key out for the embedded one",
+                    ));
+                }
+                Ok(addrs)
+            }
+        }
+        d.deserialize_any(Addrs)
+    }
 }
 
 /// `[admin]`: the operator's console. With the embedded LoginSrv its
@@ -262,7 +349,7 @@ impl Default for GateConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            addr: None,
+            addr: Vec::new(),
             dialect: Dialect::Wemade,
             heartbeat_secs: 5,
             dead_after_secs: 15,
@@ -272,6 +359,9 @@ impl Default for ServerConfig {
             max_link_buffer_bytes: 4 * 1024 * 1024,
             gate_addr: None,
             frames: FrameOverrides::default(),
+            silent_replies_warn: 20,
+            silent_window_secs: 30,
+            backends: Vec::new(),
         }
     }
 }
@@ -291,6 +381,47 @@ impl ServerConfig {
     /// The frame table in effect: the dialect's preset with `[server.frames]` applied.
     pub fn link_frames(&self) -> Frames {
         self.frames.apply(*self.dialect.frames())
+    }
+
+    /// Whether external LoginSrvs are configured (else the embedded one runs).
+    pub fn is_external(&self) -> bool {
+        !self.addr.is_empty() || !self.backends.is_empty()
+    }
+
+    /// Every configured backend, in order: the `addr` entries, then the
+    /// `[[server.backends]]` tables (validation refuses both at once).
+    pub fn backend_list(&self) -> Vec<Backend> {
+        let plain = self.addr.iter().enumerate().map(|(i, &addr)| Backend {
+            addr,
+            dialect: self.dialect,
+            frames: self.link_frames(),
+            addr_key: match self.addr.len() {
+                1 => "server.addr".to_owned(),
+                _ => format!("server.addr[{i}]"),
+            },
+            dialect_key: "server.dialect".to_owned(),
+        });
+        let tables = self
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| match b.dialect {
+                Some(dialect) => Backend {
+                    addr: b.addr,
+                    dialect,
+                    frames: b.frames.apply(*dialect.frames()),
+                    addr_key: format!("server.backends[{i}].addr"),
+                    dialect_key: format!("server.backends[{i}].dialect"),
+                },
+                None => Backend {
+                    addr: b.addr,
+                    dialect: self.dialect,
+                    frames: b.frames.apply(self.link_frames()),
+                    addr_key: format!("server.backends[{i}].addr"),
+                    dialect_key: "server.dialect".to_owned(),
+                },
+            });
+        plain.chain(tables).collect()
     }
 }
 
@@ -347,6 +478,13 @@ impl Config {
     /// Writes the effective frame table into `[server.frames]`, so the printed
     /// configuration shows every letter and field in use.
     pub fn pin_frames(&mut self) {
+        let resolved = self.server.backend_list();
+        let tables = resolved.len() - self.server.backends.len();
+        for (b, r) in self.server.backends.iter_mut().zip(&resolved[tables..]) {
+            if b.dialect.is_some() {
+                b.frames = FrameOverrides::pinned(r.frames);
+            }
+        }
         self.server.frames = FrameOverrides::pinned(self.server.link_frames());
     }
 
@@ -362,7 +500,7 @@ impl Config {
         let g = &self.gate;
         let s = &self.server;
         // Before the embedded LoginSrv's keys: a SelGate never starts it.
-        if self.role == Role::SelGate && s.addr.is_none() {
+        if self.role == Role::SelGate && !s.is_external() {
             return Err(invalid(
                 "server.addr",
                 "is required with role = \"selgate\": a SelGate links to a DBServer \
@@ -396,6 +534,7 @@ impl Config {
             ("server.dead_after_secs", s.dead_after_secs),
             ("server.reconnect_max_secs", s.reconnect_max_secs),
             ("server.connect_timeout_secs", s.connect_timeout_secs),
+            ("server.silent_window_secs", s.silent_window_secs),
         ] {
             if secs > MAX_SECS {
                 return Err(invalid(
@@ -424,24 +563,7 @@ impl Config {
                 ));
             }
         }
-        if let Some(addr) = s.addr {
-            // Port 0 can be listened on, not connected to: the link would retry forever.
-            if addr.port() == 0 {
-                return Err(invalid(
-                    "server.addr",
-                    format!("needs a port other than 0 (got {addr})"),
-                ));
-            }
-            if let Some(own) = g.listen.iter().find(|l| reaches(addr, **l)) {
-                return Err(invalid(
-                    "server.addr",
-                    format!(
-                        "{addr} is the gate's own listener {own} (gate.listen): \
-                         the link would connect to the gate itself"
-                    ),
-                ));
-            }
-        }
+        self.validate_backends()?;
         if g.max_connections == 0 {
             return Err(invalid("gate.max_connections", "must be at least 1"));
         }
@@ -522,15 +644,30 @@ impl Config {
         if s.max_frame_bytes < 64 {
             return Err(invalid("server.max_frame_bytes", "must be at least 64"));
         }
-        let frames = s.link_frames();
-        frames.check().map_err(|e| {
-            let key = match e.field {
-                "open" => "server.frames.open",
-                "data" => "server.frames.data",
-                _ => "server.frames.close",
-            };
-            invalid(key, format!("(dialect {}): {}", s.dialect, e.problem))
-        })?;
+        if s.silent_window_secs == 0 && s.silent_replies_warn > 0 {
+            return Err(invalid(
+                "server.silent_window_secs",
+                "must be at least 1 (or set server.silent_replies_warn = 0 to turn the check off)",
+            ));
+        }
+        // The server's table, then each `[[server.backends]]` table's.
+        let mut frame_tables = vec![(s.dialect, s.link_frames(), "server".to_owned())];
+        for (i, b) in s.backend_list().into_iter().skip(s.addr.len()).enumerate() {
+            frame_tables.push((b.dialect, b.frames, format!("server.backends[{i}]")));
+        }
+        for (dialect, frames, at) in &frame_tables {
+            frames.check().map_err(|e| {
+                let field = match e.field {
+                    "open" => "open",
+                    "data" => "data",
+                    _ => "close",
+                };
+                ConfigError::new(
+                    format!("{at}.frames.{field}"),
+                    format!("(dialect {dialect}): {}", e.problem),
+                )
+            })?;
+        }
         if let Some(ip) = s.gate_addr {
             if ip.is_unspecified() {
                 return Err(invalid(
@@ -538,13 +675,14 @@ impl Config {
                     format!("{ip} is no address a client can reach; leave the key out to send the listener's address"),
                 ));
             }
-            if !frames.open_gate_ip {
+            // With `[[server.backends]]`, only their tables are written.
+            let mut tables = frame_tables[usize::from(!s.backends.is_empty())..].iter();
+            if let Some((dialect, _, at)) = tables.find(|(_, f, _)| !f.open_gate_ip) {
                 return Err(invalid(
                     "server.gate_addr",
                     format!(
-                        "is never sent: the open frames of dialect {} carry no gate address \
-                         (server.frames.open_gate_ip = false)",
-                        s.dialect
+                        "is never sent: the open frames of dialect {dialect} ({at}) carry no gate \
+                         address (frames.open_gate_ip = false)"
                     ),
                 ));
             }
@@ -554,7 +692,7 @@ impl Config {
         #[cfg(feature = "embedded")]
         crate::embedded::validate_table(self)?;
         #[cfg(not(feature = "embedded"))]
-        if s.addr.is_none() {
+        if !s.is_external() {
             return Err(invalid(
                 "server.addr",
                 "is required: this gate was built without the embedded LoginSrv \
@@ -579,6 +717,45 @@ impl Config {
                     "must hold at least one client message (>= gate.max_packet_bytes + {LINK_FRAME_OVERHEAD})"
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// `server.addr` and `[[server.backends]]`: each address usable, none
+    /// twice, none the gate's own listener; the error names the entry.
+    fn validate_backends(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if !s.addr.is_empty() && !s.backends.is_empty() {
+            return Err(invalid(
+                "server.backends",
+                "is set together with server.addr: list the LoginSrvs in one of the two",
+            ));
+        }
+        let backends = s.backend_list();
+        for (i, b) in backends.iter().enumerate() {
+            let addr = b.addr;
+            // Port 0 can be listened on, not connected to: the link would retry forever.
+            if addr.port() == 0 {
+                return Err(ConfigError::new(
+                    b.addr_key.clone(),
+                    format!("needs a port other than 0 (got {addr})"),
+                ));
+            }
+            if let Some(own) = self.gate.listen.iter().find(|l| reaches(addr, **l)) {
+                return Err(ConfigError::new(
+                    b.addr_key.clone(),
+                    format!(
+                        "{addr} is the gate's own listener {own} (gate.listen): \
+                         the link would connect to the gate itself"
+                    ),
+                ));
+            }
+            if let Some(first) = backends[..i].iter().find(|o| o.addr == addr) {
+                return Err(ConfigError::new(
+                    b.addr_key.clone(),
+                    format!("{addr} is listed twice (also {})", first.addr_key),
+                ));
+            }
         }
         Ok(())
     }
@@ -696,7 +873,7 @@ mod tests {
         let mut c = Config::default();
         #[cfg(not(feature = "embedded"))]
         {
-            c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
+            c.server.addr = vec!["127.0.0.1:5500".parse().unwrap()];
         }
         c
     }
@@ -714,7 +891,7 @@ mod tests {
     #[test]
     fn server_addr_round_trips() {
         let mut c = defaults();
-        c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
+        c.server.addr = vec!["127.0.0.1:5500".parse().unwrap()];
         c.server.dialect = Dialect::HappyM2;
         let back = Config::from_toml(&c.to_toml(), Path::new("x")).unwrap();
         assert_eq!(back, c);
@@ -737,7 +914,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.gate.listen, vec!["127.0.0.1:7000".parse().unwrap()]);
-        assert!(c.server.addr.unwrap().ip().is_loopback());
+        assert!(c.server.addr[0].ip().is_loopback());
         let e = Config::from_toml("[server]\naddr = \"5500\"\n", Path::new("g.toml")).unwrap_err();
         assert_eq!(e.key, "server.addr");
         assert!(e.problem.contains("IP:PORT"), "{e}");
@@ -789,7 +966,7 @@ mod tests {
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("`embedded.db_max_connections`"), "{err}");
         // An external LoginSrv: the table is not used, so not judged.
-        c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
+        c.server.addr = vec!["127.0.0.1:5500".parse().unwrap()];
         c.validate().unwrap();
     }
 
@@ -871,10 +1048,10 @@ mod tests {
     #[test]
     fn server_addr_port_0_is_refused() {
         let mut c = defaults();
-        c.server.addr = Some(addr("127.0.0.1:0"));
+        c.server.addr = vec![addr("127.0.0.1:0")];
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("`server.addr`"), "{err}");
-        c.server.addr = Some(addr("127.0.0.1:1"));
+        c.server.addr = vec![addr("127.0.0.1:1")];
         c.validate().unwrap();
     }
 
@@ -917,7 +1094,7 @@ mod tests {
         for (listen, server) in own {
             let mut c = defaults();
             c.gate.listen = vec![addr("127.0.0.1:7999"), addr(listen)];
-            c.server.addr = Some(addr(server));
+            c.server.addr = vec![addr(server)];
             let err = c.validate().expect_err(server).to_string();
             assert!(err.contains("`server.addr`"), "{listen} {server}: {err}");
         }
@@ -933,7 +1110,7 @@ mod tests {
         for (listen, server) in other {
             let mut c = defaults();
             c.gate.listen = vec![addr(listen)];
-            c.server.addr = Some(addr(server));
+            c.server.addr = vec![addr(server)];
             c.validate()
                 .unwrap_or_else(|e| panic!("{listen} {server}: {e}"));
         }
@@ -1012,6 +1189,106 @@ mod tests {
             let err = c.validate().expect_err(key).to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
+    }
+
+    fn parsed(text: &str) -> Result<Config, ConfigError> {
+        let c = Config::from_toml(text, Path::new("g.toml"))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn server_addr_is_a_string_a_list_or_tables() {
+        let one = parsed("[server]\naddr = \"127.0.0.1:5500\"\n").unwrap();
+        assert_eq!(one.server.addr, vec![addr("127.0.0.1:5500")]);
+        assert_eq!(one.server.backend_list()[0].addr_key, "server.addr");
+        assert!(one.to_toml().contains("addr = \"127.0.0.1:5500\""));
+
+        let list = parsed(
+            "[server]\ndialect = \"delphi\"\naddr = [\"127.0.0.1:5500\", \"127.0.0.2:5500\"]\n",
+        )
+        .unwrap();
+        let b = list.server.backend_list();
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[1].addr_key, "server.addr[1]");
+        assert!(b.iter().all(|b| b.dialect == Dialect::Delphi));
+        assert_eq!(
+            Config::from_toml(&list.to_toml(), Path::new("x")).unwrap(),
+            list
+        );
+
+        let tables = parsed(
+            "[server]\ndialect = \"delphi\"\n\
+             [[server.backends]]\naddr = \"127.0.0.1:5500\"\n\
+             [[server.backends]]\naddr = \"127.0.0.2:5500\"\ndialect = \"happym2\"\n\
+             [server.backends.frames]\nnul_after_reply = true\n",
+        )
+        .unwrap();
+        let b = tables.server.backend_list();
+        assert_eq!(
+            (b[0].dialect, b[1].dialect),
+            (Dialect::Delphi, Dialect::HappyM2)
+        );
+        assert_eq!(b[0].frames, *Dialect::Delphi.frames());
+        assert!(b[1].frames.nul_after_reply);
+        assert_eq!(b[1].frames.open, Dialect::HappyM2.frames().open);
+        assert_eq!(b[1].dialect_key, "server.backends[1].dialect");
+        assert_eq!(b[0].dialect_key, "server.dialect");
+        let mut pinned = tables.clone();
+        pinned.pin_frames();
+        assert_eq!(
+            Config::from_toml(&pinned.to_toml(), Path::new("x")).unwrap(),
+            pinned
+        );
+        assert_eq!(pinned.server.backend_list(), b);
+    }
+
+    #[test]
+    fn bad_backend_entries_name_the_key_and_index() {
+        let cases = [
+            ("[server]\naddr = [\"127.0.0.1:5500\", \"nowhere\"]\n", "server.addr[1]"),
+            ("[server]\naddr = []\n", "server.addr"),
+            ("[server]\naddr = 5500\n", "server.addr"),
+            ("[server]\naddr = [\"127.0.0.1:5500\", \"127.0.0.1:0\"]\n", "server.addr[1]"),
+            ("[server]\naddr = [\"127.0.0.1:5500\", \"127.0.0.1:5500\"]\n", "server.addr[1]"),
+            ("[gate]\nlisten = [\"127.0.0.1:7000\"]\n[server]\naddr = [\"127.0.0.1:5500\", \"127.0.0.1:7000\"]\n", "server.addr[1]"),
+            (
+                "[[server.backends]]\naddr = \"127.0.0.1:5500\"\n[[server.backends]]\naddr = \"127.0.0.1:0\"\n",
+                "server.backends[1].addr",
+            ),
+            (
+                "[[server.backends]]\naddr = \"127.0.0.1:5500\"\n[[server.backends]]\naddr = \"127.0.0.1:5501\"\ndialect = \"ipx\"\n",
+                "server.backends[1].dialect",
+            ),
+            ("[[server.backends]]\naddr = \"127.0.0.1:5500\"\nport = 1\n", "server.backends[0].port"),
+            ("[[server.backends]]\ndialect = \"delphi\"\n", "server.backends[0].addr"),
+            (
+                "[server]\naddr = \"127.0.0.1:5501\"\n[[server.backends]]\naddr = \"127.0.0.1:5500\"\n",
+                "server.backends",
+            ),
+            (
+                "[[server.backends]]\naddr = \"127.0.0.1:5500\"\ndialect = \"wemade\"\n[server.backends.frames]\nopen = \"A\"\n",
+                "server.backends[0].frames.data",
+            ),
+            ("[server]\naddr = \"127.0.0.1:5500\"\nsilent_window_secs = 0\n", "server.silent_window_secs"),
+        ];
+        for (text, key) in cases {
+            let err = parsed(text).expect_err(key).to_string();
+            assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn gate_addr_needs_every_backend_to_send_it() {
+        let text = "[server]\ngate_addr = \"203.0.113.1\"\ndialect = \"delphi\"\n\
+                    [[server.backends]]\naddr = \"127.0.0.1:5500\"\n\
+                    [[server.backends]]\naddr = \"127.0.0.1:5501\"\ndialect = \"wemade\"\n";
+        let err = parsed(text).unwrap_err().to_string();
+        assert!(
+            err.contains("`server.gate_addr`") && err.contains("server.backends[1]"),
+            "{err}"
+        );
+        parsed(&text.replace("\"wemade\"", "\"ldx\"")).unwrap();
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The link's orders carried out on netcore sessions: deliver replies,
-//! kick, block, and drop everyone when the link is lost.
+//! The links' orders carried out on netcore sessions: deliver replies,
+//! kick, block, and drop a lost link's sessions (only those).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -122,12 +122,17 @@ impl Dispatch for NetDispatch {
         Ok(())
     }
 
-    fn link_lost(&self) {
-        let n = self.sessions.len();
-        if n > 0 {
-            info!(sessions = n, "closing every client: LoginSrv link lost");
+    fn link_lost(&self, sessions: &[u32]) {
+        if !sessions.is_empty() {
+            info!(
+                sessions = sessions.len(),
+                "closing the clients of the lost LoginSrv link"
+            );
         }
-        self.sessions
-            .close_all(CloseReason::Protocol(reason::SERVER_LOST));
+        for &id in sessions {
+            if let Some(session) = self.sessions.get(id) {
+                session.close(CloseReason::Protocol(reason::SERVER_LOST));
+            }
+        }
     }
 }

@@ -29,7 +29,7 @@ pub(crate) fn validate_data_dir(config: &Config) -> Result<(), ConfigError> {
 /// The `[embedded]` table judged by the LoginSrv's own loader, only when
 /// the embedded LoginSrv will run (no `server.addr`).
 pub(crate) fn validate_table(config: &Config) -> Result<(), ConfigError> {
-    if config.server.addr.is_some() {
+    if config.server.is_external() {
         return Ok(());
     }
     if config.embedded.contains_key("admin") {

@@ -726,14 +726,14 @@ mod tests {
     #[test]
     fn an_empty_delphi_section_is_the_delphi_defaults() {
         let c = parsed(b"[LoginGate]\n");
-        assert_eq!(c.server.addr, Some("127.0.0.1:5500".parse().unwrap()));
+        assert_eq!(c.server.addr, vec!["127.0.0.1:5500".parse().unwrap()]);
         assert_eq!(c.gate.listen, vec!["0.0.0.0:7000".parse().unwrap()]);
         assert_eq!(c.gate.max_conn_per_ip, 20);
         assert_eq!(c.gate.idle_timeout_secs, 120);
         assert_eq!(c.block_list_path(), Some(PathBuf::from("BlockIPList.txt")));
         let c = parsed(b"[SelGate]\n");
         assert_eq!(c.role, crate::config::Role::SelGate);
-        assert_eq!(c.server.addr, Some("127.0.0.1:5100".parse().unwrap()));
+        assert_eq!(c.server.addr, vec!["127.0.0.1:5100".parse().unwrap()]);
         assert_eq!(c.gate.listen, vec!["0.0.0.0:7100".parse().unwrap()]);
         assert_eq!(c.gate.max_packet_bytes, 100);
         assert_eq!(c.block_list_path(), None);

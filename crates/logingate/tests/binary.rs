@@ -39,7 +39,7 @@ fn print_config_parses_back_with_flags_applied() {
     let c = Config::from_toml(&text, Path::new("stdout")).expect("printed config parses");
     c.validate().unwrap();
     assert_eq!(c.gate.listen.len(), 2);
-    assert_eq!(c.server.addr, Some("127.0.0.1:5600".parse().unwrap()));
+    assert_eq!(c.server.addr, vec!["127.0.0.1:5600".parse().unwrap()]);
     assert_eq!(c.server.dialect, Dialect::HappyM2);
     assert_eq!(
         c.gate.max_packets_per_sec,
@@ -325,14 +325,17 @@ async fn sigterm_sends_close_frames_and_exits_0() {
     ])
     .env("RUST_LOG", "info")
     .env("NO_COLOR", "1");
-    let mut gate = Spawned::logs(cmd);
+    let gate = Spawned::logs(cmd);
+    let mut link = srv.accept().await;
+    // `link: up` waits for the LoginSrv's first frame.
+    link.send(b"%++$").await;
     let (mut gate, addr) = tokio::task::spawn_blocking(move || {
+        let mut gate = gate;
         let addr = listen_addr_from_log(&mut gate);
         (gate, addr)
     })
     .await
     .unwrap();
-    let mut link = srv.accept().await;
 
     // The gate said the link is up: this client is admitted.
     let mut client = connect(addr).await;
@@ -381,4 +384,77 @@ fn json_logs_and_sigterm_while_the_link_is_down() {
     });
     gate.terminate();
     assert_eq!(gate.exit_status().code(), Some(0));
+}
+
+#[test]
+fn bad_backend_lists_exit_2_naming_the_entry() {
+    exits_2_naming(
+        "[server]\naddr = [\"127.0.0.1:5500\", \"127.0.0.1:5500\"]\n",
+        "`server.addr[1]`",
+    );
+    exits_2_naming(
+        "[[server.backends]]\naddr = \"127.0.0.1:5500\"\n[[server.backends]]\naddr = \"10.0.0.1\"\n",
+        "`server.backends[1].addr`",
+    );
+    // Both forms at once.
+    exits_2_naming(
+        "[server]\naddr = \"127.0.0.1:5501\"\n[[server.backends]]\naddr = \"127.0.0.1:5500\"\n",
+        "`server.backends`",
+    );
+}
+
+#[test]
+fn repeated_server_flags_are_a_backend_list() {
+    let out = Command::new(BIN)
+        .args([
+            "--server",
+            "127.0.0.1:5500",
+            "--server",
+            "127.0.0.1:5501",
+            "--print-config",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let c = Config::from_toml(&String::from_utf8_lossy(&out.stdout), Path::new("out")).unwrap();
+    assert_eq!(
+        c.server.addr,
+        vec![
+            "127.0.0.1:5500".parse().unwrap(),
+            "127.0.0.1:5501".parse::<SocketAddr>().unwrap()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_loginsrv_that_closes_at_once_gets_the_wrong_port_hint_in_the_log() {
+    let srv = Srv::bind().await;
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "",
+        "--server",
+        &srv.addr().to_string(),
+        "--log-format",
+        "json",
+    ])
+    .env("RUST_LOG", "info");
+    let mut gate = Spawned::logs(cmd);
+    // Accept and close at once, as a LoginSrv does to a gate it does not allow.
+    drop(srv.accept().await);
+    let waited = tokio::task::spawn_blocking(move || {
+        gate.wait_for_json("the early-close hint", |v| {
+            let msg = v["fields"]["message"].as_str().unwrap_or_default();
+            msg.contains("wrong port, or this gate's address is not allowed by the LoginSrv")
+                .then(|| v["level"].as_str().map(str::to_owned))
+        });
+        let up = gate.seen.iter().any(|l| l.contains("\"link: up\""));
+        gate.terminate();
+        up
+    })
+    .await
+    .unwrap();
+    assert!(!waited, "a LoginSrv that never sent a frame was never up");
 }

@@ -82,7 +82,7 @@ async fn a_delphi_logingate_config_ini_starts_a_gate_with_its_values() {
     assert!(toml.contains("Title=Mir:"), "{toml}");
     let c = load(&toml);
     assert_eq!(c.role, Role::Login);
-    assert_eq!(c.server.addr, Some(srv.addr()));
+    assert_eq!(c.server.addr, vec![srv.addr()]);
     assert_eq!(c.server.dialect, Dialect::Delphi);
     assert_eq!(c.gate.listen, vec!["127.0.0.1:0".parse().unwrap()]);
     assert_eq!(c.gate.max_conn_per_ip, 100, "MaxConnOfIPaddr × AttackLevel");
@@ -130,7 +130,7 @@ async fn a_gbk_selgate_config_ini_starts_a_selgate() {
     );
     let c = load(&toml);
     assert_eq!(c.role, Role::SelGate);
-    assert_eq!(c.server.addr, Some(srv.addr()));
+    assert_eq!(c.server.addr, vec![srv.addr()]);
     // The classic SelGate's defaults: AttackLevel 1.
     assert_eq!(c.gate.max_conn_per_ip, 10);
     assert_eq!(c.gate.conn_rate_per_ip, 5);
@@ -162,7 +162,7 @@ async fn an_openmir2_config_conf_starts_a_gate_with_its_values() {
     assert!(toml.contains("# MaxConnectOfIP=7"), "{toml}");
     let c = load(&toml);
     assert_eq!(c.role, Role::Login);
-    assert_eq!(c.server.addr, Some(srv.addr()));
+    assert_eq!(c.server.addr, vec![srv.addr()]);
     assert_eq!(c.gate.idle_timeout_secs, 30);
     assert_eq!(c.gate.max_conn_per_ip, 7);
     assert_eq!(c.gate.max_packet_bytes, 600);

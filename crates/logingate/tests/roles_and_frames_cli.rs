@@ -170,7 +170,7 @@ fn the_embedded_loginsrv_takes_preset_letters_only() {
     c.server.frames.open = Some(b'Q');
     let err = c.validate().unwrap_err().to_string();
     assert!(err.contains("`server.frames`"), "{err}");
-    c.server.addr = Some("127.0.0.1:5500".parse().unwrap());
+    c.server.addr = vec!["127.0.0.1:5500".parse().unwrap()];
     c.validate().unwrap();
     // A pinned preset (what --print-config writes) is a preset.
     let mut c = Config::default();

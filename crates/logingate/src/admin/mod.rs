@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::client::GateHandler;
-use crate::link::Link;
+use crate::link::LinkSet;
 use console::events::Events;
 
 /// How often the session rates are sampled.
@@ -45,16 +45,14 @@ pub struct GateView {
     pub listen: Vec<SocketAddr>,
     /// The console's bound address, set once it listens.
     pub admin_addr: OnceLock<SocketAddr>,
-    /// Where the link connects.
-    pub server_addr: SocketAddr,
     /// Whether the LoginSrv runs in-process.
     pub embedded: bool,
-    /// `server.dialect`, as configured.
-    pub dialect: String,
+    /// Each backend's dialect, as configured, in the order of `links`.
+    pub dialects: Vec<String>,
     /// `gate.max_connections`.
     pub max_connections: usize,
-    /// The link (state, counters, history).
-    pub link: Link,
+    /// The backend links (state, counters, history).
+    pub links: Arc<LinkSet>,
     /// Logins forwarded.
     pub handler: Arc<GateHandler>,
     /// Accepts, opens, closes and refusals by reason (netcore's counts).

@@ -75,6 +75,42 @@ pub fn render(s: &Status, extra: &str) -> String {
         ),
     ));
 
+    let mut backends = Table::new(&[
+        "backend",
+        "dialect",
+        "state",
+        "#sessions",
+        "connects",
+        "heartbeat",
+        "frames / write",
+        "dropped replies",
+        "bad frames",
+        "refused at connect",
+        "silent windows",
+    ]);
+    for b in &s.backends {
+        let state = match (b.up, b.answered) {
+            (true, true) => "up",
+            (true, false) => "connected, no frame yet",
+            (false, _) => "down",
+        };
+        backends.row([
+            b.server.clone(),
+            b.dialect.clone(),
+            state.to_owned(),
+            b.sessions.to_string(),
+            b.connects.to_string(),
+            b.heartbeat_rtt_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms")),
+            b.frames_per_write.to_string(),
+            b.replies_dropped.to_string(),
+            b.parse_errors.to_string(),
+            b.early_closes.to_string(),
+            b.silent.to_string(),
+        ]);
+    }
+    main.push_str(&card("Backends", &backends.render("backends", "none")));
+
     let mut closes = Table::new(&["reason", "#sessions"]);
     let mut by_count: Vec<_> = s.closes.iter().collect();
     by_count.sort_by(|a, b| b.1.cmp(a.1));

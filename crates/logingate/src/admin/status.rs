@@ -9,6 +9,7 @@ use netcore::{Block, BlockKind};
 use serde::Serialize;
 
 use super::GateView;
+use crate::link::{Link, LinkChange, LinkTotals};
 
 /// Source IPs shown by live session count.
 const TOP_IPS: usize = 10;
@@ -34,8 +35,10 @@ pub struct Status {
     pub admin: String,
     /// Live sessions and their rates.
     pub sessions: SessionCounts,
-    /// The LoginSrv link.
+    /// The LoginSrv links taken together (up while any is).
     pub link: LinkStatus,
+    /// Each backend link, in configuration order.
+    pub backends: Vec<LinkStatus>,
     /// Closes since start, by reason.
     pub closes: BTreeMap<&'static str, u64>,
     /// Clients refused since start, by reason: at admission (blocked, rate_limited,
@@ -70,17 +73,25 @@ pub struct SessionCounts {
     pub closed_per_sec: f64,
 }
 
-/// Link figures.
+/// Link figures, of one backend or of all.
 #[derive(Debug, Serialize)]
 pub struct LinkStatus {
-    /// Where the link connects.
+    /// Where the link connects (all backends, comma-separated, in the summary).
     pub server: String,
     /// Link dialect.
     pub dialect: String,
     /// Whether the LoginSrv runs in-process.
     pub embedded: bool,
-    /// Connected now.
+    /// Connected now (any backend, in the summary).
     pub up: bool,
+    /// The LoginSrv has sent a valid frame on this connection.
+    pub answered: bool,
+    /// Sessions open on the link.
+    pub sessions: usize,
+    /// Connections the LoginSrv closed at once (wrong port, gate not allowed).
+    pub early_closes: u64,
+    /// Windows of client messages without a reply (wrong dialect?).
+    pub silent: u64,
     /// Seconds since the last up/down change.
     pub since_secs: Option<u64>,
     /// Connects so far (1 + reconnects).
@@ -211,12 +222,69 @@ pub fn sort_blocks(blocks: &mut [Block]) {
     });
 }
 
+fn rtt_ms(d: Option<std::time::Duration>) -> Option<f64> {
+    d.map(|d| (d.as_secs_f64() * 1e5).round() / 100.0)
+}
+
+fn per_write(t: &LinkTotals) -> f64 {
+    (t.frames_per_write() * 100.0).round() / 100.0
+}
+
+fn history_view(history: &[LinkChange]) -> Vec<EventView> {
+    history
+        .iter()
+        .rev()
+        .map(|c| {
+            let kind = if c.up { "link_up" } else { "link_down" };
+            event(c.at, c.when, kind, c.detail.clone())
+        })
+        .collect()
+}
+
 impl GateView {
+    /// One backend link's figures.
+    fn link_status(&self, link: &Link, dialect: &str) -> LinkStatus {
+        let t = link.stats();
+        let history = link.history();
+        LinkStatus {
+            server: link.backend().to_owned(),
+            dialect: dialect.to_owned(),
+            embedded: self.embedded,
+            up: link.is_up(),
+            answered: link.is_answered(),
+            sessions: link.live_sessions(),
+            early_closes: t.early_closes,
+            silent: t.silent,
+            since_secs: history.last().map(|c| c.when.elapsed().as_secs()),
+            connects: t.connects,
+            frames: t.frames,
+            frames_per_write: per_write(&t),
+            replies_dropped: t.replies_dropped,
+            parse_errors: t.parse_errors,
+            heartbeat_rtt_ms: rtt_ms(link.heartbeat_rtt()),
+            history: history_view(&history),
+        }
+    }
+
     /// Gather the status now.
     pub fn status(&self) -> Status {
-        let link = self.link.stats();
-        let history = self.link.history();
+        let links = self.links.links();
+        let dialect = |i: usize| self.dialects.get(i).map_or("", String::as_str);
+        let backends: Vec<LinkStatus> = links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| self.link_status(l, dialect(i)))
+            .collect();
+        let mut history: Vec<LinkChange> = links.iter().flat_map(Link::history).collect();
+        history.sort_by_key(|c| c.when);
         let since_secs = history.last().map(|c| c.when.elapsed().as_secs());
+        let link = self.links.stats();
+        let mut dialects: Vec<&str> = Vec::new();
+        for d in &self.dialects {
+            if !dialects.contains(&d.as_str()) {
+                dialects.push(d);
+            }
+        }
         let sessions = self.sessions.snapshot();
         let mut per_ip: HashMap<IpAddr, u32> = HashMap::new();
         for s in &sessions {
@@ -266,33 +334,28 @@ impl GateView {
                 closed_per_sec: rates.closed_per_sec,
             },
             link: LinkStatus {
-                server: self.server_addr.to_string(),
-                dialect: self.dialect.clone(),
+                server: links
+                    .iter()
+                    .map(Link::backend)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                dialect: dialects.join(", "),
                 embedded: self.embedded,
-                up: self.link.is_up(),
+                up: self.links.is_up(),
+                answered: links.iter().any(Link::is_answered),
+                sessions: self.links.live_sessions(),
+                early_closes: link.early_closes,
+                silent: link.silent,
                 since_secs,
                 connects: link.connects,
                 frames: link.frames,
-                frames_per_write: if link.writes > 0 {
-                    (link.frames as f64 / link.writes as f64 * 100.0).round() / 100.0
-                } else {
-                    0.0
-                },
+                frames_per_write: per_write(&link),
                 replies_dropped: link.replies_dropped,
                 parse_errors: link.parse_errors,
-                heartbeat_rtt_ms: self
-                    .link
-                    .heartbeat_rtt()
-                    .map(|d| (d.as_secs_f64() * 1e5).round() / 100.0),
-                history: history
-                    .iter()
-                    .rev()
-                    .map(|c| {
-                        let kind = if c.up { "link_up" } else { "link_down" };
-                        event(c.at, c.when, kind, c.detail.clone())
-                    })
-                    .collect(),
+                heartbeat_rtt_ms: rtt_ms(self.links.heartbeat_rtt()),
+                history: history_view(&history),
             },
+            backends,
             closes: counts.closes,
             refusals: counts.refusals,
             attack: AttackStatus {

@@ -8,11 +8,14 @@
 //! - [`reader`]: framing server bytes and acting on each frame through
 //!   [`Dispatch`];
 //! - [`stats`]: the link's counters and metric names;
-//! - [`history`]: up/down changes and the heartbeat round trip, for the console.
+//! - [`history`]: up/down changes and the heartbeat round trip, for the console;
+//! - [`set`]: the gate's backends, one [`Link`] each, and which one a new
+//!   client goes to ([`select`]).
 //!
 //! Nothing here is global: a gate with several LoginSrvs runs one [`Link`]
 //! and one [`run`] per backend, each with its own address, frame table,
-//! heartbeat, generations and counters.
+//! heartbeat, generations and counters. A session keeps the [`Link`] it
+//! opened on for life, so its messages cost what they cost with one backend.
 //!
 //! Sessions never touch the socket. They append encoded frames to one shared
 //! buffer and a single writer swaps the buffer out and writes it whole, so
@@ -24,6 +27,11 @@
 //! LoginSrv forgets every session of it, so the gate closes them all
 //! (`server_lost`) and sends no close frame for them on the next link.
 //!
+//! A link counts as answered (logged `link: up`, gauge `gate_link_up`) at
+//! the first valid frame of a connection: a LoginSrv that accepts and closes
+//! at once (a wrong port, or a gate address it does not allow) never looks up.
+//! Clients may open as soon as the socket connects.
+//!
 //! Liveness: only heartbeat replies (`%++$`, or any `%+x$` that is not a kick
 //! or block, as in the Delphi servers) reset the dead timer. A LoginSrv that
 //! still answers clients but no longer answers heartbeats is treated as dead,
@@ -32,11 +40,15 @@
 
 mod history;
 mod reader;
+pub mod select;
+mod set;
 mod stats;
 mod supervisor;
 mod writer;
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +63,7 @@ use stats::{Count, LinkCounters};
 
 pub use history::LinkChange;
 pub use reader::{Dispatch, Undelivered};
+pub use set::LinkSet;
 pub use stats::{metric, LinkTotals};
 pub use supervisor::run;
 
@@ -82,11 +95,20 @@ pub struct LinkOptions {
     pub connect_timeout: Duration,
     /// Longest server frame.
     pub max_frame_bytes: usize,
+    /// Client messages forwarded without a single reply within
+    /// `silent_window` that make the link warn of a wrong dialect (0 = never).
+    pub silent_replies_warn: u64,
+    /// The window of `silent_replies_warn`.
+    pub silent_window: Duration,
+    /// The config key that sets this link's dialect and its value, named by
+    /// the wrong-dialect warning (e.g. `server.backends[1].dialect = "delphi"`).
+    pub dialect_key: String,
 }
 
 impl LinkOptions {
-    /// Options from the config, linking to `addr`.
-    pub fn from_config(config: &Config, addr: SocketAddr) -> Self {
+    /// Options from the config, linking to `addr`; `dialect_key` names the
+    /// key and value of the link's dialect for the wrong-dialect warning.
+    pub fn from_config(config: &Config, addr: SocketAddr, dialect_key: String) -> Self {
         let s = &config.server;
         LinkOptions {
             addr,
@@ -95,6 +117,9 @@ impl LinkOptions {
             reconnect_max: Duration::from_secs(s.reconnect_max_secs),
             connect_timeout: Duration::from_secs(s.connect_timeout_secs),
             max_frame_bytes: s.max_frame_bytes,
+            silent_replies_warn: s.silent_replies_warn,
+            silent_window: Duration::from_secs(s.silent_window_secs),
+            dialect_key,
         }
     }
 }
@@ -108,6 +133,10 @@ pub struct Link {
 
 /// Everything one link's sessions and its task share.
 struct LinkState {
+    /// Where the backend listens.
+    addr: SocketAddr,
+    /// `addr` as text: the `backend` label of its metrics.
+    backend: String,
     /// The frame table every frame of this link is written and read with.
     frames: Frames,
     /// Bound on pending bytes for open and data frames.
@@ -120,6 +149,11 @@ struct LinkState {
     counters: LinkCounters,
     /// Up/down changes and the last heartbeat round trip.
     history: History,
+    /// Sessions open on this link now (`PendingFrames::sessions.len()`),
+    /// read without the lock to pick the least loaded backend.
+    live: AtomicUsize,
+    /// Whether the LoginSrv sent a valid frame on the current connection.
+    answered: AtomicBool,
 }
 
 /// Encoded frames not yet written, under the lock that also guards the
@@ -131,26 +165,59 @@ struct PendingFrames {
     frames: u64,
     /// Generation of the live connection; `None` while down.
     generation: Option<Generation>,
+    /// Ids of the sessions opened on this connection and not closed yet:
+    /// the ones to close when it drops (and only those).
+    sessions: HashSet<u32>,
+    /// Client messages queued since the link was created, for the
+    /// wrong-dialect check (read once per window by the reader).
+    data_frames: u64,
 }
 
 impl Link {
-    /// A link handle writing `frames` (a [`mir2_proto::Dialect`] or a table),
-    /// down until [`run`] connects it.
-    pub fn new(frames: impl AsRef<Frames>, max_pending: usize) -> Self {
+    /// A link handle to the backend at `backend` writing `frames` (a
+    /// [`mir2_proto::Dialect`] or a table), down until [`run`] connects it.
+    pub fn new(backend: SocketAddr, frames: impl AsRef<Frames>, max_pending: usize) -> Self {
         Link {
             state: Arc::new(LinkState {
+                addr: backend,
+                backend: backend.to_string(),
                 frames: *frames.as_ref(),
                 max_pending,
                 pending: Mutex::new(PendingFrames {
                     buf: BytesMut::with_capacity(writer::BATCH_START_BYTES),
                     frames: 0,
                     generation: None,
+                    sessions: HashSet::new(),
+                    data_frames: 0,
                 }),
                 wake: Notify::new(),
                 counters: LinkCounters::new(),
                 history: History::default(),
+                live: AtomicUsize::new(0),
+                answered: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Where the backend listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.state.addr
+    }
+
+    /// The backend's address as text (the `backend` label of its metrics).
+    pub fn backend(&self) -> &str {
+        &self.state.backend
+    }
+
+    /// Sessions open on this link now.
+    pub fn live_sessions(&self) -> usize {
+        self.state.live.load(Ordering::Relaxed)
+    }
+
+    /// Whether the LoginSrv has sent a valid frame on the current connection
+    /// (what `link: up` in the log and `gate_link_up` mean).
+    pub fn is_answered(&self) -> bool {
+        self.state.answered.load(Ordering::Relaxed)
     }
 
     /// The frame table in use.
@@ -182,6 +249,9 @@ impl Link {
         self.append(&mut p, |f, buf| {
             wire::write_open(f, buf, id, client_ip, gate_ip)
         });
+        if p.sessions.insert(id) {
+            self.state.live.store(p.sessions.len(), Ordering::Relaxed);
+        }
         Ok(generation)
     }
 
@@ -196,13 +266,18 @@ impl Link {
             return Err(PushError::Busy);
         }
         self.append(&mut p, |f, buf| wire::write_data(f, buf, id, data));
+        p.data_frames += 1;
         Ok(())
     }
 
-    /// Queue the close frame of session `id` if it was opened on the current
-    /// connection; `false` when that connection is gone (nothing to close).
+    /// The session `id` has ended: queue its close frame if it was opened on
+    /// the current connection; `false` when that connection is gone (nothing
+    /// to close). Called once per successful [`Link::open`].
     pub fn close(&self, generation: Generation, id: u32) -> bool {
         let mut p = self.state.pending.lock();
+        if p.sessions.remove(&id) {
+            self.state.live.store(p.sessions.len(), Ordering::Relaxed);
+        }
         if p.generation != Some(generation) {
             return false;
         }
@@ -229,6 +304,12 @@ impl Link {
         &self.state.counters
     }
 
+    /// Set this link's series of gauge `name`.
+    fn set_gauge(&self, name: &'static str, value: f64) {
+        metrics::gauge!(name, stats::metric::BACKEND_LABEL => self.state.backend.clone())
+            .set(value);
+    }
+
     fn append(&self, p: &mut PendingFrames, write: impl FnOnce(&Frames, &mut BytesMut)) {
         let was_empty = p.buf.is_empty();
         write(&self.state.frames, &mut p.buf);
@@ -253,16 +334,31 @@ impl Link {
         p.buf.clear();
         p.frames = 0;
         p.generation = Some(generation);
+        self.state.answered.store(false, Ordering::Relaxed);
     }
 
-    /// End the generation; returns how many pending bytes were discarded.
-    fn mark_down(&self) -> usize {
+    /// The LoginSrv sent its first valid frame on this connection.
+    fn mark_answered(&self) {
+        self.state.answered.store(true, Ordering::Relaxed);
+    }
+
+    /// End the generation; returns how many pending bytes were discarded
+    /// and the sessions that were open on it (the LoginSrv forgot them).
+    fn mark_down(&self) -> (usize, Vec<u32>) {
         let mut p = self.state.pending.lock();
         let discarded = p.buf.len();
         p.buf.clear();
         p.frames = 0;
         p.generation = None;
-        discarded
+        let lost: Vec<u32> = p.sessions.drain().collect();
+        self.state.live.store(0, Ordering::Relaxed);
+        self.state.answered.store(false, Ordering::Relaxed);
+        (discarded, lost)
+    }
+
+    /// Client messages queued so far.
+    fn data_frames(&self) -> u64 {
+        self.state.pending.lock().data_frames
     }
 
     /// Swap the pending buffer with `spare` (empty); returns frames taken.
@@ -280,6 +376,7 @@ mod tests {
     use mir2_proto::link::Dialect;
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const ADDR: SocketAddr = SocketAddr::new(IP, 5500);
 
     fn drain(link: &Link) -> (Vec<u8>, u64) {
         let mut spare = BytesMut::new();
@@ -289,7 +386,7 @@ mod tests {
 
     #[test]
     fn frames_are_batched_in_order() {
-        let link = Link::new(Dialect::Wemade, 1024);
+        let link = Link::new(ADDR, Dialect::Wemade, 1024);
         link.mark_up(Generation(1));
         let g = link.open(7, IP, IP).unwrap();
         link.data(g, 7, b"#1abc!").unwrap();
@@ -304,7 +401,7 @@ mod tests {
 
     #[test]
     fn pending_bytes_are_bounded_for_data_and_opens_but_not_closes() {
-        let link = Link::new(Dialect::Delphi, 100);
+        let link = Link::new(ADDR, Dialect::Delphi, 100);
         link.mark_up(Generation(1));
         let g = link.open(1, IP, IP).unwrap();
         let mut opened = vec![1];
@@ -333,7 +430,7 @@ mod tests {
 
     #[test]
     fn sessions_are_tied_to_their_generation() {
-        let link = Link::new(Dialect::HappyM2, 1024);
+        let link = Link::new(ADDR, Dialect::HappyM2, 1024);
         assert_eq!(
             link.open(1, IP, IP),
             Err(PushError::Down),
@@ -342,7 +439,14 @@ mod tests {
         link.mark_up(Generation(1));
         let old = link.open(1, IP, IP).unwrap();
         link.data(old, 1, b"#1x!").unwrap();
-        assert!(link.mark_down() > 0, "pending bytes discarded");
+        let (discarded, lost) = link.mark_down();
+        assert!(discarded > 0, "pending bytes discarded");
+        assert_eq!(
+            lost,
+            vec![1],
+            "the sessions of the connection are handed back"
+        );
+        assert_eq!(link.live_sessions(), 0);
         assert_eq!(link.data(old, 1, b"#1x!"), Err(PushError::Down));
         assert!(!link.close(old, 1));
         link.mark_up(Generation(2));
@@ -350,5 +454,21 @@ mod tests {
         assert_eq!(link.data(old, 1, b"#1x!"), Err(PushError::Down));
         assert!(!link.close(old, 1));
         assert_eq!(drain(&link), (Vec::new(), 0));
+    }
+
+    #[test]
+    fn live_sessions_count_opens_until_their_close() {
+        let link = Link::new(ADDR, Dialect::Wemade, 1024);
+        link.mark_up(Generation(1));
+        let g = link.open(1, IP, IP).unwrap();
+        link.open(2, IP, IP).unwrap();
+        assert_eq!(link.live_sessions(), 2);
+        assert!(link.close(g, 1));
+        assert_eq!(link.live_sessions(), 1);
+        let (_, lost) = link.mark_down();
+        assert_eq!(lost, vec![2]);
+        // The lost session's own close comes later and finds nothing to send.
+        assert!(!link.close(g, 2));
+        assert_eq!(link.live_sessions(), 0);
     }
 }

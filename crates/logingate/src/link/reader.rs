@@ -8,7 +8,7 @@ use mir2_proto::link::{self as wire, LinkError, LinkFramer, ServerFrame};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::stats::{metric, Count, UNDELIVERED_LABELS};
 use super::supervisor::DownReason;
@@ -24,8 +24,9 @@ pub trait Dispatch: Send + Sync + 'static {
     fn kick(&self, id: u32) -> Result<(), Undelivered>;
     /// Kick `id` and block its IP (temporarily or permanently).
     fn block(&self, id: u32, permanent: bool) -> Result<(), Undelivered>;
-    /// The link dropped: every session opened on it is gone at the LoginSrv.
-    fn link_lost(&self);
+    /// The link dropped: `sessions` (the ones opened on it and still open)
+    /// are gone at the LoginSrv. Sessions of other links are not touched.
+    fn link_lost(&self, sessions: &[u32]);
 }
 
 /// Why an order of the LoginSrv found no session to act on (counted by
@@ -69,6 +70,39 @@ impl ReaderLogs {
 /// connection is up.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
+/// What one server frame was, for liveness and the wrong-dialect check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// It did not parse.
+    Bad,
+    /// A heartbeat reply: resets the dead timer.
+    Heartbeat,
+    /// A reply, kick or block for a client: proof the LoginSrv reads our frames.
+    Reply,
+}
+
+/// Client messages forwarded against replies received in one window of
+/// `server.silent_window_secs`: a LoginSrv that reads none of our frames (a
+/// wrong dialect) answers heartbeats but never a client.
+struct Silence {
+    /// `Link::data_frames` when the window began.
+    forwarded_mark: u64,
+    /// Replies received in this window.
+    replies: u64,
+}
+
+impl Silence {
+    /// At the end of a window: how many messages went unanswered, when
+    /// `threshold` or more went out and not one reply came back.
+    fn end_window(&mut self, forwarded_now: u64, threshold: u64) -> Option<u64> {
+        let forwarded = forwarded_now.saturating_sub(self.forwarded_mark);
+        let silent = threshold > 0 && forwarded >= threshold && self.replies == 0;
+        self.forwarded_mark = forwarded_now;
+        self.replies = 0;
+        silent.then_some(forwarded)
+    }
+}
+
 /// Read and act on server frames until the connection fails or dies; queue
 /// heartbeats on `generation` meanwhile.
 pub(super) async fn read_loop(
@@ -91,6 +125,17 @@ pub(super) async fn read_loop(
     tokio::pin!(dead);
     // When the oldest unanswered heartbeat was queued: its reply gives the round trip.
     let mut heartbeat_sent: Option<Instant> = None;
+    let check_silence = opts.silent_replies_warn > 0 && !opts.silent_window.is_zero();
+    let window = opts.silent_window.max(Duration::from_millis(1));
+    let mut silence_tick = tokio::time::interval_at(Instant::now() + window, window);
+    silence_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut silence = Silence {
+        forwarded_mark: link.data_frames(),
+        replies: 0,
+    };
+    let connected = Instant::now();
+    // Whether this connection has had its first valid frame.
+    let mut confirmed = false;
     loop {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
@@ -103,12 +148,21 @@ pub(super) async fn read_loop(
                     match framer.next_frame(&mut buf) {
                         Ok(Some(body)) => {
                             counters.add(Count::FramesIn, 1);
-                            if on_frame(link, dispatch, logs, body) {
+                            let seen = on_frame(link, dispatch, logs, body);
+                            if !confirmed && seen != Seen::Bad {
+                                confirmed = true;
+                                link.mark_answered();
+                                answered(link, opts, generation, connected.elapsed());
+                            }
+                            if seen == Seen::Reply {
+                                silence.replies += 1;
+                            }
+                            if seen == Seen::Heartbeat {
                                 let now = Instant::now();
                                 dead.as_mut().reset(now + opts.dead_after);
                                 if let Some(sent) = heartbeat_sent.take() {
                                     let rtt = now.saturating_duration_since(sent);
-                                    metrics::histogram!(metric::HEARTBEAT_RTT).record(rtt.as_secs_f64());
+                                    metrics::histogram!(metric::HEARTBEAT_RTT, metric::BACKEND_LABEL => link.backend().to_owned()).record(rtt.as_secs_f64());
                                     link.state.history.set_rtt(rtt);
                                 }
                             }
@@ -128,23 +182,55 @@ pub(super) async fn read_loop(
                 link.heartbeat(generation);
                 heartbeat_sent.get_or_insert_with(Instant::now);
             }
-            _ = publish.tick() => counters.publish(),
+            _ = publish.tick() => {
+                counters.publish(link.backend());
+                link.set_gauge(metric::SESSIONS, link.live_sessions() as f64);
+            }
+            _ = silence_tick.tick(), if check_silence => {
+                if let Some(forwarded) = silence.end_window(link.data_frames(), opts.silent_replies_warn) {
+                    counters.add(Count::Silent, 1);
+                    warn!(
+                        addr = %opts.addr,
+                        forwarded,
+                        window_secs = opts.silent_window.as_secs(),
+                        "link: {forwarded} client messages forwarded in {} s and not one reply: \
+                         the LoginSrv likely reads another link dialect than {} \
+                         (see the dialect table in the logingate README)",
+                        opts.silent_window.as_secs(),
+                        opts.dialect_key,
+                    );
+                }
+            }
             () = &mut dead => return DownReason::Dead(opts.dead_after),
         }
     }
 }
 
-/// Act on one server frame; `true` when it was a heartbeat reply.
-fn on_frame(link: &Link, dispatch: &dyn Dispatch, logs: &ReaderLogs, body: Bytes) -> bool {
+/// The first valid frame of a connection: the LoginSrv reads this gate.
+fn answered(link: &Link, opts: &LinkOptions, generation: Generation, after: Duration) {
+    link.set_gauge(metric::UP, 1.0);
+    link.state.history.record(
+        true,
+        format!(
+            "connected to {}, first frame after {} ms",
+            opts.addr,
+            after.as_millis()
+        ),
+    );
+    info!(addr = %opts.addr, generation = generation.0, "link: up");
+}
+
+/// Act on one server frame.
+fn on_frame(link: &Link, dispatch: &dyn Dispatch, logs: &ReaderLogs, body: Bytes) -> Seen {
     let frame = match wire::parse_server_frame(link.frames(), body) {
         Ok(f) => f,
         Err(e) => {
             parse_error(link, logs, &e);
-            return false;
+            return Seen::Bad;
         }
     };
     let (id, outcome) = match frame {
-        ServerFrame::HeartbeatReply => return true,
+        ServerFrame::HeartbeatReply => return Seen::Heartbeat,
         // An owned copy: a slice would pin the whole read buffer (16 KiB or
         // more) for as long as the reply waits in a client's queue, where
         // netcore accounts only its own few bytes, so clients that never
@@ -164,7 +250,7 @@ fn on_frame(link: &Link, dispatch: &dyn Dispatch, logs: &ReaderLogs, body: Bytes
             );
         }
     }
-    false
+    Seen::Reply
 }
 
 fn parse_error(link: &Link, logs: &ReaderLogs, e: &LinkError) {
@@ -206,7 +292,21 @@ mod tests {
         fn block(&self, _: u32, _: bool) -> Result<(), Undelivered> {
             Ok(())
         }
-        fn link_lost(&self) {}
+        fn link_lost(&self, _: &[u32]) {}
+    }
+
+    #[test]
+    fn silence_is_messages_out_and_no_reply_in_one_window() {
+        let mut s = Silence {
+            forwarded_mark: 100,
+            replies: 0,
+        };
+        assert_eq!(s.end_window(104, 5), None, "too few to judge");
+        assert_eq!(s.end_window(110, 5), Some(6));
+        s.replies = 1;
+        assert_eq!(s.end_window(200, 5), None, "one reply proves the dialect");
+        assert_eq!(s.end_window(200, 5), None, "nothing forwarded");
+        assert_eq!(s.end_window(300, 0), None, "0 turns the check off");
     }
 
     #[test]
@@ -219,7 +319,8 @@ mod tests {
     #[tokio::test]
     async fn delivered_replies_do_not_pin_the_read_buffer() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let link = Link::new(Dialect::Wemade, 1 << 20);
+        let addr = listener.local_addr().unwrap();
+        let link = Link::new(addr, Dialect::Wemade, 1 << 20);
         let opts = LinkOptions {
             addr: listener.local_addr().unwrap(),
             heartbeat: Duration::from_secs(30),
@@ -227,6 +328,9 @@ mod tests {
             reconnect_max: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
             max_frame_bytes: 16 * 1024,
+            silent_replies_warn: 0,
+            silent_window: Duration::from_secs(30),
+            dialect_key: "server.dialect = \"wemade\"".into(),
         };
         let capture = Arc::new(Capture::default());
         let stop = CancellationToken::new();

@@ -1,5 +1,6 @@
 //! Counters of one link and their metric names: each count is kept once,
-//! in one atomic of [`LinkCounters`]. The stats line and tests read them
+//! in one atomic of [`LinkCounters`]; every series carries the link's
+//! `backend` label (the LoginSrv's address). The stats line and tests read them
 //! through [`LinkTotals`]; [`LinkCounters::publish`] hands what changed to
 //! the `metrics` facade, whose counters cannot be read back.
 
@@ -35,6 +36,16 @@ pub mod metric {
     pub const HEARTBEATS: &str = "gate_link_heartbeats_total";
     /// Heartbeat sent to its reply (histogram).
     pub const HEARTBEAT_RTT: &str = "gate_link_heartbeat_rtt_seconds";
+    /// Connections the LoginSrv closed within a second, before any frame
+    /// (a wrong port, or a gate address it does not allow).
+    pub const EARLY_CLOSES: &str = "gate_link_early_closes_total";
+    /// Windows in which client messages went out and no reply came back
+    /// (`server.silent_replies_warn`: likely a wrong dialect).
+    pub const SILENT: &str = "gate_link_silent_total";
+    /// Sessions open on the link (gauge).
+    pub const SESSIONS: &str = "gate_link_sessions";
+    /// The label every link series carries.
+    pub const BACKEND_LABEL: &str = "backend";
 }
 
 /// A counter without labels, by its place in [`LinkCounters`].
@@ -56,10 +67,14 @@ pub(crate) enum Count {
     JunkBytes,
     /// [`metric::DISCARDED_BYTES`].
     DiscardedBytes,
+    /// [`metric::EARLY_CLOSES`].
+    EarlyCloses,
+    /// [`metric::SILENT`].
+    Silent,
 }
 
 /// Names of the [`Count`] counters, in their order.
-const PLAIN: [&str; 8] = [
+const PLAIN: [&str; 10] = [
     metric::FRAMES,
     metric::WRITES,
     metric::BYTES_OUT,
@@ -68,6 +83,8 @@ const PLAIN: [&str; 8] = [
     metric::HEARTBEATS,
     metric::JUNK_BYTES,
     metric::DISCARDED_BYTES,
+    metric::EARLY_CLOSES,
+    metric::SILENT,
 ];
 
 /// `reason` labels of [`metric::DOWNS`], indexed by `DownReason::index`.
@@ -149,6 +166,35 @@ pub struct LinkTotals {
     pub parse_errors: u64,
     /// Heartbeats sent.
     pub heartbeats: u64,
+    /// Connections the LoginSrv closed at once (wrong port or gate not allowed).
+    pub early_closes: u64,
+    /// Windows with client messages forwarded and no reply (wrong dialect?).
+    pub silent: u64,
+}
+
+impl LinkTotals {
+    /// The sum of two links' counters.
+    pub fn plus(&self, o: &LinkTotals) -> LinkTotals {
+        LinkTotals {
+            frames: self.frames + o.frames,
+            writes: self.writes + o.writes,
+            connects: self.connects + o.connects,
+            replies_dropped: self.replies_dropped + o.replies_dropped,
+            parse_errors: self.parse_errors + o.parse_errors,
+            heartbeats: self.heartbeats + o.heartbeats,
+            early_closes: self.early_closes + o.early_closes,
+            silent: self.silent + o.silent,
+        }
+    }
+
+    /// Frames per socket write (0 before the first write).
+    pub fn frames_per_write(&self) -> f64 {
+        if self.writes > 0 {
+            self.frames as f64 / self.writes as f64
+        } else {
+            0.0
+        }
+    }
 }
 
 impl LinkCounters {
@@ -201,11 +247,14 @@ impl LinkCounters {
             replies_dropped: self.sum(DROPPED_AT, SERIES),
             parse_errors: self.sum(PARSE_AT, DROPPED_AT),
             heartbeats: self.get_at(Count::Heartbeats as usize),
+            early_closes: self.get_at(Count::EarlyCloses as usize),
+            silent: self.get_at(Count::Silent as usize),
         }
     }
 
-    /// Add what changed since the last call to the `metrics` facade.
-    pub(crate) fn publish(&self) {
+    /// Add what changed since the last call to the `metrics` facade, as the
+    /// series of `backend`.
+    pub(crate) fn publish(&self, backend: &str) {
         for i in 0..SERIES {
             let now = self.get_at(i);
             let before = self.published[i].swap(now, Ordering::Relaxed);
@@ -213,11 +262,17 @@ impl LinkCounters {
             if delta == 0 {
                 continue;
             }
+            let backend = backend.to_owned();
             match series(i) {
-                (name, None) => metrics::counter!(name).increment(delta),
-                (name, Some(reason)) => {
-                    metrics::counter!(name, "reason" => reason).increment(delta)
+                (name, None) => {
+                    metrics::counter!(name, metric::BACKEND_LABEL => backend).increment(delta)
                 }
+                (name, Some(reason)) => metrics::counter!(
+                    name,
+                    metric::BACKEND_LABEL => backend,
+                    "reason" => reason
+                )
+                .increment(delta),
             }
         }
     }
@@ -261,9 +316,9 @@ mod tests {
         c.parse_error(&LinkError::BadIp);
         c.parse_error(&LinkError::Malformed { reason: "x" });
         c.undelivered(0);
-        c.publish();
+        c.publish("b");
         c.add(Count::Frames, 2);
-        c.publish();
+        c.publish("b");
         let t = c.totals();
         assert_eq!(
             (t.frames, t.writes, t.parse_errors, t.replies_dropped),

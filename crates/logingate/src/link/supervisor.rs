@@ -66,6 +66,25 @@ impl fmt::Display for DownReason {
 const BACKOFF_START: Duration = Duration::from_millis(500);
 /// How long a stopping link waits for the LoginSrv to close its side.
 const LINGER: Duration = Duration::from_secs(1);
+/// A LoginSrv that closes a connection this soon, before sending any frame,
+/// refused the gate rather than failed: the hint names the usual causes.
+const EARLY_CLOSE: Duration = Duration::from_secs(1);
+
+impl DownReason {
+    /// Whether the LoginSrv ended the connection (EOF or reset), not us.
+    fn by_peer(&self) -> bool {
+        match self {
+            DownReason::ClosedByServer => true,
+            DownReason::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+            ),
+            _ => false,
+        }
+    }
+}
 
 /// Run the link until `stop` is cancelled: connect, serve, reconnect.
 ///
@@ -78,7 +97,7 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     supervise(&link, &opts, &*dispatch, &stop).await;
-    link.counters().publish();
+    link.counters().publish(link.backend());
 }
 
 async fn supervise(
@@ -92,7 +111,7 @@ async fn supervise(
     let mut backoff = BACKOFF_START;
     let mut next_generation = 1u64;
     let mut attempt = 0u64;
-    metrics::gauge!(metric::UP).set(0.0);
+    link.set_gauge(metric::UP, 0.0);
     loop {
         if stop.is_cancelled() {
             return;
@@ -114,32 +133,45 @@ async fn supervise(
                 next_generation += 1;
                 attempt = 0;
                 counters.add(Count::Connects, 1);
-                metrics::gauge!(metric::UP).set(1.0);
                 link.mark_up(generation);
-                link.state
-                    .history
-                    .record(true, format!("connected to {}", opts.addr));
-                info!(addr = %opts.addr, generation = generation.0, "link: up");
+                // `link: up` waits for the LoginSrv's first frame (the reader logs it).
+                info!(addr = %opts.addr, generation = generation.0, "link: connected, waiting for the LoginSrv's first frame");
                 let since = Instant::now();
                 let reason = serve(link, opts, dispatch, &logs, stream, generation, stop).await;
-                let discarded = link.mark_down();
-                metrics::gauge!(metric::UP).set(0.0);
+                let answered = link.is_answered();
+                let (discarded, lost) = link.mark_down();
+                link.set_gauge(metric::UP, 0.0);
+                link.set_gauge(metric::SESSIONS, 0.0);
                 counters.down(reason.index());
                 counters.add(Count::DiscardedBytes, discarded as u64);
-                counters.publish();
-                link.state.history.record(false, reason.to_string());
+                let lived = since.elapsed();
+                let refused = !answered && lived < EARLY_CLOSE && reason.by_peer();
+                if refused {
+                    counters.add(Count::EarlyCloses, 1);
+                }
+                counters.publish(link.backend());
+                link.state
+                    .history
+                    .record(false, format!("{}: {reason}", opts.addr));
                 if matches!(reason, DownReason::Stopped) {
                     info!(addr = %opts.addr, "link: down ({reason})");
-                    dispatch.link_lost();
+                    dispatch.link_lost(&lost);
                     return;
                 }
-                match &reason {
-                    DownReason::FrameTooLong(_) => {
-                        error!(addr = %opts.addr, discarded, "link: down ({reason}); resetting")
-                    }
-                    _ => warn!(addr = %opts.addr, discarded, "link: down ({reason})"),
+                if refused {
+                    warn!(
+                        addr = %opts.addr,
+                        after_ms = lived.as_millis() as u64,
+                        sessions = lost.len(),
+                        "link: down: the LoginSrv closed the link right after accepting it \
+                         ({reason}): wrong port, or this gate's address is not allowed by the LoginSrv"
+                    );
+                } else if matches!(reason, DownReason::FrameTooLong(_)) {
+                    error!(addr = %opts.addr, discarded, sessions = lost.len(), "link: down ({reason}); resetting");
+                } else {
+                    warn!(addr = %opts.addr, discarded, sessions = lost.len(), "link: down ({reason})");
                 }
-                dispatch.link_lost();
+                dispatch.link_lost(&lost);
                 // A link that served a while was healthy: retry quickly.
                 if since.elapsed() >= opts.heartbeat {
                     backoff = BACKOFF_START;

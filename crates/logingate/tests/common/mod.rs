@@ -28,7 +28,7 @@ pub fn test_config(server: SocketAddr, dialect: Dialect) -> Config {
     c.gate.punish = logingate::punish::PunishConfig::all(logingate::punish::Punishment::Disconnect);
     c.gate.attack.enter_conn_rate = 0;
     c.gate.shutdown_grace_secs = 2;
-    c.server.addr = Some(server);
+    c.server.addr = vec![server];
     c.server.dialect = dialect;
     c.server.heartbeat_secs = 30;
     c.server.dead_after_secs = 60;
