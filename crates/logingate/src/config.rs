@@ -228,6 +228,15 @@ mod one_or_many {
         }
     }
 
+    /// One list entry: `IP:PORT` or `host:port`.
+    struct Entry(SocketAddr);
+
+    impl<'de> serde::Deserialize<'de> for Entry {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            bootstrap::config::addr::one(d).map(Entry)
+        }
+    }
+
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
         struct Addrs;
         impl<'de> Visitor<'de> for Addrs {
@@ -242,9 +251,8 @@ mod one_or_many {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut addrs = Vec::new();
-                while let Some(text) = seq.next_element::<String>()? {
-                    let addr = bootstrap::config::addr::parse(&text)
-                        .map_err(|e| de::Error::custom(format!("entry {}: {e}", addrs.len())))?;
+                // Each entry parsed as it is read, so an error names its index.
+                while let Some(Entry(addr)) = seq.next_element::<Entry>()? {
                     addrs.push(addr);
                 }
                 if addrs.is_empty() {
