@@ -35,6 +35,7 @@ mod reason;
 mod registry;
 mod server;
 mod session;
+mod tuning;
 
 pub use admission::{Admission, Block, BlockKind, RejectObserver, StrictLimits};
 pub use config::Config;
@@ -45,6 +46,7 @@ pub use registry::Sessions;
 pub use server::Server;
 pub use session::{Session, SessionId, SessionStats};
 pub use tokio_util::sync::CancellationToken;
+pub use tuning::{LiveLimits, Tuning};
 
 use bytes::BytesMut;
 
