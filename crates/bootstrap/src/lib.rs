@@ -7,15 +7,17 @@
 //!   for every duration key.
 //! - [`logging`]: text or JSON lines on stderr, colour only on a terminal.
 //! - [`signal`]: SIGINT / SIGTERM.
+//! - [`notify`]: systemd readiness notifications (no-ops outside systemd).
 //! - [`exit`]: the exit codes and the runtime wrapper that maps results to
 //!   them.
 
 pub mod config;
 pub mod exit;
 pub mod logging;
+pub mod notify;
 pub mod signal;
 
 pub use config::{ConfigError, MAX_SECS};
 pub use exit::{run_main, EXIT_CONFIG, EXIT_RUNTIME};
-pub use logging::LogFormat;
+pub use logging::{LogControl, LogFormat};
 pub use signal::shutdown_signal;
