@@ -84,7 +84,46 @@ pub struct LinkOptions {
     pub max_frame_bytes: usize,
 }
 
+/// The link's timing, which a configuration reload may change while it runs: the
+/// reader re-arms its heartbeat and dead timers at once, the supervisor uses the new
+/// backoff ceiling and connect bound from its next attempt on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkTiming {
+    /// Interval of `%--$`.
+    pub heartbeat: Duration,
+    /// No heartbeat reply for this long = dead.
+    pub dead_after: Duration,
+    /// Backoff ceiling.
+    pub reconnect_max: Duration,
+    /// Bound on one connect attempt.
+    pub connect_timeout: Duration,
+}
+
+impl LinkTiming {
+    /// The timing of `config`'s `[server]` section.
+    pub fn from_config(config: &Config) -> Self {
+        let s = &config.server;
+        LinkTiming {
+            heartbeat: Duration::from_secs(s.heartbeat_secs),
+            dead_after: Duration::from_secs(s.dead_after_secs),
+            reconnect_max: Duration::from_secs(s.reconnect_max_secs),
+            connect_timeout: Duration::from_secs(s.connect_timeout_secs),
+        }
+    }
+}
+
 impl LinkOptions {
+    /// These options with `timing` instead of their own.
+    pub(crate) fn with_timing(&self, timing: LinkTiming) -> LinkOptions {
+        LinkOptions {
+            heartbeat: timing.heartbeat,
+            dead_after: timing.dead_after,
+            reconnect_max: timing.reconnect_max,
+            connect_timeout: timing.connect_timeout,
+            ..self.clone()
+        }
+    }
+
     /// Options from the config, linking to `addr`.
     pub fn from_config(config: &Config, addr: SocketAddr) -> Self {
         let s = &config.server;
@@ -120,6 +159,8 @@ struct LinkState {
     counters: LinkCounters,
     /// Up/down changes and the last heartbeat round trip.
     history: History,
+    /// Timing set at run time ([`Link::retime`]); `None` = the options `run` got.
+    timing: tokio::sync::watch::Sender<Option<LinkTiming>>,
 }
 
 /// Encoded frames not yet written, under the lock that also guards the
@@ -149,8 +190,14 @@ impl Link {
                 wake: Notify::new(),
                 counters: LinkCounters::new(),
                 history: History::default(),
+                timing: tokio::sync::watch::Sender::new(None),
             }),
         }
+    }
+
+    /// Puts `timing` in force on the running link (see [`LinkTiming`]).
+    pub fn retime(&self, timing: LinkTiming) {
+        self.state.timing.send_replace(Some(timing));
     }
 
     /// The frame table in use.
