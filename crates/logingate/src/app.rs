@@ -81,6 +81,10 @@ pub struct Startup {
     pub inherited: Inherited,
     /// The installed log subscriber's filter, for `log_filter` reloads.
     pub log: Option<Arc<bootstrap::LogControl>>,
+    /// Accept only once the link is up. A successor sets it: until it is ready its
+    /// predecessor accepts from the same sockets, and a client it took while its own
+    /// link was down would be refused (`server_unavailable`).
+    pub accept_once_linked: bool,
 }
 
 /// Time the link's final flush gets even when closing sessions used up the
@@ -137,6 +141,7 @@ impl Gate {
             source,
             inherited,
             log,
+            accept_once_linked,
         } = startup;
         let admin_addr = config.admin.addr()?;
         if admin_addr.is_some() {
@@ -307,7 +312,17 @@ impl Gate {
             dispatch,
             link_stop.clone(),
         ));
-        let server_task = tokio::spawn(server.run());
+        let server_task = if accept_once_linked {
+            let (link, stop) = (link.clone(), server_stop.clone());
+            tokio::spawn(async move {
+                while !link.is_up() && !stop.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                server.run().await;
+            })
+        } else {
+            tokio::spawn(server.run())
+        };
         if let Some(every) = optional_secs(config.gate.stats_log_secs) {
             tokio::spawn(log_stats(
                 every,
@@ -413,10 +428,10 @@ impl Gate {
     }
 
     /// After a hand-over: stop accepting (the successor accepts from the same
-    /// sockets), keep serving the live sessions on this gate's link until they end
-    /// or `gate.drain_timeout_secs` passes, then shut down (closing the rest, each
-    /// with its close frame).
-    pub async fn drain(mut self) {
+    /// sockets) and keep serving the live sessions on this gate's link until they
+    /// end, `gate.drain_timeout_secs` passes or `cut` completes (a stop signal);
+    /// then [`Gate::shutdown`] closes the rest, each with its close frame.
+    pub async fn drain(&mut self, cut: impl std::future::Future<Output = ()>) {
         self.accept_stop.cancel();
         if let Some(console) = self.console.take() {
             console.shutdown().await;
@@ -428,18 +443,24 @@ impl Gate {
             "draining: no longer accepting"
         );
         let deadline = tokio::time::Instant::now() + timeout;
-        while !self.sessions.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let sessions = self.sessions.clone();
+        let emptied = async move {
+            while !sessions.is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            () = emptied => {}
+            () = cut => info!("stop signal: ending the drain"),
         }
         if self.sessions.is_empty() {
             info!("drained: every session ended");
         } else {
             warn!(
                 sessions = self.sessions.len(),
-                "drain timeout: closing the remaining sessions"
+                "closing the sessions still open"
             );
         }
-        self.shutdown().await;
     }
 
     /// Bound listener addresses.
@@ -644,6 +665,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let pid_file = config.pid_file_path();
     let mut startup = startup;
     let ready_pipe = startup.inherited.ready.take();
+    startup.accept_once_linked |= ready_pipe.is_some();
     let gate = Gate::start_with(config, startup).await?;
     if let Some(pipe) = ready_pipe {
         // A successor is ready once it can serve logins: listeners bound (above) and
@@ -670,7 +692,13 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
             }
             _ = restart.recv() => {
                 info!("SIGUSR2: restarting without downtime");
-                match gate.hand_over().await {
+                // A stop signal meanwhile wins: the successor, whose pipe then
+                // closes, cannot report ready and exits.
+                let handed = tokio::select! {
+                    r = gate.hand_over() => r,
+                    () = &mut stop_signal => break false,
+                };
+                match handed {
                     Ok(pid) => {
                         info!(successor = pid, "restart: the new process is ready; draining this one");
                         break true;
@@ -680,19 +708,16 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
             }
         }
     };
-    if !drain {
-        // After a hand-over the successor is the service: it must not read as stopping.
+    let mut gate = gate;
+    if drain {
+        // After a hand-over the successor is the service: this process must not
+        // read as stopping to systemd.
+        gate.drain(bootstrap::shutdown_signal()).await;
+    } else {
         bootstrap::notify::stopping();
     }
-    let ended = async {
-        if drain {
-            gate.drain().await;
-        } else {
-            gate.shutdown().await;
-        }
-    };
     tokio::select! {
-        () = ended => {}
+        () = gate.shutdown() => {}
         // An operator who asks twice does not want to wait for the grace period.
         () = bootstrap::shutdown_signal() => warn!("second signal: exiting without waiting for the flush"),
     }

@@ -127,10 +127,25 @@ pub enum NotReady {
     Io(#[from] io::Error),
 }
 
+/// Kills the successor if the wait for it is abandoned (a stop signal meanwhile):
+/// it must not take clients that nobody hands over to it.
+struct KillUnlessReady(Option<Child>);
+
+impl Drop for KillUnlessReady {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            drop(std::thread::spawn(move || child.wait()));
+        }
+    }
+}
+
 impl Successor {
-    /// Waits until the successor is ready, or kills it (timeout, silence) and says why.
-    pub async fn wait_ready(mut self, timeout: Duration) -> Result<u32, NotReady> {
+    /// Waits until the successor is ready, or kills it (timeout, silence, or this
+    /// future dropped) and says why.
+    pub async fn wait_ready(self, timeout: Duration) -> Result<u32, NotReady> {
         let pid = self.child.id();
+        let mut guard = KillUnlessReady(Some(self.child));
         let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(self.ready)?;
         let mut byte = [0u8; 1];
         let read = tokio::time::timeout(timeout, async {
@@ -139,28 +154,25 @@ impl Successor {
         })
         .await;
         let why = match read {
-            Ok(Ok(1)) => return Ok(pid),
-            Ok(Ok(_)) => match self.child.try_wait()? {
-                Some(status) => NotReady::Exited(status),
-                None => {
-                    // The pipe closes with the process: give its exit status a moment.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    match self.child.try_wait()? {
-                        Some(status) => NotReady::Exited(status),
-                        None => NotReady::Silent,
-                    }
+            Ok(Ok(1)) => {
+                // Ready: it lives on after this process.
+                drop(guard.0.take());
+                return Ok(pid);
+            }
+            Ok(Ok(_)) => {
+                // The pipe closes with the process: give its exit status a moment.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                match guard.0.as_mut().map(Child::try_wait).transpose()?.flatten() {
+                    Some(status) => NotReady::Exited(status),
+                    None => NotReady::Silent,
                 }
-            },
+            }
             Ok(Err(e)) => NotReady::Io(e),
             Err(_) => NotReady::Timeout(timeout),
         };
-        if self.child.try_wait()?.is_none() {
-            let _ = self.child.kill();
-            // Reaped off the runtime: a child stuck in uninterruptible sleep must
-            // not stall it.
-            let mut child = self.child;
-            drop(tokio::task::spawn_blocking(move || child.wait()));
-        }
+        // Dropping the guard kills what is left of it (reaped on a thread: a child
+        // stuck in uninterruptible sleep must not stall the runtime).
+        drop(guard);
         Err(why)
     }
 }

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
         source: Some(Box::new(move || cli.effective_config())),
         inherited,
         log: Some(log),
+        accept_once_linked: false,
     };
     bootstrap::run_main("logingate", logingate::app::run(config, startup))
 }
