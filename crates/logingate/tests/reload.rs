@@ -201,3 +201,53 @@ fn check_config_exits_0_for_a_good_file_and_2_naming_the_key() {
         assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
     }
 }
+
+/// A gate started in-process: the reloaded per-session limits reach a session
+/// that is already open, and the link re-arms its heartbeat at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_sessions_and_the_link_take_the_reloaded_limits() {
+    let (gate, _srv, mut link) = gate_with_srv(|_| {}, Dialect::Wemade).await;
+    let mut client = connect(gate_addr(&gate)).await;
+    let id = link.open_id().await;
+    use tokio::io::AsyncWriteExt;
+    client.write_all(&client_msg(1)).await.unwrap();
+    assert!(link
+        .frame_no_hb()
+        .await
+        .starts_with(format!("%A{id}/").as_bytes()));
+
+    let mut smaller = gate.config();
+    smaller.gate.max_packet_bytes = 20;
+    smaller.server.heartbeat_secs = 1;
+    smaller.server.dead_after_secs = 60;
+    smaller.gate.listen = vec!["127.0.0.1:1".parse().unwrap()];
+    let outcome = gate.apply_config(smaller);
+    assert!(outcome.ok, "{outcome:?}");
+    assert_eq!(outcome.restart_required, ["gate.listen"]);
+    for key in ["gate.max_packet_bytes", "server.heartbeat_secs"] {
+        assert!(
+            outcome.applied.iter().any(|k| k == key),
+            "{key}: {outcome:?}"
+        );
+    }
+    // The heartbeat was 30 s: only the reload can bring one within STEP.
+    assert_eq!(link.frame().await, b"%--$");
+    client.write_all(&client_msg(2)).await.unwrap();
+    assert!(read_to_close(&mut client).await.is_empty());
+    eventually("closed as oversize", || {
+        gate.handler().closes("oversize") == 1
+    })
+    .await;
+
+    let mut refused = gate.config();
+    refused.server.heartbeat_secs = 0;
+    let outcome = gate.apply_config(refused);
+    assert!(!outcome.ok);
+    assert_eq!(outcome.error.unwrap().key, "server.heartbeat_secs");
+    assert_eq!(
+        gate.config().server.heartbeat_secs,
+        1,
+        "a refused config changes nothing"
+    );
+    gate.shutdown().await;
+}
