@@ -721,7 +721,8 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         // An operator who asks twice does not want to wait for the grace period.
         () = bootstrap::shutdown_signal() => warn!("second signal: exiting without waiting for the flush"),
     }
-    if let Some(path) = pid_file {
+    // After a hand-over the file is the successor's (it writes it once ready).
+    if let Some(path) = pid_file.filter(|_| !drain) {
         handover::remove_pid_file(&path);
     }
     Ok(())
