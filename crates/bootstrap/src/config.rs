@@ -104,7 +104,7 @@ pub fn check_secs(key: &str, secs: u64, min: u64) -> Result<(), ConfigError> {
 }
 
 /// The dotted keys whose values differ between `old` and `new` (tables compared key
-/// by key, arrays and values whole), in the order of `old`'s fields.
+/// by key, arrays and values whole), sorted by name within each table.
 pub fn changed_keys<T: Serialize>(old: &T, new: &T) -> Vec<String> {
     let as_table = |c: &T| match toml::Value::try_from(c) {
         Ok(toml::Value::Table(t)) => t,
@@ -349,7 +349,7 @@ mod tests {
         new.gate.listen.push("y".into());
         assert_eq!(
             changed_keys(&old, &new),
-            ["gate.max_conn_per_ip", "gate.listen"]
+            ["gate.listen", "gate.max_conn_per_ip"]
         );
         assert!(is_under("gate.listen", &["gate.listen"]));
         assert!(is_under("embedded.db.url", &["embedded"]));

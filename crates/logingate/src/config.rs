@@ -662,7 +662,8 @@ pub fn is_restart_only(key: &str) -> bool {
     bootstrap::config::is_under(key, RESTART_ONLY)
 }
 
-/// The dotted keys whose values differ between `old` and `new`, in file order.
+/// The dotted keys whose values differ between `old` and `new`, sorted by name
+/// within each table.
 pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
     bootstrap::config::changed_keys(old, new)
 }
