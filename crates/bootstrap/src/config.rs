@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Largest value any `*_secs` key may take (one year): far beyond any
 /// sensible setting, and small enough that `Instant + Duration` can never
@@ -12,7 +13,7 @@ pub const MAX_SECS: u64 = 365 * 24 * 3600;
 
 /// Why a configuration was refused. The binaries print it on one line and
 /// exit with [`EXIT_CONFIG`](crate::EXIT_CONFIG).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigError {
     /// Dotted key, e.g. `gate.max_conn_per_ip`; `config` for the file itself.
     pub key: String,
@@ -100,6 +101,85 @@ pub fn check_secs(key: &str, secs: u64, min: u64) -> Result<(), ConfigError> {
             key,
             format!("must be {min}..={MAX_SECS} seconds"),
         ))
+    }
+}
+
+/// The dotted keys whose values differ between `old` and `new` (tables compared key
+/// by key, arrays and values whole), sorted by name within each table.
+pub fn changed_keys<T: Serialize>(old: &T, new: &T) -> Vec<String> {
+    let as_table = |c: &T| match toml::Value::try_from(c) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    };
+    let mut keys = Vec::new();
+    diff_tables("", &as_table(old), &as_table(new), &mut keys);
+    keys
+}
+
+fn diff_tables(prefix: &str, old: &toml::Table, new: &toml::Table, out: &mut Vec<String>) {
+    let names = old
+        .keys()
+        .chain(new.keys().filter(|k| !old.contains_key(*k)));
+    for name in names {
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match (old.get(name), new.get(name)) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => {
+                diff_tables(&key, a, b, out)
+            }
+            (a, b) if a != b => out.push(key),
+            _ => {}
+        }
+    }
+}
+
+/// Whether dotted `key` is one of `keys` or lies under one (`embedded.x` under
+/// `embedded`, `servers[0]` under `servers`).
+pub fn is_under(key: &str, keys: &[&str]) -> bool {
+    keys.iter().any(|k| {
+        key == *k
+            || key
+                .strip_prefix(k)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    })
+}
+
+/// What a configuration reload did; the consoles' `POST /api/reload` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadOutcome {
+    /// Whether the new configuration was accepted.
+    pub ok: bool,
+    /// Live keys now in force (dotted).
+    pub applied: Vec<String>,
+    /// Keys that changed but apply on restart only.
+    pub restart_required: Vec<String>,
+    /// Why the file was refused (`ok` false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ConfigError>,
+}
+
+impl ReloadOutcome {
+    /// An accepted reload.
+    pub fn applied(applied: Vec<String>, restart_required: Vec<String>) -> Self {
+        ReloadOutcome {
+            ok: true,
+            applied,
+            restart_required,
+            error: None,
+        }
+    }
+
+    /// A refused reload (nothing changed).
+    pub fn refused(error: ConfigError) -> Self {
+        ReloadOutcome {
+            ok: false,
+            applied: Vec::new(),
+            restart_required: Vec::new(),
+            error: Some(error),
+        }
     }
 }
 
@@ -244,16 +324,16 @@ fn line_of(text: &str, offset: usize) -> usize {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
 
-    #[derive(Debug, Deserialize, Default)]
+    #[derive(Debug, Deserialize, Serialize, Default)]
     #[serde(deny_unknown_fields, default)]
     struct Inner {
         max_conn_per_ip: u32,
         listen: Vec<String>,
     }
 
-    #[derive(Debug, Deserialize, Default)]
+    #[derive(Debug, Deserialize, Serialize, Default)]
     #[serde(deny_unknown_fields, default)]
     struct Outer {
         data_dir: String,
@@ -379,6 +459,34 @@ mod tests {
             e.problem.contains("[1]") && e.problem.contains("IP:PORT"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn changed_keys_name_the_leaves_and_is_under_matches_prefixes() {
+        let old = Outer {
+            data_dir: "a".into(),
+            gate: Inner {
+                max_conn_per_ip: 1,
+                listen: vec!["x".into()],
+            },
+        };
+        let mut new = Outer {
+            data_dir: "a".into(),
+            gate: Inner {
+                max_conn_per_ip: 2,
+                listen: vec!["x".into()],
+            },
+        };
+        assert_eq!(changed_keys(&old, &new), ["gate.max_conn_per_ip"]);
+        new.gate.listen.push("y".into());
+        assert_eq!(
+            changed_keys(&old, &new),
+            ["gate.listen", "gate.max_conn_per_ip"]
+        );
+        assert!(is_under("gate.listen", &["gate.listen"]));
+        assert!(is_under("embedded.db.url", &["embedded"]));
+        assert!(is_under("servers[1]", &["servers"]));
+        assert!(!is_under("gate.listening", &["gate.listen"]));
     }
 
     #[test]

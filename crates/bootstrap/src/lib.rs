@@ -9,6 +9,7 @@
 //!   colour only on a terminal.
 //! - [`fd_limit`]: the open-file limit raised for the connection cap.
 //! - [`signal`]: SIGINT / SIGTERM.
+//! - [`notify`]: systemd readiness notifications (no-ops outside systemd).
 //! - [`exit`]: the exit codes and the runtime wrapper that maps results to
 //!   them.
 
@@ -16,9 +17,10 @@ pub mod config;
 pub mod exit;
 pub mod fd_limit;
 pub mod logging;
+pub mod notify;
 pub mod signal;
 
 pub use config::{ConfigError, MAX_SECS};
 pub use exit::{run_main, EXIT_CONFIG, EXIT_RUNTIME};
-pub use logging::{LogFormat, LogTimestamps};
+pub use logging::{LogControl, LogFormat, LogTimestamps};
 pub use signal::shutdown_signal;

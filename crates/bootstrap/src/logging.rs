@@ -1,6 +1,7 @@
 //! Log output: one line per event on stderr, as text for people or JSON for
-//! collectors, filtered by `RUST_LOG` (default `info`), stamped in UTC or in
-//! local time with its offset.
+//! collectors, filtered by the configured filter, else `RUST_LOG`, else `info`,
+//! stamped in UTC or in local time with its offset. The filter can be replaced
+//! while the program runs ([`LogControl`]).
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -111,13 +112,56 @@ fn colour() -> bool {
 
 /// Install the global subscriber with UTC timestamps.
 pub fn init(format: LogFormat) {
-    init_with(format, LogTimestamps::Utc);
+    init_with(format, LogTimestamps::Utc, "");
 }
 
-/// Install the global subscriber. Call before the runtime starts: local time needs
-/// the offset read while the process has one thread.
-pub fn init_with(format: LogFormat, timestamps: LogTimestamps) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Replaces the filter of the installed subscriber (a configuration reload).
+pub struct LogControl {
+    /// The reload handle, typed by the formatter chosen at start.
+    set: Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>,
+}
+
+impl std::fmt::Debug for LogControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogControl").finish_non_exhaustive()
+    }
+}
+
+impl LogControl {
+    /// A control that changes nothing (no subscriber of ours is installed).
+    pub fn detached() -> Self {
+        LogControl {
+            set: Box::new(|_| Ok(())),
+        }
+    }
+
+    /// Puts `filter` ("" = `RUST_LOG`, else `info`) in force for every later event.
+    pub fn set_filter(&self, filter: &str) -> Result<(), String> {
+        (self.set)(filter_of(filter)?)
+    }
+}
+
+/// Checks a filter directive (`info`, `logingate=debug,netcore=warn`) without installing it.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    filter_of(filter).map(drop)
+}
+
+fn filter_of(filter: &str) -> Result<EnvFilter, String> {
+    if filter.trim().is_empty() {
+        return Ok(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+    }
+    EnvFilter::try_new(filter.trim()).map_err(|e| format!("not a log filter: {e}"))
+}
+
+/// Install the global subscriber with `timestamps` and `filter` ("" = `RUST_LOG`,
+/// else `info`; an invalid one falls back to that too, after a line on stderr); the
+/// returned control replaces the filter later. Call before the runtime starts:
+/// local time needs the offset read while the process has one thread.
+pub fn init_with(format: LogFormat, timestamps: LogTimestamps, filter: &str) -> LogControl {
+    let filter = filter_of(filter).unwrap_or_else(|e| {
+        eprintln!("{e}; using RUST_LOG or info");
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    });
     let (timer, clock_warning) = clock(timestamps);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -126,16 +170,28 @@ pub fn init_with(format: LogFormat, timestamps: LogTimestamps) {
         // A closed stderr (a pipe whose reader died) must not panic the task that logs.
         .log_internal_errors(false)
         .with_ansi(colour());
-    let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let (installed, control) = match format {
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            let set = move |f| handle.reload(f).map_err(|e| e.to_string());
+            (builder.try_init(), LogControl { set: Box::new(set) })
+        }
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = builder.reload_handle();
+            let set = move |f| handle.reload(f).map_err(|e| e.to_string());
+            (builder.try_init(), LogControl { set: Box::new(set) })
+        }
     };
     if let Err(e) = installed {
         eprintln!("logging already initialised: {e}");
+        return LogControl::detached();
     }
     if let Some(warning) = clock_warning {
         tracing::warn!("{warning}");
     }
+    control
 }
 
 #[cfg(test)]
@@ -165,5 +221,12 @@ mod tests {
                 assert!(line.ends_with('Z'), "{line}");
             }
         }
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        check_filter("").unwrap();
+        check_filter("info,netcore=debug").unwrap();
+        assert!(check_filter("netcore=loud").is_err());
     }
 }

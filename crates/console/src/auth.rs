@@ -21,8 +21,9 @@ pub struct Guard {
 }
 
 struct GuardInner {
-    /// The token; `None` = state changes need none (a loopback console).
-    token: Option<Box<[u8]>>,
+    /// The token; `None` = state changes need none (a loopback console). Replaced on a
+    /// configuration reload; requests are rare enough for a lock.
+    token: parking_lot::RwLock<Option<Box<[u8]>>>,
     /// Counter name of refused requests (`<program>_admin_unauthorized_total`).
     metric: String,
     /// The same count, readable for the status page.
@@ -32,7 +33,7 @@ struct GuardInner {
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard")
-            .field("token_set", &self.inner.token.is_some())
+            .field("token_set", &self.token_set())
             .finish()
     }
 }
@@ -42,7 +43,7 @@ impl Guard {
     pub fn new(token: &str, metric: impl Into<String>) -> Self {
         Guard {
             inner: Arc::new(GuardInner {
-                token: (!token.is_empty()).then(|| token.as_bytes().into()),
+                token: parking_lot::RwLock::new(token_bytes(token)),
                 metric: metric.into(),
                 refused: AtomicU64::new(0),
             }),
@@ -51,7 +52,12 @@ impl Guard {
 
     /// Whether a token is configured.
     pub fn token_set(&self) -> bool {
-        self.inner.token.is_some()
+        self.inner.token.read().is_some()
+    }
+
+    /// Replaces the token ("" = none) for every later request.
+    pub fn set_token(&self, token: &str) {
+        *self.inner.token.write() = token_bytes(token);
     }
 
     /// Requests refused for a wrong or missing token so far.
@@ -61,7 +67,8 @@ impl Guard {
 
     /// Whether `headers` carry the token (always, when none is configured).
     pub fn allows(&self, headers: &HeaderMap) -> bool {
-        let Some(expected) = &self.inner.token else {
+        let expected = self.inner.token.read();
+        let Some(expected) = expected.as_deref() else {
             return true;
         };
         let Some(given) = headers
@@ -84,6 +91,10 @@ impl Guard {
         )
         .into_response()
     }
+}
+
+fn token_bytes(token: &str) -> Option<Box<[u8]>> {
+    (!token.is_empty()).then(|| token.as_bytes().into())
 }
 
 /// The credentials of `Bearer TOKEN` (scheme case-insensitive).

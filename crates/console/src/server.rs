@@ -95,6 +95,25 @@ impl Running {
         refused_metric: &'static str,
     ) -> io::Result<Running> {
         let listener = TcpListener::bind(addr).await?;
+        Self::serve(listener, app, refused_metric)
+    }
+
+    /// Serve `app` on an already listening socket (handed over by a predecessor
+    /// process or by systemd socket activation).
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        app: Router,
+        refused_metric: &'static str,
+    ) -> io::Result<Running> {
+        listener.set_nonblocking(true)?;
+        Self::serve(TcpListener::from_std(listener)?, app, refused_metric)
+    }
+
+    fn serve(
+        listener: TcpListener,
+        app: Router,
+        refused_metric: &'static str,
+    ) -> io::Result<Running> {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let task = tokio::spawn(accept_loop(listener, app, stop.clone(), refused_metric));

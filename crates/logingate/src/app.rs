@@ -1,8 +1,9 @@
-//! Wiring: embedded LoginSrv (if any), one link per backend, netcore
-//! server, block list, and the orderly shutdown.
+//! Wiring: embedded LoginSrv (if any), one link per backend, netcore server,
+//! block list, the live reload, the zero-downtime restart and the orderly shutdown.
 
 use std::future::Future as _;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,10 +21,11 @@ use crate::config::{optional_secs, Backend, Config};
 use crate::dispatch::NetDispatch;
 #[cfg(feature = "embedded")]
 use crate::embedded::Embedded;
+use crate::handover::{self, Inherited};
 use crate::link::{self, Link, LinkOptions, LinkSet};
 use crate::punish::{Offence, Punisher};
+use crate::reload::{self, Reloader};
 use crate::role::{Role, ROLE_METRIC};
-use crate::{allowlist, blocklist};
 use console::events::Events;
 
 /// A running gate; tests start one in-process with [`Gate::start`].
@@ -59,18 +61,43 @@ pub struct Gate {
     /// The in-process LoginSrv when `[server] addr` is absent.
     #[cfg(feature = "embedded")]
     embedded: Option<Embedded>,
-    /// Bound on each shutdown phase.
-    grace: Duration,
     /// What the gate fronts.
     role: Role,
+    /// Applies configuration reloads (and knows the configuration in force).
+    reloader: Arc<Reloader>,
+    /// Stops accepting only, for the drain after a restart.
+    accept_stop: CancellationToken,
+    /// Duplicates of the client listeners and the console's, with their
+    /// `LISTEN_FDNAMES` names, handed to a successor on restart.
+    handover_fds: Vec<(OwnedFd, &'static str)>,
+}
+
+/// What a gate is started with besides its configuration.
+#[derive(Default)]
+pub struct Startup {
+    /// Re-reads the configuration on reload; `None` = reload re-applies the running one.
+    pub source: Option<reload::Source>,
+    /// Sockets handed over by a predecessor or by systemd.
+    pub inherited: Inherited,
+    /// The installed log subscriber's filter, for `log_filter` reloads.
+    pub log: Option<Arc<bootstrap::LogControl>>,
+    /// Accept only once the link is up. A successor sets it: until it is ready its
+    /// predecessor accepts from the same sockets, and a client it took while its own
+    /// link was down would be refused (`server_unavailable`).
+    pub accept_once_linked: bool,
 }
 
 /// Time the link's final flush gets even when closing sessions used up the
 /// grace period: close frames are what the LoginSrv needs most.
 const LINK_FLUSH_MIN: Duration = Duration::from_secs(1);
 
+/// Room in the receive buffer beyond the longest message.
+const READ_BUFFER_SLACK: usize = 1024;
+/// Smallest receive buffer.
+const READ_BUFFER_MIN: usize = 8 * 1024;
+
 /// The netcore configuration for the gate's `[gate]` section.
-fn core_config(config: &Config) -> netcore::Config {
+pub(crate) fn core_config(config: &Config) -> netcore::Config {
     let g = &config.gate;
     netcore::Config {
         listen: g.listen.clone(),
@@ -84,7 +111,7 @@ fn core_config(config: &Config) -> netcore::Config {
         idle_timeout: optional_secs(g.idle_timeout_secs),
         max_outbound_bytes: g.max_outbound_bytes,
         // A partial message may stay in the buffer: room for the longest.
-        read_buffer_bytes: (g.max_packet_bytes + 1024).max(8 * 1024),
+        read_buffer_bytes: (g.max_packet_bytes + READ_BUFFER_SLACK).max(READ_BUFFER_MIN),
         shutdown_flush_timeout: Duration::from_secs(g.shutdown_grace_secs),
         metrics_prefix: "gate_",
         proxy: netcore::ProxyConfig {
@@ -101,7 +128,21 @@ impl Gate {
     /// Start everything; returns once the listeners are bound (the link
     /// connects in the background: see [`Gate::wait_link_up`]).
     pub async fn start(config: Config) -> anyhow::Result<Gate> {
+        Self::start_with(config, Startup::default()).await
+    }
+
+    /// [`Gate::start`] with a reload source, inherited sockets and a log control.
+    /// Inherited client sockets are served as they are; each configured address one
+    /// of them already serves (the same address, or any port of the same IP for a
+    /// configured port 0) is not bound again, the others are.
+    pub async fn start_with(config: Config, startup: Startup) -> anyhow::Result<Gate> {
         config.validate()?;
+        let Startup {
+            source,
+            inherited,
+            log,
+            accept_once_linked,
+        } = startup;
         config.prepare_list_files()?;
         let admin_addr = config.admin.addr()?;
         if admin_addr.is_some() {
@@ -143,7 +184,10 @@ impl Gate {
             &config,
             Arc::clone(&punisher),
         ));
-        let server = match Server::bind(core_config(&config), handler.clone()).await {
+        let mut core = core_config(&config);
+        let handed = adopt(&mut core.listen, inherited.gate);
+        let read_buffer = core.read_buffer_bytes;
+        let server = match Server::bind_inherited(core, handler.clone(), handed).await {
             Ok(server) => server,
             Err(e) => {
                 #[cfg(feature = "embedded")]
@@ -159,27 +203,24 @@ impl Gate {
         let sessions = server.sessions();
         let admission = server.admission();
         let server_stop = server.shutdown_token();
+        let accept_stop = server.accept_token();
+        let tuning = server.tuning();
+        let mut handover_fds: Vec<(OwnedFd, &'static str)> = server
+            .listener_fds()
+            .context("duplicating the listeners")?
+            .into_iter()
+            .map(|fd| (fd, handover::GATE_FD_NAME))
+            .collect();
         let link_stop = CancellationToken::new();
         let events = Arc::new(Events::default());
         handler.attach(admission.clone());
         // Refusals at connect (per-IP cap, connect rate) are offences too.
+        let observer = Arc::clone(&punisher);
         admission.on_reject(Box::new(move |admission, ip, label| {
             if let Some(offence) = Offence::from_label(label) {
-                punisher.punish(admission, ip, offence);
+                observer.punish(admission, ip, offence);
             }
         }));
-        if let Some(path) = config.allow_list_path() {
-            let stamp = blocklist::stamp(&path);
-            allowlist::load_into(&path, &admission);
-            tokio::spawn(blocklist::watch_file(
-                path,
-                stamp,
-                admission.clone(),
-                Duration::from_secs(config.gate.block_list_poll_secs),
-                link_stop.clone(),
-                allowlist::load_into,
-            ));
-        }
         let attack = Arc::new(AttackMode::new(config.gate.attack));
         tokio::spawn(attack::run(
             Arc::clone(&attack),
@@ -188,7 +229,12 @@ impl Gate {
         ));
 
         let block_file = config.block_list_path();
+        let console_block_file = Arc::new(arc_swap::ArcSwapOption::from(
+            block_file.clone().map(Arc::new),
+        ));
+        let guard = console::Guard::new(&config.admin.token, admin::metrics::UNAUTHORIZED);
 
+        let mut view_slot: Option<Arc<GateView>> = None;
         let console = match admin_addr {
             None => None,
             Some(addr) => {
@@ -206,16 +252,20 @@ impl Gate {
                     sessions: sessions.clone(),
                     admission: admission.clone(),
                     events: events.clone(),
-                    block_file: block_file.clone(),
+                    block_file: Arc::clone(&console_block_file),
                     allow_file: config.allow_list_path(),
                     attack: Arc::clone(&attack),
-                    guard: console::Guard::new(&config.admin.token, admin::metrics::UNAUTHORIZED),
+                    guard: guard.clone(),
+                    reload: std::sync::OnceLock::new(),
                     rates: Default::default(),
                     #[cfg(feature = "embedded")]
                     loginsrv: embedded.as_ref().map(Embedded::console),
                 });
-                match Console::start(addr, view).await {
-                    Ok(console) => Some(console),
+                match Console::start(addr, inherited.admin, Arc::clone(&view)).await {
+                    Ok(console) => {
+                        view_slot = Some(view);
+                        Some(console)
+                    }
                     Err(e) => {
                         #[cfg(feature = "embedded")]
                         if let Some(embedded) = embedded {
@@ -228,16 +278,11 @@ impl Gate {
             }
         };
 
-        if let Some(path) = &block_file {
-            let stamp = blocklist::stamp(path);
-            blocklist::load_into(path, &admission);
-            tokio::spawn(blocklist::watch(
-                path.clone(),
-                stamp,
-                admission.clone(),
-                Duration::from_secs(config.gate.block_list_poll_secs),
-                link_stop.clone(),
-            ));
+        if let Some(console) = &console {
+            let fd = console
+                .listener_fd()
+                .context("duplicating the console listener")?;
+            handover_fds.push((fd, handover::ADMIN_FD_NAME));
         }
 
         let dispatch = Arc::new(NetDispatch::new(
@@ -247,6 +292,30 @@ impl Gate {
             block_file,
             events.clone(),
         ));
+        let reloader = Arc::new(Reloader::new(
+            config.clone(),
+            source,
+            reload::Parts {
+                tuning,
+                handler: Arc::clone(&handler),
+                punisher: Arc::clone(&punisher),
+                dispatch: Arc::clone(&dispatch),
+                attack: Arc::clone(&attack),
+                admission: admission.clone(),
+                links: Arc::clone(&links),
+                guard: console.is_some().then_some(guard),
+                console_block_file: console.is_some().then_some(console_block_file),
+                log,
+                stop: link_stop.clone(),
+                max_packet_bytes_fit: read_buffer.saturating_sub(READ_BUFFER_SLACK),
+            },
+        ));
+        // A gate started from a value has no file to re-read: its console's reload
+        // re-reads the block list only.
+        if let Some(view) = view_slot.filter(|_| reloader.has_source()) {
+            let hook = Arc::clone(&reloader);
+            let _ = view.reload.set(Arc::new(move || hook.reload()));
+        }
         let link_tasks = links
             .links()
             .iter()
@@ -261,7 +330,17 @@ impl Gate {
                 ))
             })
             .collect();
-        let server_task = tokio::spawn(server.run());
+        let server_task = if accept_once_linked {
+            let (links, stop) = (Arc::clone(&links), server_stop.clone());
+            tokio::spawn(async move {
+                while !links.is_up() && !stop.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                server.run().await;
+            })
+        } else {
+            tokio::spawn(server.run())
+        };
         if let Some(every) = optional_secs(config.gate.stats_log_secs) {
             tokio::spawn(log_stats(
                 every,
@@ -324,9 +403,87 @@ impl Gate {
             link_tasks,
             #[cfg(feature = "embedded")]
             embedded,
-            grace: Duration::from_secs(config.gate.shutdown_grace_secs),
             role,
+            reloader,
+            accept_stop,
+            handover_fds,
         })
+    }
+
+    /// Reads the configuration again and applies it (see [`crate::reload`]).
+    pub async fn reload(&self) -> reload::Outcome {
+        let reloader = Arc::clone(&self.reloader);
+        match tokio::task::spawn_blocking(move || reloader.reload()).await {
+            Ok(outcome) => outcome,
+            Err(e) => self.reloader.apply(Err(crate::config::ConfigError::new(
+                "config",
+                format!("reload task failed: {e}"),
+            ))),
+        }
+    }
+
+    /// Applies `config` as a reload would (for a gate started from a value).
+    pub fn apply_config(&self, config: Config) -> reload::Outcome {
+        self.reloader.apply(Ok(config))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.reloader.current()
+    }
+
+    /// Starts a successor with the listeners and waits until it is ready (then this
+    /// gate should [`Gate::drain`]); on failure the successor is gone and this gate
+    /// carries on accepting.
+    pub async fn hand_over(&self) -> Result<u32, handover::NotReady> {
+        let fds: Vec<_> = self
+            .handover_fds
+            .iter()
+            .map(|(fd, name)| (fd.as_raw_fd(), *name))
+            .collect();
+        let timeout = Duration::from_secs(self.config().gate.restart_ready_timeout_secs);
+        let successor = handover::spawn(&fds)?;
+        info!(
+            pid = successor.child.id(),
+            "restart: new process started; waiting until it is ready"
+        );
+        successor.wait_ready(timeout).await
+    }
+
+    /// After a hand-over: stop accepting (the successor accepts from the same
+    /// sockets) and keep serving the live sessions on this gate's link until they
+    /// end, `gate.drain_timeout_secs` passes or `cut` completes (a stop signal);
+    /// then [`Gate::shutdown`] closes the rest, each with its close frame.
+    pub async fn drain(&mut self, cut: impl std::future::Future<Output = ()>) {
+        self.accept_stop.cancel();
+        if let Some(console) = self.console.take() {
+            console.shutdown().await;
+        }
+        let timeout = Duration::from_secs(self.config().gate.drain_timeout_secs);
+        info!(
+            sessions = self.sessions.len(),
+            timeout_secs = timeout.as_secs(),
+            "draining: no longer accepting"
+        );
+        let deadline = tokio::time::Instant::now() + timeout;
+        let sessions = self.sessions.clone();
+        let emptied = async move {
+            while !sessions.is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            () = emptied => {}
+            () = cut => info!("stop signal: ending the drain"),
+        }
+        if self.sessions.is_empty() {
+            info!("drained: every session ended");
+        } else {
+            warn!(
+                sessions = self.sessions.len(),
+                "closing the sessions still open"
+            );
+        }
     }
 
     /// Bound listener addresses.
@@ -411,13 +568,14 @@ impl Gate {
     /// close frame), flush the link, stop the embedded LoginSrv.
     pub async fn shutdown(self) {
         info!(sessions = self.sessions.len(), "logingate shutting down");
+        let grace = Duration::from_secs(self.config().gate.shutdown_grace_secs);
         // No kicks or blocks from the console while sessions close.
         if let Some(console) = self.console {
             console.shutdown().await;
         }
         // The whole shutdown fits in the grace period; the link's final
         // flush always gets at least LINK_FLUSH_MIN.
-        let deadline = tokio::time::Instant::now() + self.grace;
+        let deadline = tokio::time::Instant::now() + grace;
         self.server_stop.disarm().cancel();
         if tokio::time::timeout_at(deadline, self.server_task)
             .await
@@ -568,8 +726,49 @@ fn log_link_stats(links: &LinkSet, role: Role) {
     }
 }
 
-/// Run the gate until SIGINT/SIGTERM, then shut down in order.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Client listeners handed over that serve a configured address take its place
+/// in `listen` (which keeps the addresses still to bind); returns the ones kept.
+/// A configured port 0 is served by any handed-over socket of the same IP. Handed
+/// sockets no configured address wants are closed (an address removed from
+/// `gate.listen`).
+fn adopt(
+    listen: &mut Vec<SocketAddr>,
+    handed: Vec<std::net::TcpListener>,
+) -> Vec<std::net::TcpListener> {
+    let mut kept = Vec::with_capacity(handed.len());
+    let mut unused: Vec<(SocketAddr, std::net::TcpListener)> = Vec::new();
+    for listener in handed {
+        match listener.local_addr() {
+            Ok(addr) => unused.push((addr, listener)),
+            Err(e) => warn!(error = %e, "an inherited socket is not a TCP listener; closed"),
+        }
+    }
+    listen.retain(|want| {
+        let exact = unused.iter().position(|(have, _)| have == want);
+        let any_port = || {
+            (want.port() == 0)
+                .then(|| unused.iter().position(|(have, _)| have.ip() == want.ip()))
+                .flatten()
+        };
+        match exact.or_else(any_port) {
+            Some(i) => {
+                kept.push(unused.swap_remove(i).1);
+                false
+            }
+            None => true,
+        }
+    });
+    for (addr, _) in unused {
+        warn!(%addr, "an inherited listener is no longer in gate.listen; closed");
+    }
+    kept
+}
+
+/// Run the gate until SIGINT/SIGTERM, then shut down in order. SIGHUP reloads
+/// the configuration; SIGUSR2 restarts without downtime (a successor takes the
+/// listeners over, this process drains and exits).
+pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
     bootstrap::fd_limit::raise_for(config.gate.max_connections, "gate.max_connections");
     // Polled once before anything starts, so the handlers are installed: a
     // signal that arrives while the gate starts (the embedded LoginSrv can
@@ -579,12 +778,75 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if early.is_ready() {
         return Ok(());
     }
-    let gate = Gate::start(config).await?;
-    stop_signal.await;
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut restart =
+        signal(SignalKind::user_defined2()).context("installing the SIGUSR2 handler")?;
+    let pid_file = config.pid_file_path();
+    let mut startup = startup;
+    let ready_pipe = startup.inherited.ready.take();
+    startup.accept_once_linked |= ready_pipe.is_some();
+    let gate = Gate::start_with(config, startup).await?;
+    if let Some(pipe) = ready_pipe {
+        // A successor is ready once it can serve logins: listeners bound (above) and
+        // its own link up. The predecessor kills it if that takes too long.
+        while !gate.wait_link_up(Duration::from_secs(1)).await {}
+        handover::signal_ready(pipe).context("telling the previous process this one is ready")?;
+        info!("restart: this process took over the listeners");
+        bootstrap::notify::main_pid(std::process::id(), "serving (after a restart)");
+    } else {
+        bootstrap::notify::ready();
+    }
+    if let Some(path) = &pid_file {
+        handover::write_pid_file(path, std::process::id())
+            .with_context(|| format!("cannot write gate.pid_file {}", path.display()))?;
+    }
+    let drain = loop {
+        tokio::select! {
+            () = &mut stop_signal => break false,
+            _ = hangup.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                bootstrap::notify::reloading();
+                let outcome = gate.reload().await;
+                bootstrap::notify::reloaded(if outcome.ok { "serving (reloaded)" } else { "serving (reload refused)" });
+            }
+            _ = restart.recv() => {
+                info!("SIGUSR2: restarting without downtime");
+                // A stop signal meanwhile wins: the successor, whose pipe then
+                // closes, cannot report ready and exits.
+                let handed = tokio::select! {
+                    r = gate.hand_over() => r,
+                    () = &mut stop_signal => break false,
+                };
+                match handed {
+                    Ok(pid) => {
+                        info!(successor = pid, "restart: the new process is ready; draining this one");
+                        break true;
+                    }
+                    Err(e) => error_restart(&e),
+                }
+            }
+        }
+    };
+    let mut gate = gate;
+    if drain {
+        // After a hand-over the successor is the service: this process must not
+        // read as stopping to systemd.
+        gate.drain(bootstrap::shutdown_signal()).await;
+    } else {
+        bootstrap::notify::stopping();
+    }
     tokio::select! {
         () = gate.shutdown() => {}
         // An operator who asks twice does not want to wait for the grace period.
         () = bootstrap::shutdown_signal() => warn!("second signal: exiting without waiting for the flush"),
     }
+    // After a hand-over the file is the successor's (it writes it once ready).
+    if let Some(path) = pid_file.filter(|_| !drain) {
+        handover::remove_pid_file(&path);
+    }
     Ok(())
+}
+
+fn error_restart(e: &handover::NotReady) {
+    tracing::error!(error = %e, "restart failed; this process keeps serving and accepting");
 }

@@ -110,8 +110,8 @@ const FORCED_ON: u8 = 2;
 
 /// Attack mode's state, shared by the sampler task and whoever forces it.
 pub struct AttackMode {
-    /// Thresholds and strict limits.
-    config: AttackConfig,
+    /// Thresholds and strict limits; replaced whole on reload.
+    config: arc_swap::ArcSwap<AttackConfig>,
     /// Rate sampler state.
     sampler: Mutex<Sampler>,
     /// `AUTO`, `FORCED_OFF` or `FORCED_ON`.
@@ -124,7 +124,7 @@ impl AttackMode {
     /// Off, automatic.
     pub fn new(config: AttackConfig) -> Self {
         AttackMode {
-            config,
+            config: arc_swap::ArcSwap::from_pointee(config),
             sampler: Mutex::new(Sampler {
                 last: None,
                 calm_since: None,
@@ -155,9 +155,18 @@ impl AttackMode {
         self.sampler.lock().rate
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &AttackConfig {
-        &self.config
+    /// The configuration in force.
+    pub fn config(&self) -> std::sync::Arc<AttackConfig> {
+        self.config.load_full()
+    }
+
+    /// Replaces the thresholds and strict limits; while attack mode is on, its new
+    /// limits are put in force at once.
+    pub fn reconfigure(&self, admission: &Admission, config: AttackConfig) {
+        self.config.store(std::sync::Arc::new(config));
+        if self.is_on() {
+            admission.set_strict(Some(self.config.load().strict_limits()));
+        }
     }
 
     /// Forces attack mode on (`Some(true)`), off (`Some(false)`), or hands it back to the
@@ -186,7 +195,7 @@ impl AttackMode {
             }
             let rate = attempts.saturating_sub(before) as f64 / secs;
             s.rate = rate;
-            let c = &self.config;
+            let c = self.config.load();
             if !s.auto_on {
                 if c.enter_conn_rate > 0 && rate >= f64::from(c.enter_conn_rate) {
                     s.auto_on = true;
@@ -221,7 +230,7 @@ impl AttackMode {
     /// Puts a transition into force on `admission`, logs it once and sets the gauge.
     pub fn apply(&self, admission: &Admission, transition: Option<Transition>) {
         let Some(t) = transition else { return };
-        let c = &self.config;
+        let c = self.config.load();
         match t {
             Transition::Entered { rate, forced } => {
                 admission.set_strict(Some(c.strict_limits()));

@@ -39,6 +39,10 @@ pub struct Cli {
     /// Print the effective configuration as TOML, every default included, and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Validate the configuration (the file and the flags) and exit: 0 when valid,
+    /// 2 naming the first bad key. Run it before a reload or a restart.
+    #[arg(long)]
+    pub check_config: bool,
     /// Log format: text or json (log_format).
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -58,6 +62,14 @@ pub enum Command {
         /// The file to convert.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+    },
+    /// Restart a running gate without dropping anyone: sends SIGUSR2 to the pid in
+    /// FILE (gate.pid_file); the gate starts its successor, hands it the listeners
+    /// and drains.
+    Restart {
+        /// The running gate's pid file.
+        #[arg(long, value_name = "FILE")]
+        pid_file: PathBuf,
     },
 }
 

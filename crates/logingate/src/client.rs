@@ -9,10 +9,11 @@
 //! `on_close`, the one place every close passes, whoever detected it.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use mir2_proto::ClientFramer;
 use netcore::{Admission, CloseReason, Handler, Progress, Session};
@@ -33,17 +34,18 @@ pub struct GateHandler {
     /// Written as the gate IP in open frames instead of the listener's
     /// address (`server.gate_addr`).
     gate_ip: Option<IpAddr>,
-    /// Longest accepted client message.
-    max_packet_bytes: usize,
-    /// Per-session message rate (and burst).
-    max_packets_per_sec: u32,
+    /// Longest accepted client message; changes on reload (one relaxed load per read).
+    max_packet_bytes: AtomicUsize,
+    /// Per-session message rate (and burst); changes on reload.
+    max_packets_per_sec: AtomicU32,
     /// `CM_IDPASSWORD` messages forwarded, for the stats line (closes and
     /// refusals are netcore's `Counts`).
     logins_forwarded: AtomicU64,
-    /// `log_connections`: one info line per closed session.
-    log_connections: bool,
-    /// Per-IP registration and password-operation limits.
-    account_ops: AccountOps,
+    /// `log_connections`: one info line per closed session; changes on reload.
+    log_connections: AtomicBool,
+    /// Per-IP registration and password-operation limits; replaced whole when a
+    /// reload changes them.
+    account_ops: ArcSwap<AccountOps>,
     /// Applies `[gate.punish]` to offending sources.
     punisher: Arc<Punisher>,
     /// Where punishments block; set once the server is bound ([`GateHandler::attach`]).
@@ -70,23 +72,39 @@ static REJECT_LOG: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
 impl GateHandler {
     /// A handler forwarding to `links` with the limits of `config`.
     pub fn new(links: Arc<LinkSet>, config: &Config, punisher: Arc<Punisher>) -> Self {
-        let g = &config.gate;
         GateHandler {
-            // The gate has no `[ids]` table: the Delphi numbering.
-            account_ops: AccountOps::new(
-                g.new_accounts_per_ip_per_hour,
-                g.password_ops_per_ip_per_min,
-                &mir2_proto::ids::IdTable::delphi(),
-                g.max_connections,
-            ),
+            account_ops: ArcSwap::from_pointee(account_ops(config)),
             punisher,
             admission: OnceLock::new(),
             links,
             gate_ip: config.server.gate_addr,
-            max_packet_bytes: config.gate.max_packet_bytes,
-            max_packets_per_sec: config.gate.max_packets_per_sec,
+            max_packet_bytes: AtomicUsize::new(config.gate.max_packet_bytes),
+            max_packets_per_sec: AtomicU32::new(config.gate.max_packets_per_sec),
             logins_forwarded: AtomicU64::new(0),
-            log_connections: config.log_connections,
+            log_connections: AtomicBool::new(config.log_connections),
+        }
+    }
+
+    /// Puts the per-session limits of `new` in force for every session (each framer
+    /// picks up the message size at its next read); the per-IP account limits start
+    /// afresh when they changed.
+    pub fn retune(&self, old: &Config, new: &Config) {
+        let g = &new.gate;
+        self.max_packet_bytes
+            .store(g.max_packet_bytes, Ordering::Relaxed);
+        self.max_packets_per_sec
+            .store(g.max_packets_per_sec, Ordering::Relaxed);
+        self.log_connections
+            .store(new.log_connections, Ordering::Relaxed);
+        let o = &old.gate;
+        if (
+            o.new_accounts_per_ip_per_hour,
+            o.password_ops_per_ip_per_min,
+        ) != (
+            g.new_accounts_per_ip_per_hour,
+            g.password_ops_per_ip_per_min,
+        ) {
+            self.account_ops.store(Arc::new(account_ops(new)));
         }
     }
 
@@ -102,7 +120,7 @@ impl GateHandler {
 
     /// Take one message token; `false` when the client is over its rate.
     fn admit_message(&self, st: &mut ClientState, now: Instant) -> bool {
-        let rate = f64::from(self.max_packets_per_sec);
+        let rate = f64::from(self.max_packets_per_sec.load(Ordering::Relaxed));
         let elapsed = now.saturating_duration_since(st.refilled).as_secs_f64();
         st.refilled = now;
         st.tokens = (st.tokens + elapsed * rate).min(rate);
@@ -113,6 +131,18 @@ impl GateHandler {
             false
         }
     }
+}
+
+/// The per-IP account limits of `config`.
+fn account_ops(config: &Config) -> AccountOps {
+    let g = &config.gate;
+    // The gate has no `[ids]` table: the Delphi numbering.
+    AccountOps::new(
+        g.new_accounts_per_ip_per_hour,
+        g.password_ops_per_ip_per_min,
+        &mir2_proto::ids::IdTable::delphi(),
+        g.max_connections,
+    )
 }
 
 fn reject(s: &Session, reason: &'static str, detail: std::fmt::Arguments<'_>) -> CloseReason {
@@ -158,10 +188,10 @@ impl Handler for GateHandler {
         };
         debug!(session = id, peer = %s.peer(), backend = link.backend(), "client opened");
         Ok(ClientState {
-            framer: ClientFramer::new(self.max_packet_bytes),
+            framer: ClientFramer::new(self.max_packet_bytes.load(Ordering::Relaxed)),
             link,
             generation,
-            tokens: f64::from(self.max_packets_per_sec),
+            tokens: f64::from(self.max_packets_per_sec.load(Ordering::Relaxed)),
             refilled: Instant::now(),
         })
     }
@@ -175,6 +205,10 @@ impl Handler for GateHandler {
         let id = s.id().get();
         let now = Instant::now();
         let mut progress = Progress::Partial;
+        let max_packet = self.max_packet_bytes.load(Ordering::Relaxed);
+        if st.framer.max_message() != max_packet {
+            st.framer.set_max_message(max_packet);
+        }
         if st.framer.stream_offset() == 0 && !matches!(buf.first(), Some(b'#' | b'*')) {
             match http_probe::probe(buf) {
                 Probe::Http => {
@@ -202,10 +236,17 @@ impl Handler for GateHandler {
                 return Err(reject(
                     s,
                     reason::FLOODING,
-                    format_args!("more than {} messages per second", self.max_packets_per_sec),
+                    format_args!(
+                        "more than {} messages per second",
+                        self.max_packets_per_sec.load(Ordering::Relaxed)
+                    ),
                 ));
             }
-            let seen = match self.account_ops.check(canonical(s.peer().ip()), &msg, now) {
+            let checked = self
+                .account_ops
+                .load()
+                .check(canonical(s.peer().ip()), &msg, now);
+            let seen = match checked {
                 Ok(seen) => seen,
                 Err(over) => {
                     let what = match over {
@@ -243,7 +284,7 @@ impl Handler for GateHandler {
         {
             self.punisher.punish(admission, s.peer().ip(), offence);
         }
-        if self.log_connections {
+        if self.log_connections.load(Ordering::Relaxed) {
             let stats = s.stats();
             info!(
                 session = id,

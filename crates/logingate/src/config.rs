@@ -36,6 +36,9 @@ pub struct Config {
     /// One info line per closed client session (id, peer, duration, messages,
     /// close reason).
     pub log_connections: bool,
+    /// Which log lines are written, as `RUST_LOG` directives (`info`,
+    /// `logingate=debug,netcore=warn`); "" = `RUST_LOG`, else `info`.
+    pub log_filter: String,
     /// What the gate fronts: a LoginSrv (`login`) or a DBServer (`selgate`);
     /// keys left out of the file take that role's defaults.
     pub role: Role,
@@ -89,6 +92,15 @@ pub struct GateConfig {
     pub block_list_poll_secs: u64,
     /// On shutdown, how long sessions and the link get to flush.
     pub shutdown_grace_secs: u64,
+    /// After a zero-downtime restart handed the listeners to the new process, how
+    /// long this one keeps serving its sessions before closing the rest.
+    pub drain_timeout_secs: u64,
+    /// How long a zero-downtime restart waits for the new process to be ready
+    /// (listeners and link up) before killing it and carrying on as before.
+    pub restart_ready_timeout_secs: u64,
+    /// File holding the gate's pid, written atomically at start and removed at
+    /// exit; a restarted gate takes it over ("" = none).
+    pub pid_file: String,
     /// Interval of the summary log line (sessions, link batching, closes; 0 = off).
     pub stats_log_secs: u64,
     /// PROXY protocol a trusted front sends: `off`, `v1`, `v2` or `any` (either,
@@ -312,6 +324,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_timestamps: LogTimestamps::Utc,
             log_connections: false,
+            log_filter: String::new(),
             role: Role::Login,
             gate: GateConfig::default(),
             server: ServerConfig::default(),
@@ -340,6 +353,9 @@ impl Default for GateConfig {
             block_list_file: String::new(),
             block_list_poll_secs: 2,
             shutdown_grace_secs: 5,
+            drain_timeout_secs: 120,
+            restart_ready_timeout_secs: 30,
+            pid_file: String::new(),
             stats_log_secs: 60,
             proxy_protocol: ProxyProtocol::Off,
             trusted_proxies: Vec::new(),
@@ -528,6 +544,11 @@ impl Config {
             ("gate.temp_block_secs", g.temp_block_secs),
             ("gate.block_list_poll_secs", g.block_list_poll_secs),
             ("gate.shutdown_grace_secs", g.shutdown_grace_secs),
+            ("gate.drain_timeout_secs", g.drain_timeout_secs),
+            (
+                "gate.restart_ready_timeout_secs",
+                g.restart_ready_timeout_secs,
+            ),
             ("gate.stats_log_secs", g.stats_log_secs),
             ("gate.attack.exit_after_secs", g.attack.exit_after_secs),
             (
@@ -554,6 +575,13 @@ impl Config {
         if g.listen.is_empty() {
             return Err(invalid("gate.listen", "needs at least one address"));
         }
+        if g.restart_ready_timeout_secs == 0 {
+            return Err(invalid(
+                "gate.restart_ready_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        bootstrap::logging::check_filter(&self.log_filter).map_err(|e| invalid("log_filter", e))?;
         if let Some(console) = self.admin.addr()? {
             if console.port() != 0 && g.listen.contains(&console) {
                 return Err(invalid(
@@ -796,11 +824,60 @@ impl Config {
         Ok(())
     }
 
+    /// `gate.pid_file` as a path, `None` when unset.
+    pub fn pid_file_path(&self) -> Option<PathBuf> {
+        let f = self.gate.pid_file.trim();
+        (!f.is_empty()).then(|| PathBuf::from(f))
+    }
+
     /// `gate.allow_list_file`, unless empty.
     pub fn allow_list_path(&self) -> Option<PathBuf> {
         let f = self.gate.allow_list_file.trim();
         (!f.is_empty()).then(|| PathBuf::from(f))
     }
+}
+
+/// Keys a running gate cannot change in place: the sockets it listens on and how it
+/// accepts, the LoginSrv it links to and how it frames the link, its console's
+/// address, the embedded LoginSrv and the log format. A reload reports them as
+/// "changed; applies on restart" (a zero-downtime restart applies them). A key is
+/// restart-only when it equals an entry or lies under one (`embedded.…`).
+pub const RESTART_ONLY: &[&str] = &[
+    "role",
+    "log_format",
+    "log_timestamps",
+    "data_dir",
+    "embedded",
+    "gate.listen",
+    "gate.backlog",
+    "gate.defer_accept_secs",
+    "gate.proxy_protocol",
+    "gate.trusted_proxies",
+    "gate.proxy_header_timeout_secs",
+    "gate.allow_sources",
+    "gate.stats_log_secs",
+    "gate.pid_file",
+    "server.addr",
+    "server.backends",
+    "server.dialect",
+    "server.frames",
+    "server.gate_addr",
+    "server.max_frame_bytes",
+    "server.max_link_buffer_bytes",
+    "server.silent_replies_warn",
+    "server.silent_window_secs",
+    "admin.listen",
+];
+
+/// Whether `key` (a dotted key from [`changed_keys`]) applies on restart only.
+pub fn is_restart_only(key: &str) -> bool {
+    bootstrap::config::is_under(key, RESTART_ONLY)
+}
+
+/// The dotted keys whose values differ between `old` and `new`, sorted by name
+/// within each table.
+pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
+    bootstrap::config::changed_keys(old, new)
 }
 
 /// Lays `over` onto `base`: tables merge key by key, anything else replaces.
@@ -1297,6 +1374,60 @@ mod tests {
             "{err}"
         );
         parsed(&text.replace("\"wemade\"", "\"ldx\"")).unwrap();
+    }
+
+    #[test]
+    fn changed_keys_are_dotted_and_classified() {
+        let old = defaults();
+        let mut new = old.clone();
+        new.gate.max_conn_per_ip = 3;
+        new.gate.listen = vec![addr("127.0.0.1:7999")];
+        new.gate.attack.enter_conn_rate = 1;
+        new.admin.token = "t".into();
+        new.server.addr = vec![addr("127.0.0.1:5599")];
+        let keys = changed_keys(&old, &new);
+        for key in [
+            "gate.listen",
+            "gate.max_conn_per_ip",
+            "gate.attack.enter_conn_rate",
+            "admin.token",
+            "server.addr",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
+        }
+        assert_eq!(keys.len(), 5, "{keys:?}");
+        let restart: Vec<_> = keys.iter().filter(|k| is_restart_only(k)).collect();
+        assert_eq!(restart, ["gate.listen", "server.addr"]);
+        assert!(is_restart_only("embedded.database"));
+        assert!(!is_restart_only("gate.listening"));
+        assert!(changed_keys(&old, &old.clone()).is_empty());
+    }
+
+    #[test]
+    fn restart_keys_are_bounded_and_the_log_filter_checked() {
+        let mut c = defaults();
+        c.gate.restart_ready_timeout_secs = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("gate.restart_ready_timeout_secs"));
+        let mut c = defaults();
+        c.gate.drain_timeout_secs = u64::MAX;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("gate.drain_timeout_secs"));
+        let mut c = defaults();
+        c.log_filter = "logingate=chatty".into();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`log_filter`"));
+        c.log_filter = "info,netcore=debug".into();
+        c.validate().unwrap();
     }
 
     #[test]

@@ -27,10 +27,9 @@ pub struct NetDispatch {
     sessions: Sessions,
     /// Where blocks are enforced.
     admission: Admission,
-    /// Duration of a temporary block (`%+B`).
-    temp_block: Duration,
-    /// Where permanent blocks are recorded, if configured.
-    block_file: Option<PathBuf>,
+    /// Duration of a temporary block (`%+B`) and where permanent blocks are
+    /// recorded; replaced whole on reload.
+    blocking: arc_swap::ArcSwap<(Duration, Option<PathBuf>)>,
     /// Kicks and blocks shown on the operator's console.
     events: Arc<Events>,
 }
@@ -47,14 +46,18 @@ impl NetDispatch {
         NetDispatch {
             sessions,
             admission,
-            temp_block,
-            block_file,
+            blocking: arc_swap::ArcSwap::from_pointee((temp_block, block_file)),
             events,
         }
     }
 
+    /// Replaces the temporary block duration and the block list file.
+    pub fn set_blocking(&self, temp_block: Duration, block_file: Option<PathBuf>) {
+        self.blocking.store(Arc::new((temp_block, block_file)));
+    }
+
     fn record_permanent(&self, ip: IpAddr, id: u32) {
-        let Some(path) = self.block_file.clone() else {
+        let Some(path) = self.blocking.load().1.clone() else {
             return;
         };
         // File I/O off the link reader's thread.
@@ -101,7 +104,7 @@ impl Dispatch for NetDispatch {
         let (kind, expiry) = if permanent {
             ("permanent", None)
         } else {
-            ("temporary", Some(self.temp_block))
+            ("temporary", Some(self.blocking.load().0))
         };
         // netcore keeps the longer of two blocks of one IP, so a temporary
         // block never shortens a permanent one; the file skips IPs it already covers.

@@ -13,6 +13,8 @@
 //!   [`http_probe`]: HTTP requests on the game port.
 //! - [`import_ini`]: a Delphi or OpenMir2 gate's INI file as our TOML.
 //! - [`app`]: wiring and shutdown; [`app::Gate`] runs a gate in-process.
+//! - [`reload`]: live configuration reload; [`handover`]: the zero-downtime restart
+//!   (listeners passed to a successor, readiness, pid file).
 //! - `embedded` (cargo feature `embedded`, on by default): the reference
 //!   LoginSrv started in-process when `server.addr` is absent.
 
@@ -28,9 +30,11 @@ pub mod config;
 pub mod dispatch;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod handover;
 pub mod http_probe;
 pub mod import_ini;
 pub mod link;
 pub mod punish;
 pub mod reason;
+pub mod reload;
 pub mod role;

@@ -166,6 +166,12 @@ impl PunishConfig {
 /// Applies the configured punishments; shared by the client handler (offences inside a
 /// session) and admission's refusal observer (offences at connect).
 pub struct Punisher {
+    /// The table, block duration and file in force; replaced whole on reload.
+    settings: arc_swap::ArcSwap<PunishSettings>,
+}
+
+/// What a [`Punisher`] applies.
+struct PunishSettings {
     /// Punishment per offence.
     table: PunishConfig,
     /// Duration of `temp_block`.
@@ -181,23 +187,35 @@ impl Punisher {
     /// A punisher with `table`, blocking for `temp_block` and recording in `block_file`.
     pub fn new(table: PunishConfig, temp_block: Duration, block_file: Option<PathBuf>) -> Self {
         Punisher {
+            settings: arc_swap::ArcSwap::from_pointee(PunishSettings {
+                table,
+                temp_block,
+                block_file,
+            }),
+        }
+    }
+
+    /// Replaces the table, block duration and file for every later offence.
+    pub fn update(&self, table: PunishConfig, temp_block: Duration, block_file: Option<PathBuf>) {
+        self.settings.store(std::sync::Arc::new(PunishSettings {
             table,
             temp_block,
             block_file,
-        }
+        }));
     }
 
     /// Applies the punishment of `offence` to `ip` and returns it (`Disconnect` for an
     /// allow-listed source). The caller ends the connection.
     pub fn punish(&self, admission: &Admission, ip: IpAddr, offence: Offence) -> Punishment {
         let ip = ip.to_canonical();
-        let action = match self.table.for_offence(offence) {
+        let settings = self.settings.load();
+        let action = match settings.table.for_offence(offence) {
             _ if admission.is_allow_listed(ip) => Punishment::Disconnect,
             action => action,
         };
         let ttl = match action {
             Punishment::Disconnect => return action,
-            Punishment::TempBlock => Some(self.temp_block),
+            Punishment::TempBlock => Some(settings.temp_block),
             Punishment::Block => None,
         };
         admission.block(IpNet::from(ip), ttl);
@@ -213,7 +231,7 @@ impl Punisher {
     }
 
     fn record(&self, ip: IpAddr, offence: Offence) {
-        let Some(path) = self.block_file.clone() else {
+        let Some(path) = self.settings.load().block_file.clone() else {
             return;
         };
         let note = format!("blocked by the gate ({})", offence.as_str());

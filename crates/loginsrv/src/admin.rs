@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -159,7 +160,13 @@ pub const METRICS: &[Described] = &[
         ACTIONS,
         Counter,
         "action",
-        "Account actions taken through the console (unlock, kick).",
+        "Account actions taken through the console (unlock, kick, reload).",
+    ),
+    d(
+        crate::METRIC_RELOAD_FAILURES,
+        Counter,
+        "",
+        "Configuration reloads refused because the new file was invalid (the running configuration stayed).",
     ),
 ];
 
@@ -183,7 +190,13 @@ pub struct Console {
     events: Arc<Events>,
     /// The standalone console's bound address (unset when embedded).
     admin_addr: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+    /// Re-reads and applies the configuration (`POST /api/reload` on the standalone
+    /// console); unset when embedded (the gate's console reloads the gate).
+    reload: Arc<std::sync::OnceLock<ReloadHook>>,
 }
+
+/// Reads the configuration again and applies it.
+pub type ReloadHook = Arc<dyn Fn() -> bootstrap::config::ReloadOutcome + Send + Sync>;
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -259,7 +272,12 @@ impl Console {
             listen,
             events: Arc::new(Events::default()),
             admin_addr: Arc::default(),
+            reload: Arc::default(),
         }
+    }
+
+    pub(crate) fn set_reload(&self, hook: ReloadHook) {
+        let _ = self.reload.set(hook);
     }
 
     pub(crate) fn set_admin_addr(&self, addr: std::net::SocketAddr) {
@@ -319,6 +337,7 @@ impl Console {
             .route("/", get(index))
             .route("/metrics", get(console::prometheus::scrape))
             .route("/api/status", get(status))
+            .route("/api/reload", post(reload))
             .with_state(self.clone());
         console::finish(own.merge(self.routes()), guard)
     }
@@ -333,6 +352,33 @@ impl Console {
         tracing::info!(action = name, "console: {detail}");
         self.events.push(name, format!("{detail} (console)"));
     }
+}
+
+/// `POST /api/reload`: the configuration file read again and applied; 422 with the
+/// key when it is refused.
+async fn reload(State(console): State<Console>) -> Response {
+    let Some(hook) = console.reload.get().cloned() else {
+        return ApiError::conflict("this LoginSrv was not started from a file: nothing to reload")
+            .into_response();
+    };
+    let outcome = match tokio::task::spawn_blocking(move || hook()).await {
+        Ok(outcome) => outcome,
+        Err(e) => return ApiError::internal(format!("config reload: {e}")).into_response(),
+    };
+    console.action(
+        "reload",
+        if outcome.ok {
+            format!("config reloaded: {} keys applied", outcome.applied.len())
+        } else {
+            "config reload refused".to_owned()
+        },
+    );
+    let status = if outcome.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (status, Json(json!({ "config": outcome }))).into_response()
 }
 
 fn section(s: &LoginStatus) -> String {

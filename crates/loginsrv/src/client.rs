@@ -70,8 +70,8 @@ impl Client {
     /// The client with gate id `id`.
     pub fn new(server: Arc<ServerState>, gate: GateLink, id: u32, ip: IpAddr) -> Client {
         let token = server.next_client_token.fetch_add(1, Ordering::Relaxed);
-        let framer = ClientFramer::new(server.config.max_client_message_bytes);
-        let version_passed = server.config.min_client_version <= 0;
+        let framer = ClientFramer::new(server.config.load().max_client_message_bytes);
+        let version_passed = server.config.load().min_client_version <= 0;
         Client {
             server,
             gate,
@@ -99,7 +99,7 @@ impl Client {
                         // A framer error ends its stream: start afresh at the next '#'.
                         self.pending.clear();
                         self.framer =
-                            ClientFramer::new(self.server.config.max_client_message_bytes);
+                            ClientFramer::new(self.server.config.load().max_client_message_bytes);
                         break;
                     }
                 }
@@ -151,7 +151,7 @@ impl Client {
             return;
         }
         metrics::counter!("loginsrv_messages_total", "kind" => kind.name()).increment(1);
-        let reply = match Command::parse(kind, &packet, &self.server.config) {
+        let reply = match Command::parse(kind, &packet, &self.server.config.load()) {
             Ok(command) => Some(command.apply(self).await),
             Err(refused) => {
                 reject(

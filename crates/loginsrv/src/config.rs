@@ -194,6 +194,29 @@ impl SecurityConfig {
     }
 }
 
+/// Keys a running LoginSrv cannot change in place (its sockets, its database, the
+/// Argon2 cost its hasher was built with, the message ids, the game-server port and
+/// the session lifetime its routes were built with, the console's address); a reload
+/// reports them as "changed; applies on restart".
+pub const RESTART_ONLY: &[&str] = &[
+    "listen",
+    "database",
+    "db_max_connections",
+    "ids",
+    "security.argon2_m_kib",
+    "security.argon2_t",
+    "security.argon2_p",
+    "security.max_concurrent_hashes",
+    "game_servers",
+    "session_ttl_secs",
+    "admin.listen",
+];
+
+/// Whether dotted `key` applies on restart only.
+pub fn is_restart_only(key: &str) -> bool {
+    bootstrap::config::is_under(key, RESTART_ONLY)
+}
+
 /// Config errors (a dotted key and the problem) are the same in every binary.
 pub use bootstrap::ConfigError;
 

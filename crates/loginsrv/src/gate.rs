@@ -111,6 +111,7 @@ pub(crate) async fn accept_loop(
         };
         if !state
             .config
+            .load()
             .allow_gates
             .iter()
             .any(|net| net.contains(&peer.ip()))
@@ -121,7 +122,7 @@ pub(crate) async fn accept_loop(
             );
             continue;
         }
-        if !gates.enter(state.config.max_gates) {
+        if !gates.enter(state.config.load().max_gates) {
             reject(
                 "too_many_gates",
                 format_args!("gate {peer} refused: max_gates reached"),
@@ -155,21 +156,23 @@ async fn serve_gate(
     tracker: TaskTracker,
 ) -> &'static str {
     let (mut rd, wr) = stream.into_split();
-    let dialect = Arc::new(AtomicU8::new(state.config.default_dialect.to_u8()));
-    let (tx, rx) = mpsc::channel(state.config.gate_outbound_queue);
+    // A reload reaches the next gate link; this one keeps the settings it started with.
+    let config = state.config.load_full();
+    let dialect = Arc::new(AtomicU8::new(config.default_dialect.to_u8()));
+    let (tx, rx) = mpsc::channel(config.gate_outbound_queue);
     let link_done = cancel.child_token();
-    let idle = Duration::from_secs(state.config.gate_idle_timeout_secs);
+    let idle = Duration::from_secs(config.gate_idle_timeout_secs);
     tracker.spawn(write_loop(
         wr,
         rx,
         dialect.clone(),
-        state.config.temporary_block,
+        config.temporary_block,
         link_done.clone(),
         idle,
     ));
     let link = GateLink { peer, tx };
-    let max_clients = state.config.max_clients_per_gate;
-    let mut framer = LinkFramer::new(state.config.max_link_frame_bytes);
+    let max_clients = config.max_clients_per_gate;
+    let mut framer = LinkFramer::new(config.max_link_frame_bytes);
     let mut reader = GateReader {
         state,
         link,
@@ -300,7 +303,7 @@ impl GateReader {
             self.link.send(ServerFrame::Kick { id }).await;
             return;
         };
-        let (tx, rx) = mpsc::channel(self.state.config.client_queue_messages);
+        let (tx, rx) = mpsc::channel(self.state.config.load().client_queue_messages);
         self.clients.insert(id, tx);
         let client = Client::new(self.state.clone(), self.link.clone(), id, client_ip);
         self.tracker.spawn(async move {

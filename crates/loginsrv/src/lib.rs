@@ -51,8 +51,9 @@ pub use handlers::code;
 const HASH_BUDGET_SLOTS: usize = 131_072;
 /// The server-wide state every gate and client task reads.
 pub(crate) struct ServerState {
-    /// Effective configuration.
-    pub config: Config,
+    /// Effective configuration; replaced whole by a reload (readers load it where
+    /// they use it, so live keys reach the next message, gate or selection).
+    pub config: arc_swap::ArcSwap<Config>,
     /// Message ids of the client build served.
     pub ids: IdTable,
     /// Accounts.
@@ -67,8 +68,9 @@ pub(crate) struct ServerState {
     pub next_client_token: AtomicU64,
     /// Per-client-IP budget for Argon2 work (`None` = unlimited): one address
     /// cannot monopolise the hashing CPU. Fixed memory whatever the number of
-    /// addresses, so a flood of sources cannot grow it.
-    pub hash_budget: Option<limits::RateTable<std::net::IpAddr>>,
+    /// addresses, so a flood of sources cannot grow it. Rebuilt when a reload
+    /// changes `security.hashes_per_ip_per_minute`.
+    pub hash_budget: arc_swap::ArcSwapOption<limits::RateTable<std::net::IpAddr>>,
     /// Connected game servers, when `[game_servers]` is on.
     pub game: Option<game::GameServers>,
     /// What the summary log line reads.
@@ -79,6 +81,8 @@ pub(crate) struct ServerState {
 pub struct RunningServer {
     /// Bound listen address (the real port when configured with port 0).
     local_addr: SocketAddr,
+    /// Applies reloads.
+    live: Arc<Live>,
     /// Cancels the accept loop and every gate link.
     cancel: CancellationToken,
     /// The accept loop, gate readers/writers and client tasks.
@@ -95,7 +99,7 @@ pub struct RunningServer {
 
 impl RunningServer {
     fn grace(&self) -> Duration {
-        Duration::from_secs(self.state.config.shutdown_grace_secs)
+        Duration::from_secs(self.state.config.load().shutdown_grace_secs)
     }
 }
 
@@ -144,29 +148,25 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         servers = config.servers.len(),
         "LoginSrv listening for gates"
     );
-    let hashes_per_ip = config.security.hashes_per_ip_per_minute;
+    let hash_budget = hash_budget(&config);
     let state = Arc::new(ServerState {
-        config,
+        config: arc_swap::ArcSwap::from_pointee(config),
         ids,
         store,
         hasher,
         online: online::Online::default(),
         routes,
         next_client_token: AtomicU64::new(1),
-        hash_budget: (hashes_per_ip > 0).then(|| {
-            let per_minute =
-                limits::Rate::new(hashes_per_ip, Duration::from_secs(60), hashes_per_ip);
-            limits::RateTable::new(per_minute, HASH_BUDGET_SLOTS)
-        }),
+        hash_budget: arc_swap::ArcSwapOption::new(hash_budget),
         game,
         summary: summary::Summary::default(),
     });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    if state.config.stats_log_secs > 0 {
+    if state.config.load().stats_log_secs > 0 {
         tracker.spawn(summary::run(
             state.clone(),
-            Duration::from_secs(state.config.stats_log_secs),
+            Duration::from_secs(state.config.load().stats_log_secs),
             cancel.clone(),
         ));
     }
@@ -177,6 +177,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         tracker.clone(),
     ));
     let admin = admin::Console::new(Arc::clone(&state), local_addr);
+    let started = state.config.load_full();
     if let Some(listener) = game_listener {
         tracker.spawn(game::accept_loop(
             listener,
@@ -187,6 +188,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     }
     Ok(RunningServer {
         local_addr,
+        live: Arc::new(Live {
+            state: Arc::clone(&state),
+            started,
+            guard: std::sync::OnceLock::new(),
+        }),
         cancel,
         tracker,
         state,
@@ -238,12 +244,13 @@ impl RunningServer {
     /// [`admin::install_metrics`] before [`start`] for `/metrics` to see
     /// every metric.
     pub async fn start_console(&mut self) -> anyhow::Result<Option<SocketAddr>> {
-        let admin_config = &self.state.config.admin;
+        let admin_config = self.state.config.load_full().admin.clone();
         let Some(addr) = admin_config.addr()? else {
             return Ok(None);
         };
         admin::install_metrics();
         let guard = console::Guard::new(&admin_config.token, admin::UNAUTHORIZED);
+        let _ = self.live.guard.set(guard.clone());
         let app = self.admin.standalone_router(guard);
         let running = console::Running::start(addr, app, admin::CONNECTIONS_REFUSED)
             .await
@@ -253,6 +260,25 @@ impl RunningServer {
         tracing::info!(admin = %bound, "LoginSrv console listening");
         self.console = Some(running);
         Ok(Some(bound))
+    }
+
+    /// Applies a reloaded configuration (validated again here): the server list and
+    /// capacities, allowed gates, security limits, the console token and every other
+    /// key read where it is used take effect for the next message, gate or selection;
+    /// restart-only keys ([`config::RESTART_ONLY`]) are reported, not applied. A
+    /// refused configuration changes nothing.
+    pub fn reload(&self, new: Config) -> bootstrap::config::ReloadOutcome {
+        self.live.apply(new)
+    }
+
+    /// Serves `POST /api/reload` on the standalone console with `source` (which
+    /// reads the configuration again); without it the endpoint does not exist.
+    pub fn reload_from(&self, source: Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>) {
+        let live = Arc::clone(&self.live);
+        self.admin.set_reload(Arc::new(move || match source() {
+            Ok(config) => live.apply(config),
+            Err(e) => refuse(e),
+        }));
     }
 
     /// Stop accepting, close every gate link, let in-flight messages finish
@@ -272,5 +298,70 @@ impl RunningServer {
         }
         self.state.store.close().await;
         tracing::info!("LoginSrv stopped");
+    }
+}
+
+/// Reloads refused because the new file was invalid.
+pub const METRIC_RELOAD_FAILURES: &str = "loginsrv_config_reload_failures_total";
+
+/// Counts and logs a refused reload.
+pub fn refuse(e: ConfigError) -> bootstrap::config::ReloadOutcome {
+    metrics::counter!(METRIC_RELOAD_FAILURES).increment(1);
+    tracing::error!(key = %e.key, problem = %e.problem, "config reload refused; the running configuration is kept");
+    bootstrap::config::ReloadOutcome::refused(e)
+}
+
+/// The per-IP hash budget of `config` (`None` = unlimited).
+fn hash_budget(config: &Config) -> Option<Arc<limits::RateTable<std::net::IpAddr>>> {
+    let per_ip = config.security.hashes_per_ip_per_minute;
+    (per_ip > 0).then(|| {
+        let per_minute = limits::Rate::new(per_ip, Duration::from_secs(60), per_ip);
+        Arc::new(limits::RateTable::new(per_minute, HASH_BUDGET_SLOTS))
+    })
+}
+
+/// What a reload changes, shared by the server and its console's reload endpoint.
+struct Live {
+    /// The state whose configuration is replaced.
+    state: Arc<ServerState>,
+    /// The configuration the server started with: what restart-only keys are compared with.
+    started: Arc<Config>,
+    /// The standalone console's token check, once it runs.
+    guard: std::sync::OnceLock<console::Guard>,
+}
+
+impl Live {
+    fn apply(&self, new: Config) -> bootstrap::config::ReloadOutcome {
+        if let Err(e) = new.validate() {
+            return refuse(e);
+        }
+        let old = self.state.config.load_full();
+        let restart_required: Vec<String> = bootstrap::config::changed_keys(&*self.started, &new)
+            .into_iter()
+            .filter(|k| config::is_restart_only(k))
+            .collect();
+        let applied: Vec<String> = bootstrap::config::changed_keys(&*old, &new)
+            .into_iter()
+            .filter(|k| !config::is_restart_only(k))
+            .collect();
+        if (new.servers != old.servers) || (new.routes != old.routes) {
+            self.state
+                .routes
+                .replace(new.servers.clone(), new.routes.clone());
+        }
+        if new.security.hashes_per_ip_per_minute != old.security.hashes_per_ip_per_minute {
+            self.state.hash_budget.store(hash_budget(&new));
+        }
+        if new.admin.token != old.admin.token {
+            if let Some(guard) = self.guard.get() {
+                guard.set_token(&new.admin.token);
+            }
+        }
+        self.state.config.store(Arc::new(new));
+        for key in &restart_required {
+            tracing::warn!(key = %key, "config reload: changed; applies on restart");
+        }
+        tracing::info!(applied = ?applied, restart_required = ?restart_required, "config reloaded");
+        bootstrap::config::ReloadOutcome::applied(applied, restart_required)
     }
 }

@@ -31,6 +31,10 @@ struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Validate the configuration (the file and the flags) and exit: 0 when valid,
+    /// 2 naming the first bad key. Run it before a reload.
+    #[arg(long)]
+    check_config: bool,
     /// Log lines as `text` or `json` (one object per line).
     #[arg(long, default_value = "text")]
     log_format: LogFormat,
@@ -48,12 +52,13 @@ enum Sub {
     },
 }
 
-fn load(cli: &Cli) -> Result<Config, String> {
+fn load(cli: &Cli) -> Result<Config, loginsrv::ConfigError> {
     let mut config = match &cli.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Config::from_toml_at(&text, path).map_err(|e| e.to_string())?
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                loginsrv::ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
+            })?;
+            Config::from_toml_at(&text, path)?
         }
         None => Config::default(),
     };
@@ -66,7 +71,7 @@ fn load(cli: &Cli) -> Result<Config, String> {
     if let Some(admin) = &cli.admin {
         config.admin.listen.clone_from(admin);
     }
-    config.validate().map_err(|e| e.to_string())?;
+    config.validate()?;
     Ok(config)
 }
 
@@ -91,11 +96,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if cli.check_config {
+        println!("loginsrv: configuration is valid");
+        return ExitCode::SUCCESS;
+    }
     if cli.print_config {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    bootstrap::logging::init_with(cli.log_format, config.log_timestamps);
+    bootstrap::logging::init_with(cli.log_format, config.log_timestamps, "");
+    let cli = std::sync::Arc::new(cli);
     bootstrap::run_main("loginsrv", async move {
         // Polled once before anything starts, so the handlers are installed: a
         // signal while the server starts stops it in order instead of killing it.
@@ -108,13 +118,34 @@ fn main() -> ExitCode {
             // Before the server registers anything with the metrics facade.
             loginsrv::admin::install_metrics();
         }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = signal(SignalKind::hangup())?;
         let mut server = loginsrv::start(config).await?;
         if let Err(e) = server.start_console().await {
             server.shutdown().await;
             return Err(e);
         }
-        stop.await;
+        let source = std::sync::Arc::clone(&cli);
+        server.reload_from(Box::new(move || load(&source)));
+        bootstrap::notify::ready();
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    bootstrap::notify::reloading();
+                    let source = std::sync::Arc::clone(&cli);
+                    let outcome = match tokio::task::spawn_blocking(move || load(&source)).await {
+                        Ok(Ok(config)) => server.reload(config),
+                        Ok(Err(e)) => loginsrv::refuse(e),
+                        Err(e) => loginsrv::refuse(loginsrv::ConfigError::new("config", e.to_string())),
+                    };
+                    bootstrap::notify::reloaded(if outcome.ok { "serving (reloaded)" } else { "serving (reload refused)" });
+                }
+            }
+        }
         tracing::info!("signal received, shutting down");
+        bootstrap::notify::stopping();
         server.shutdown().await;
         Ok::<(), anyhow::Error>(())
     })

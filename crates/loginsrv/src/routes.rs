@@ -78,10 +78,6 @@ pub const MIN_SESSION_ID: i32 = 2;
 
 /// Servers, their round-robin cursors and the live session ids.
 pub struct Routes {
-    /// Configured servers in list order.
-    servers: Vec<ServerRoute>,
-    /// Per-gate SelGate lists (`[[routes]]`), tried before the server's own.
-    addr_routes: Vec<AddrRoute>,
     /// How long an id stays valid; `None` = until ended (game servers report the end).
     ttl: Option<Duration>,
     /// Mutable state behind one short-held lock.
@@ -89,6 +85,10 @@ pub struct Routes {
 }
 
 struct RouteState {
+    /// Configured servers in list order; replaced by a reload.
+    servers: Vec<ServerRoute>,
+    /// Per-gate SelGate lists (`[[routes]]`), tried before the server's own.
+    addr_routes: Vec<AddrRoute>,
     /// Live ids.
     tickets: HashMap<i32, Ticket>,
     /// Ids in issue order (= expiry order, the TTL is fixed) for O(1) purging.
@@ -121,10 +121,10 @@ impl Routes {
         let n = servers.len();
         let r = addr_routes.len();
         Routes {
-            servers,
-            addr_routes,
             ttl,
             state: Mutex::new(RouteState {
+                servers,
+                addr_routes,
                 tickets: HashMap::new(),
                 expiry: VecDeque::new(),
                 used: vec![0; n],
@@ -136,8 +136,34 @@ impl Routes {
     }
 
     /// The configured servers in list order.
-    pub fn servers(&self) -> &[ServerRoute] {
-        &self.servers
+    pub fn servers(&self) -> Vec<ServerRoute> {
+        self.state.lock().servers.clone()
+    }
+
+    /// Puts a reloaded server list and per-gate routes in force. A server keeps its
+    /// live ids, count and cursor by name (a changed capacity applies to the next
+    /// selection); ids of a server no longer listed stay valid until they end but
+    /// count against nothing.
+    pub fn replace(&self, servers: Vec<ServerRoute>, addr_routes: Vec<AddrRoute>) {
+        let mut st = self.state.lock();
+        let index_of = |name: &str| servers.iter().position(|s| s.name == name);
+        let moved: Vec<Option<usize>> = st.servers.iter().map(|s| index_of(&s.name)).collect();
+        let mut used = vec![0; servers.len()];
+        let mut cursor = vec![0; servers.len()];
+        for (old, new) in moved.iter().enumerate() {
+            if let Some(new) = *new {
+                used[new] = st.used.get(old).copied().unwrap_or(0);
+                cursor[new] = st.cursor.get(old).copied().unwrap_or(0);
+            }
+        }
+        for t in st.tickets.values_mut() {
+            t.server = moved.get(t.server).copied().flatten().unwrap_or(usize::MAX);
+        }
+        st.route_cursor = vec![0; addr_routes.len()];
+        st.used = used;
+        st.cursor = cursor;
+        st.servers = servers;
+        st.addr_routes = addr_routes;
     }
 
     /// The SM_PASSOK_SELECTSERVER list: (count, `name/status/…/`), status from live ids.
@@ -150,14 +176,14 @@ impl Routes {
         let mut st = self.state.lock();
         st.purge(Instant::now());
         let mut body = String::new();
-        for (i, s) in self.servers.iter().enumerate() {
+        for (i, s) in st.servers.iter().enumerate() {
             let used = st.used.get(i).copied().unwrap_or(0);
             body.push_str(&s.name);
             body.push('/');
             body.push_str(&status(i, s, used).to_string());
             body.push('/');
         }
-        (u16::try_from(self.servers.len()).unwrap_or(u16::MAX), body)
+        (u16::try_from(st.servers.len()).unwrap_or(u16::MAX), body)
     }
 
     /// End the account's live session, if any (a newer login or selection replaces it).
@@ -183,21 +209,21 @@ impl Routes {
     }
 
     /// The name of server `index`.
-    pub fn server_name(&self, index: usize) -> Option<&str> {
-        self.servers.get(index).map(|s| s.name.as_str())
+    pub fn server_name(&self, index: usize) -> Option<String> {
+        self.state.lock().servers.get(index).map(|s| s.name.clone())
     }
 
     /// Issue a session id for `account` on server `name`, for a client that
     /// came through the gate at `gate` (which picks a `[[routes]]` entry).
     pub fn select(&self, account: &str, name: &str, gate: Option<IpAddr>) -> Selection {
-        let Some(index) = self.servers.iter().position(|s| s.name == name) else {
-            return Selection::Unknown;
-        };
-        let Some(server) = self.servers.get(index) else {
-            return Selection::Unknown;
-        };
         let now = Instant::now();
         let mut st = self.state.lock();
+        let Some(index) = st.servers.iter().position(|s| s.name == name) else {
+            return Selection::Unknown;
+        };
+        let Some(server) = st.servers.get(index).cloned() else {
+            return Selection::Unknown;
+        };
         st.purge(now);
         if let Some(old) = st.by_account.remove(account) {
             st.revoke(old);
@@ -211,7 +237,7 @@ impl Routes {
             return Selection::Full;
         }
         let route = gate.and_then(|ip| {
-            self.addr_routes
+            st.addr_routes
                 .iter()
                 .position(|r| r.gate == ip && r.server == server.name)
         });
@@ -221,7 +247,7 @@ impl Routes {
                 if let Some(c) = st.route_cursor.get_mut(r) {
                     *c = c.wrapping_add(1);
                 }
-                self.addr_routes.get(r).and_then(|r| pick(&r.selgates, at))
+                st.addr_routes.get(r).and_then(|r| pick(&r.selgates, at))
             }
             None => {
                 // The server's cursor moves only for its own list: routed
@@ -284,13 +310,13 @@ impl Routes {
         st.purge(Instant::now());
         let id = *st.by_account.get(account)?;
         let index = st.tickets.get(&id)?.server;
-        self.servers.get(index).map(|s| s.name.clone())
+        st.servers.get(index).map(|s| s.name.clone())
     }
 
     /// Live session ids for server `name`.
     pub fn used(&self, name: &str) -> u32 {
-        let index = self.servers.iter().position(|s| s.name == name);
         let mut st = self.state.lock();
+        let index = st.servers.iter().position(|s| s.name == name);
         st.purge(Instant::now());
         index.and_then(|i| st.used.get(i).copied()).unwrap_or(0)
     }
@@ -363,6 +389,29 @@ mod tests {
         assert_eq!(status_for(8, 10), status::GOOD);
         assert_eq!(status_for(9, 10), status::BUSY);
         assert_eq!(status_for(10, 10), status::FULL);
+    }
+
+    #[test]
+    fn a_replaced_list_keeps_live_ids_by_name_and_applies_new_capacities() {
+        let r = routes(2, Duration::from_secs(60));
+        assert!(matches!(r.select("a", "s1", None), Selection::Ok { .. }));
+        let mut servers = r.servers();
+        servers[0].capacity = 1;
+        let mut s0 = servers[0].clone();
+        s0.name = "s0".into();
+        servers.insert(0, s0);
+        r.replace(servers, Vec::new());
+        assert_eq!(r.used("s1"), 1, "s1's live id moved with it");
+        assert_eq!(r.select("b", "s1", None), Selection::Full);
+        assert!(matches!(r.select("b", "s0", None), Selection::Ok { .. }));
+        assert_eq!(r.server_of("a").as_deref(), Some("s1"));
+        r.replace(r.servers().into_iter().take(1).collect(), Vec::new());
+        assert_eq!(r.server_of("a"), None, "s1 is gone");
+        assert!(
+            r.take_account_session("a").is_some(),
+            "its id still ends cleanly"
+        );
+        assert_eq!(r.used("s0"), 1);
     }
 
     #[test]

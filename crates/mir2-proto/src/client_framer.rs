@@ -64,6 +64,12 @@ impl ClientFramer {
         self.max_message
     }
 
+    /// Changes the maximum for the messages still to come (a configuration reload);
+    /// raised to 18 like [`ClientFramer::new`].
+    pub fn set_max_message(&mut self, max_message_bytes: usize) {
+        self.max_message = max_message_bytes.max(MIN_MESSAGE);
+    }
+
     /// Stream offset of the next unconsumed byte.
     pub fn stream_offset(&self) -> u64 {
         self.consumed

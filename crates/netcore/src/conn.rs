@@ -179,9 +179,7 @@ fn drive<'a, H: Handler>(
     async move {
         // When the last whole message arrived; `None` until the first one.
         let mut last_message: Option<Instant> = None;
-        let first_packet = conn.core.config.first_packet_timeout;
-        let peer = conn.session.peer().ip();
-        if let Some(timeout) = conn.core.admission.first_packet_timeout(peer, first_packet) {
+        if let Some(timeout) = first_packet_limit(conn) {
             timer.as_mut().reset(after(Instant::now(), timeout));
         }
         loop {
@@ -193,6 +191,39 @@ fn drive<'a, H: Handler>(
             if let Err(reason) = on_event(conn, state, rx, &mut last_message, timer.as_mut(), event)
             {
                 return reason;
+            }
+        }
+    }
+}
+
+/// The first-message deadline of this session's source under the limits in force.
+fn first_packet_limit<H: Handler>(conn: &Conn<H>) -> Option<Duration> {
+    let configured = conn.core.timeouts.first_packet();
+    conn.core
+        .admission
+        .first_packet_timeout(conn.session.peer().ip(), configured)
+}
+
+/// Re-arms the timer after a wake-up, so limits changed at run time reach a waiting
+/// session: before the first message the first-packet deadline is recomputed from the
+/// session's start (earlier or later); after it, only an earlier idle deadline is
+/// armed (a later one is found when the armed one fires).
+fn retime<H: Handler>(conn: &Conn<H>, last_message: Option<Instant>, mut timer: Pin<&mut Sleep>) {
+    match last_message {
+        None => {
+            let opened = Instant::from_std(conn.session.opened_at());
+            let deadline = first_packet_limit(conn)
+                .map_or_else(|| after(opened, FAR_FUTURE), |limit| after(opened, limit));
+            if deadline != timer.deadline() {
+                timer.as_mut().reset(deadline);
+            }
+        }
+        Some(at) => {
+            if let Some(idle) = conn.core.timeouts.idle() {
+                let deadline = after(at, idle);
+                if deadline < timer.deadline() {
+                    timer.as_mut().reset(deadline);
+                }
             }
         }
     }
@@ -249,10 +280,15 @@ fn on_event<H: Handler>(
     event: io::Result<Event>,
 ) -> Result<(), CloseReason> {
     let session = &conn.session;
-    let idle_timeout = conn.core.config.idle_timeout;
+    let idle_timeout = conn.core.timeouts.idle();
     match event {
         Err(e) => Err(session.close_with(CloseReason::Error(e.kind()))),
-        Ok(Event::Woken | Event::Writable) => Ok(()), // the loop top closes or flushes
+        // The loop top closes or flushes.
+        Ok(Event::Woken) => {
+            retime(conn, *last_message, timer);
+            Ok(())
+        }
+        Ok(Event::Writable) => Ok(()),
         Ok(Event::Readable) => {
             let progress = read_and_dispatch(&conn.core, &conn.stream, session, state, rx)
                 .map_err(|reason| session.close_with(reason))?;

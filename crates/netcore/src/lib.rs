@@ -36,6 +36,7 @@ mod reason;
 mod registry;
 mod server;
 mod session;
+mod tuning;
 
 pub use admission::{Admission, Block, BlockKind, RejectObserver, StrictLimits};
 pub use config::Config;
@@ -47,6 +48,7 @@ pub use registry::Sessions;
 pub use server::Server;
 pub use session::{Session, SessionId, SessionStats};
 pub use tokio_util::sync::CancellationToken;
+pub use tuning::{LiveLimits, Tuning};
 
 use bytes::BytesMut;
 

@@ -41,12 +41,17 @@ pub(crate) fn bind(
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    register(StdListener::from(socket))
+}
+
+/// Registers a non-blocking listener with the reactor.
+pub(crate) fn register(listener: StdListener) -> io::Result<AsyncFd<StdListener>> {
     // `AsyncFd::new` is deprecated because safe code could register an fd it does not
     // own; here the AsyncFd owns the listener, so the fd lives exactly as long as the
     // registration. The safe alternative (tokio's TcpListener) registers every accepted
     // socket with the reactor before admission could refuse it.
     #[allow(deprecated)]
-    AsyncFd::new(StdListener::from(socket))
+    AsyncFd::new(listener)
 }
 
 /// TCP_DEFER_ACCEPT: the kernel finishes the handshake but hands the connection to
@@ -84,12 +89,12 @@ fn set_defer_accept(_socket: &Socket, wait: Duration) -> io::Result<()> {
     Ok(())
 }
 
-/// Accepts until the shutdown token fires.
+/// Accepts until the accept token (or the shutdown token, its parent) fires.
 pub(crate) async fn accept_loop<H: Handler>(core: Arc<Core<H>>, listener: AsyncFd<StdListener>) {
     loop {
         let mut guard = tokio::select! {
             biased;
-            () = core.token.cancelled() => return,
+            () = core.accept_stop.cancelled() => return,
             ready = listener.readable() => match ready {
                 Ok(guard) => guard,
                 Err(e) => {
@@ -118,7 +123,7 @@ pub(crate) async fn accept_loop<H: Handler>(core: Arc<Core<H>>, listener: AsyncF
         }
         drop(guard);
         if backoff {
-            if core.pause(RESOURCE_BACKOFF).await {
+            if core.pause(RESOURCE_BACKOFF).await || core.accept_stop.is_cancelled() {
                 return;
             }
         } else {

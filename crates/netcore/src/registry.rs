@@ -110,6 +110,16 @@ impl Sessions {
         }
     }
 
+    /// Wakes every live session so each re-reads the limits in force.
+    pub(crate) fn nudge_all(&self) {
+        for shard in self.inner.shards.iter() {
+            let sessions: Vec<Session> = shard.lock().values().cloned().collect();
+            for session in sessions {
+                session.nudge();
+            }
+        }
+    }
+
     fn take_id(&self) -> u32 {
         let step = |id: u32| Some(if id >= SessionId::MAX { 1 } else { id + 1 });
         match self
@@ -165,10 +175,7 @@ mod tests {
 
     fn make(id: SessionId) -> Session {
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let limits = crate::session::SendLimits {
-            max_outbound_bytes: 1024,
-            overflows: metrics::Counter::noop(),
-        };
+        let limits = crate::session::SendLimits::new(1024, metrics::Counter::noop());
         Session::new(id, addr, addr, Arc::new(limits))
     }
 

@@ -4,9 +4,15 @@
 //! refuses new sessions and closes every live one with `Shutdown`; each session task
 //! calls `on_close`, flushes within `shutdown_flush_timeout` and closes; `run` returns
 //! when the task tracker has seen every session task end.
+//!
+//! Draining (after `accept_token().cancel()`): only the accept loops stop and this
+//! process closes its copies of the listeners; sessions carry on until they end or
+//! the shutdown token is cancelled. A process that handed its listeners to a successor
+//! (which accepts from the same kernel queues) drains this way.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::pool::BufferPool;
 use crate::registry::Sessions;
 use crate::session::SendLimits;
+use crate::tuning::{Timeouts, Tuning};
 use crate::Handler;
 
 /// Everything the accept loops and session tasks share.
@@ -43,12 +50,16 @@ pub(crate) struct Core<H: Handler> {
     pub(crate) metrics: Metrics,
     /// Queue bound and overflow counter handed to every session.
     pub(crate) send_limits: Arc<SendLimits>,
+    /// First-packet and idle deadlines in force (changed by `Tuning`).
+    pub(crate) timeouts: Arc<Timeouts>,
     /// Keeps rejection and error logs to one line per reason per second.
     pub(crate) log_limit: LogLimiter<&'static str>,
     /// Tracks session tasks so shutdown can wait for all of them.
     pub(crate) tracker: TaskTracker,
     /// Cancelled to start the shutdown.
     pub(crate) token: CancellationToken,
+    /// Cancelled to stop accepting only (a child of `token`).
+    pub(crate) accept_stop: CancellationToken,
 }
 
 impl<H: Handler> Core<H> {
@@ -96,17 +107,36 @@ impl<H: Handler> std::fmt::Debug for Server<H> {
 impl<H: Handler> Server<H> {
     /// Binds every `config.listen` address. Must be called inside a tokio runtime.
     pub async fn bind(config: Config, handler: Arc<H>) -> io::Result<Self> {
-        Self::bind_with_registry(config, handler, Sessions::new()).await
+        Self::bind_with_registry(config, handler, Sessions::new(), Vec::new()).await
+    }
+
+    /// Serves `inherited` listening sockets (handed over by a predecessor or by systemd
+    /// socket activation; used as they are, never re-bound) and binds every
+    /// `config.listen` address besides. `config.listen` may be empty when `inherited`
+    /// is not. The bound addresses list the inherited ones first.
+    pub async fn bind_inherited(
+        config: Config,
+        handler: Arc<H>,
+        inherited: Vec<StdListener>,
+    ) -> io::Result<Self> {
+        Self::bind_with_registry(config, handler, Sessions::new(), inherited).await
     }
 
     pub(crate) async fn bind_with_registry(
         config: Config,
         handler: Arc<H>,
         sessions: Sessions,
+        inherited: Vec<StdListener>,
     ) -> io::Result<Self> {
-        validate(&config)?;
-        let mut listeners = Vec::with_capacity(config.listen.len());
-        let mut local_addrs = Vec::with_capacity(config.listen.len());
+        validate(&config, inherited.len())?;
+        let count = inherited.len() + config.listen.len();
+        let mut listeners = Vec::with_capacity(count);
+        let mut local_addrs = Vec::with_capacity(count);
+        for listener in inherited {
+            listener.set_nonblocking(true)?;
+            local_addrs.push(listener.local_addr()?);
+            listeners.push(crate::listener::register(listener)?);
+        }
         for &addr in &config.listen {
             let listener = crate::listener::bind(addr, config.backlog, config.defer_accept)?;
             local_addrs.push(listener.get_ref().local_addr()?);
@@ -114,11 +144,14 @@ impl<H: Handler> Server<H> {
         }
         tracing::info!(addrs = ?local_addrs, max_connections = config.max_connections, "listening");
         let metrics = Metrics::new(config.metrics_prefix, H::LABELS);
-        let send_limits = Arc::new(SendLimits {
-            max_outbound_bytes: config.max_outbound_bytes,
-            overflows: metrics.queue_overflows.clone(),
-        });
+        let send_limits = Arc::new(SendLimits::new(
+            config.max_outbound_bytes,
+            metrics.queue_overflows.clone(),
+        ));
+        let token = CancellationToken::new();
         let core = Core {
+            timeouts: Arc::new(Timeouts::new(&config)),
+            accept_stop: token.child_token(),
             admission: Admission::new(&config),
             sources: crate::proxy::Sources::new(&config),
             pool: BufferPool::new(config.read_buffer_bytes, config.buffer_pool_max),
@@ -126,7 +159,7 @@ impl<H: Handler> Server<H> {
             send_limits,
             log_limit: LogLimiter::new(1, Duration::from_secs(1)),
             tracker: TaskTracker::new(),
-            token: CancellationToken::new(),
+            token,
             sessions,
             handler,
             config,
@@ -168,6 +201,31 @@ impl<H: Handler> Server<H> {
         self.core.token.clone()
     }
 
+    /// Cancelling it stops accepting and closes this process's listeners, leaving live
+    /// sessions running until they end or the shutdown token is cancelled (a drain).
+    pub fn accept_token(&self) -> CancellationToken {
+        self.core.accept_stop.clone()
+    }
+
+    /// Changes the [`LiveLimits`](crate::LiveLimits) of the running server.
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            timeouts: Arc::clone(&self.core.timeouts),
+            send_limits: Arc::clone(&self.core.send_limits),
+            admission: self.core.admission.clone(),
+            sessions: self.core.sessions.clone(),
+        }
+    }
+
+    /// Duplicates of the listening sockets (close-on-exec), in `local_addrs` order, for
+    /// handing to a successor process: they stay open after this server stops accepting.
+    pub fn listener_fds(&self) -> io::Result<Vec<OwnedFd>> {
+        self.listeners
+            .iter()
+            .map(|l| l.get_ref().as_fd().try_clone_to_owned())
+            .collect()
+    }
+
     /// Serves until shutdown; returns once every session has had `on_close` and its task ended.
     pub async fn run(self) {
         let Server {
@@ -192,14 +250,14 @@ impl<H: Handler> Server<H> {
 /// Upper bound for `Config::rate_table_slots` (32 bytes each).
 const MAX_RATE_TABLE_SLOTS: usize = 1 << 24;
 
-fn validate(config: &Config) -> io::Result<()> {
+fn validate(config: &Config, inherited: usize) -> io::Result<()> {
     let invalid = |what: &str| {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             what.to_string(),
         ))
     };
-    if config.listen.is_empty() {
+    if config.listen.is_empty() && inherited == 0 {
         return invalid("config.listen is empty");
     }
     if config.max_connections == 0 {

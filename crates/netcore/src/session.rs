@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -155,10 +155,27 @@ pub struct SessionStats {
 
 /// What every session's `send` needs from the server; one shared copy.
 pub(crate) struct SendLimits {
-    /// Per-session byte bound of the outbound queue.
-    pub(crate) max_outbound_bytes: usize,
+    /// Per-session byte bound of the outbound queue; changes at run time (`Tuning`).
+    pub(crate) max_outbound_bytes: AtomicUsize,
     /// Counts sends refused for a full queue.
     pub(crate) overflows: Counter,
+}
+
+impl SendLimits {
+    pub(crate) fn new(max_outbound_bytes: usize, overflows: Counter) -> Self {
+        SendLimits {
+            max_outbound_bytes: AtomicUsize::new(max_outbound_bytes),
+            overflows,
+        }
+    }
+
+    pub(crate) fn max_outbound_bytes(&self) -> usize {
+        self.max_outbound_bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_max_outbound_bytes(&self, bytes: usize) {
+        self.max_outbound_bytes.store(bytes, Ordering::Relaxed);
+    }
 }
 
 /// Handle to one session; cheap to clone, usable from any task.
@@ -252,7 +269,7 @@ impl Session {
         if data.is_empty() {
             return Ok(());
         }
-        if out.bytes.saturating_add(data.len()) > self.shared.limits.max_outbound_bytes {
+        if out.bytes.saturating_add(data.len()) > self.shared.limits.max_outbound_bytes() {
             out.close = Some(CloseReason::SlowReader);
             out.discard();
             self.shared.closed.store(true, Ordering::Release);
@@ -303,6 +320,18 @@ impl Session {
         winner
     }
 
+    /// When the session was registered.
+    pub(crate) fn opened_at(&self) -> Instant {
+        self.shared.opened_at
+    }
+
+    /// Wakes the session task without news for the peer, so it re-reads the limits in
+    /// force (after `Tuning::apply`).
+    pub(crate) fn nudge(&self) {
+        let waker = self.shared.out.lock().wake();
+        wake(waker);
+    }
+
     /// Ready once something was queued or a close was requested since the last call.
     pub(crate) fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut out = self.shared.out.lock();
@@ -332,10 +361,7 @@ mod tests {
 
     fn session(max: usize) -> Session {
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let limits = SendLimits {
-            max_outbound_bytes: max,
-            overflows: Counter::noop(),
-        };
+        let limits = SendLimits::new(max, Counter::noop());
         Session::new(SessionId::new(1), addr, addr, Arc::new(limits))
     }
 

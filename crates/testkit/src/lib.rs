@@ -1,5 +1,6 @@
 //! What the workspace's tests share: a scripted LoginSrv ([`srv`]) and a
-//! scripted gate ([`gate`]) speaking the `%…$` link over real sockets,
+//! scripted gate ([`gate`]) speaking the `%…$` link over real sockets, an echoing
+//! LoginSrv that tallies open and close frames per link ([`echo`]),
 //! throwaway databases ([`db`]),
 //! client-side socket checks ([`net`]), spawned binaries and their log lines
 //! ([`process`]), an HTTP/1.1 client for the consoles ([`http`]), and one timeout policy ([`STEP`], [`eventually`]).
@@ -8,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod db;
+pub mod echo;
 pub mod gate;
 pub mod http;
 pub mod net;

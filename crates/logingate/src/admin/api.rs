@@ -249,7 +249,7 @@ pub async fn block(State(view): View, body: Body) -> Result<Response, ApiError> 
     }
     let mut recorded = false;
     let mut file_error = None;
-    if let (None, Some(path)) = (ttl, view.block_file.clone()) {
+    if let (None, Some(path)) = (ttl, view.block_file()) {
         let result = tokio::task::spawn_blocking(move || {
             blocklist::record_net(&path, net, "blocked from the console")
         })
@@ -294,7 +294,7 @@ pub async fn unblock(State(view): View, Path(net): Path<String>) -> Result<Respo
     let net = parse_net("net", &net)?;
     let runtime = view.admission.unblock(net);
     let mut file = false;
-    if let Some(path) = view.block_file.clone() {
+    if let Some(path) = view.block_file() {
         let admission = view.admission.clone();
         let removed = tokio::task::spawn_blocking(move || {
             let removed = blocklist::remove_net(&path, net)?;
@@ -318,7 +318,43 @@ pub async fn unblock(State(view): View, Path(net): Path<String>) -> Result<Respo
 
 /// `POST /api/reload`: re-read `gate.block_list_file` now.
 pub async fn reload(State(view): View) -> Result<Response, ApiError> {
-    let Some(path) = view.block_file.clone() else {
+    if let Some(hook) = view.reload.get().cloned() {
+        let outcome = tokio::task::spawn_blocking(move || hook())
+            .await
+            .map_err(|e| ApiError::internal(format!("config reload: {e}")))?;
+        let what = if outcome.ok {
+            format!(
+                "config reloaded: {} applied, {} need a restart",
+                outcome.applied.len(),
+                outcome.restart_required.len()
+            )
+        } else {
+            let e = outcome.error.as_ref();
+            format!(
+                "config reload refused: {}",
+                e.map_or(String::new(), |e| format!("{}: {}", e.key, e.problem))
+            )
+        };
+        action(&view, "reload", what);
+        let status = if outcome.ok {
+            StatusCode::OK
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        let mut body = json!({ "config": outcome });
+        if let Some(path) = view.block_file() {
+            let admission = view.admission.clone();
+            let loaded =
+                tokio::task::spawn_blocking(move || blocklist::load_into(&path, &admission))
+                    .await
+                    .map_err(|e| ApiError::internal(format!("block list reload: {e}")))?;
+            body["entries"] = json!(loaded.entries);
+            body["bad_lines"] = json!(loaded.bad_lines);
+            body["readable"] = json!(loaded.readable);
+        }
+        return Ok((status, Json(body)).into_response());
+    }
+    let Some(path) = view.block_file() else {
         return Err(ApiError::conflict(
             "gate.block_list_file is not set: there is no block list to reload",
         ));

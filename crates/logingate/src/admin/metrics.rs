@@ -9,6 +9,7 @@ use crate::blocklist::{METRIC_ENTRIES, METRIC_RELOADS};
 use crate::dispatch::{METRIC_BLOCKS, METRIC_KICKS};
 use crate::link::metric as link;
 use crate::punish::METRIC_PUNISHMENTS;
+use crate::reload::METRIC_FAILURES as RELOAD_FAILURES;
 use crate::role::ROLE_METRIC;
 
 /// Console refusals for a wrong or missing token.
@@ -51,6 +52,7 @@ pub const GATE: &[Described] = &[
     d(METRIC_KICKS, Counter, "", "Kicks ordered by the LoginSrv."),
     d(METRIC_BLOCKS, Counter, "kind", "IP blocks ordered by the LoginSrv (temporary, permanent)."),
     d(METRIC_RELOADS, Counter, "outcome", "Block list file loads (ok, bad_line, unreadable)."),
+    d(RELOAD_FAILURES, Counter, "", "Configuration reloads refused because the new file was invalid (the running configuration stayed)."),
     d(METRIC_ENTRIES, Gauge, "", "Entries in force from the block list file."),
     d(ALLOW_RELOADS, Counter, "outcome", "Allow list file loads (ok, bad_line, unreadable)."),
     d(ALLOW_ENTRIES, Gauge, "", "Entries in force from the allow list file."),

@@ -63,12 +63,15 @@ pub struct GateView {
     pub admission: Admission,
     /// Kicks, blocks, reloads.
     pub events: Arc<Events>,
-    /// `gate.block_list_file`, if set.
-    pub block_file: Option<PathBuf>,
+    /// `gate.block_list_file`, if set; replaced by a reload.
+    pub block_file: Arc<arc_swap::ArcSwapOption<PathBuf>>,
     /// `gate.allow_list_file`, if set.
     pub allow_file: Option<PathBuf>,
     /// Attack mode (state, forcing).
     pub attack: Arc<crate::attack::AttackMode>,
+    /// Re-reads and applies the configuration (`POST /api/reload`); unset for a
+    /// gate without a console.
+    pub reload: OnceLock<Arc<dyn Fn() -> crate::reload::Outcome + Send + Sync>>,
     /// The token check (and its refusal count).
     pub guard: console::Guard,
     /// Session rates from the sampler.
@@ -88,6 +91,11 @@ pub struct Rates {
 }
 
 impl GateView {
+    /// `gate.block_list_file` in force.
+    pub fn block_file(&self) -> Option<PathBuf> {
+        self.block_file.load_full().map(|p| (*p).clone())
+    }
+
     /// The embedded LoginSrv's status, when it runs.
     fn loginsrv_status(&self) -> Option<serde_json::Value> {
         #[cfg(feature = "embedded")]
@@ -118,20 +126,33 @@ pub fn install_metrics() {
 pub struct Console {
     /// The HTTP server.
     running: console::Running,
+    /// A duplicate of the listening socket, handed to a successor on restart.
+    listener: std::net::TcpListener,
     /// Stops the rate sampler.
     _sampler: DropGuard,
 }
 
 impl Console {
-    /// Serve the console for `view` on `addr`.
-    pub async fn start(addr: SocketAddr, view: Arc<GateView>) -> std::io::Result<Console> {
+    /// Serve the console for `view` on `addr`, or on `inherited` (a listening socket
+    /// handed over by the previous process) when given.
+    pub async fn start(
+        addr: SocketAddr,
+        inherited: Option<std::net::TcpListener>,
+        view: Arc<GateView>,
+    ) -> std::io::Result<Console> {
+        let listener = match inherited {
+            Some(listener) => listener,
+            None => std::net::TcpListener::bind(addr)?,
+        };
+        let kept = listener.try_clone()?;
         let running =
-            console::Running::start(addr, router(&view), metrics::CONNECTIONS_REFUSED).await?;
+            console::Running::start_on(listener, router(&view), metrics::CONNECTIONS_REFUSED)?;
         let _ = view.admin_addr.set(running.local_addr());
         let stop = CancellationToken::new();
         tokio::spawn(sample(view, stop.clone()));
         Ok(Console {
             running,
+            listener: kept,
             _sampler: stop.drop_guard(),
         })
     }
@@ -139,6 +160,12 @@ impl Console {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.running.local_addr()
+    }
+
+    /// A duplicate of the listening socket (close-on-exec).
+    pub fn listener_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        self.listener.as_fd().try_clone_to_owned()
     }
 
     /// Stop serving.

@@ -105,7 +105,46 @@ pub struct LinkOptions {
     pub dialect_key: String,
 }
 
+/// The link's timing, which a configuration reload may change while it runs: the
+/// reader re-arms its heartbeat and dead timers at once, the supervisor uses the new
+/// backoff ceiling and connect bound from its next attempt on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkTiming {
+    /// Interval of `%--$`.
+    pub heartbeat: Duration,
+    /// No heartbeat reply for this long = dead.
+    pub dead_after: Duration,
+    /// Backoff ceiling.
+    pub reconnect_max: Duration,
+    /// Bound on one connect attempt.
+    pub connect_timeout: Duration,
+}
+
+impl LinkTiming {
+    /// The timing of `config`'s `[server]` section.
+    pub fn from_config(config: &Config) -> Self {
+        let s = &config.server;
+        LinkTiming {
+            heartbeat: Duration::from_secs(s.heartbeat_secs),
+            dead_after: Duration::from_secs(s.dead_after_secs),
+            reconnect_max: Duration::from_secs(s.reconnect_max_secs),
+            connect_timeout: Duration::from_secs(s.connect_timeout_secs),
+        }
+    }
+}
+
 impl LinkOptions {
+    /// These options with `timing` instead of their own.
+    pub(crate) fn with_timing(&self, timing: LinkTiming) -> LinkOptions {
+        LinkOptions {
+            heartbeat: timing.heartbeat,
+            dead_after: timing.dead_after,
+            reconnect_max: timing.reconnect_max,
+            connect_timeout: timing.connect_timeout,
+            ..self.clone()
+        }
+    }
+
     /// Options from the config, linking to `addr`; `dialect_key` names the
     /// key and value of the link's dialect for the wrong-dialect warning.
     pub fn from_config(config: &Config, addr: SocketAddr, dialect_key: String) -> Self {
@@ -154,6 +193,8 @@ struct LinkState {
     live: AtomicUsize,
     /// Whether the LoginSrv sent a valid frame on the current connection.
     answered: AtomicBool,
+    /// Timing set at run time ([`Link::retime`]); `None` = the options `run` got.
+    timing: tokio::sync::watch::Sender<Option<LinkTiming>>,
 }
 
 /// Encoded frames not yet written, under the lock that also guards the
@@ -195,6 +236,7 @@ impl Link {
                 history: History::default(),
                 live: AtomicUsize::new(0),
                 answered: AtomicBool::new(false),
+                timing: tokio::sync::watch::Sender::new(None),
             }),
         }
     }
@@ -218,6 +260,11 @@ impl Link {
     /// (what `link: up` in the log and `gate_link_up` mean).
     pub fn is_answered(&self) -> bool {
         self.state.answered.load(Ordering::Relaxed)
+    }
+
+    /// Puts `timing` in force on the running link (see [`LinkTiming`]).
+    pub fn retime(&self, timing: LinkTiming) {
+        self.state.timing.send_replace(Some(timing));
     }
 
     /// The frame table in use.

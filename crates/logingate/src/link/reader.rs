@@ -117,12 +117,19 @@ pub(super) async fn read_loop(
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut framer = LinkFramer::new(opts.max_frame_bytes);
     let mut junk_seen = 0u64;
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + opts.heartbeat, opts.heartbeat);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = |period: Duration| {
+        let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    };
+    let mut heartbeat = every(opts.heartbeat);
     let mut publish = tokio::time::interval(PUBLISH_EVERY);
     publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let dead = tokio::time::sleep(opts.dead_after);
+    let mut dead_after = opts.dead_after;
+    let dead = tokio::time::sleep(dead_after);
     tokio::pin!(dead);
+    let mut retimed = link.state.timing.subscribe();
+    retimed.mark_unchanged();
     // When the oldest unanswered heartbeat was queued: its reply gives the round trip.
     let mut heartbeat_sent: Option<Instant> = None;
     let check_silence = opts.silent_replies_warn > 0 && !opts.silent_window.is_zero();
@@ -159,7 +166,7 @@ pub(super) async fn read_loop(
                             }
                             if seen == Seen::Heartbeat {
                                 let now = Instant::now();
-                                dead.as_mut().reset(now + opts.dead_after);
+                                dead.as_mut().reset(now + dead_after);
                                 if let Some(sent) = heartbeat_sent.take() {
                                     let rtt = now.saturating_duration_since(sent);
                                     metrics::histogram!(metric::HEARTBEAT_RTT, metric::BACKEND_LABEL => link.backend().to_owned()).record(rtt.as_secs_f64());
@@ -201,7 +208,14 @@ pub(super) async fn read_loop(
                     );
                 }
             }
-            () = &mut dead => return DownReason::Dead(opts.dead_after),
+            Ok(()) = retimed.changed() => {
+                if let Some(t) = *retimed.borrow_and_update() {
+                    heartbeat = every(t.heartbeat);
+                    dead_after = t.dead_after;
+                    dead.as_mut().reset(Instant::now() + dead_after);
+                }
+            }
+            () = &mut dead => return DownReason::Dead(dead_after),
         }
     }
 }

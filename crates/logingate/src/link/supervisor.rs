@@ -116,6 +116,9 @@ async fn supervise(
         if stop.is_cancelled() {
             return;
         }
+        let retimed = *link.state.timing.borrow();
+        let current = retimed.map(|t| opts.with_timing(t));
+        let opts = current.as_ref().unwrap_or(opts);
         attempt += 1;
         if attempt == 1 {
             info!(addr = %opts.addr, "link: connecting to LoginSrv");

@@ -30,7 +30,7 @@ pub(crate) async fn accept_loop(
     let Some(game) = state.game.as_ref() else {
         return;
     };
-    let max = state.config.game_servers.max_servers;
+    let max = state.config.load().game_servers.max_servers;
     loop {
         let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => break,
@@ -45,6 +45,7 @@ pub(crate) async fn accept_loop(
         };
         if !state
             .config
+            .load()
             .game_servers
             .allow
             .iter()
@@ -89,7 +90,7 @@ async fn serve(
     let done = cancel.child_token();
     tracker.spawn(write_loop(wr, rx, done.clone()));
     let id = game.register(peer, tx, done.clone());
-    let mut framer = GameFramer::new(state.config.game_servers.max_frame_bytes);
+    let mut framer = GameFramer::new(state.config.load().game_servers.max_frame_bytes);
     let mut buf = BytesMut::with_capacity(4096);
     let mut junk = 0;
     let reason = 'conn: loop {

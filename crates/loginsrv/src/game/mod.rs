@@ -327,7 +327,7 @@ fn send_close(state: &ServerState, game: &GameServers, ticket: &Ticket, id: i32)
     let Some(server) = state.routes.server_name(ticket.server) else {
         return;
     };
-    let sent = game.close_session(server, &ticket.account, id);
+    let sent = game.close_session(&server, &ticket.account, id);
     metrics::counter!("loginsrv_game_sessions_closed_total").increment(1);
-    tracing::info!(account = %ticket.account, session = id, server, sent, "session closed");
+    tracing::info!(account = %ticket.account, session = id, %server, sent, "session closed");
 }

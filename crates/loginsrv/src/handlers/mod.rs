@@ -210,10 +210,12 @@ enum Verdict {
 impl Client {
     /// Spend one unit of this client address's Argon2 budget.
     fn hash_budget(&self, what: &'static str) -> bool {
-        let allowed =
-            self.server.hash_budget.as_ref().is_none_or(|budget| {
-                budget.check(self.ip.to_canonical(), std::time::Instant::now())
-            });
+        let allowed = self
+            .server
+            .hash_budget
+            .load()
+            .as_ref()
+            .is_none_or(|budget| budget.check(self.ip.to_canonical(), std::time::Instant::now()));
         if allowed {
             return true;
         }
@@ -256,7 +258,8 @@ impl Client {
         if !self.hash_budget(what) {
             return Verdict::Unavailable;
         }
-        let sec = &self.server.config.security;
+        let config = self.server.config.load();
+        let sec = &config.security;
         let max = i64::from(sec.max_failed_logins);
         let now = unix_now();
         let lock_until = now.saturating_add(i64::try_from(sec.lockout_secs).unwrap_or(i64::MAX));

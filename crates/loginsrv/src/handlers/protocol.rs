@@ -24,7 +24,7 @@ impl Protocol {
     /// Accept builds from `min_client_version` on; an older one leaves the
     /// client refused until a newer CM_PROTOCOL (as does sending none at all).
     pub fn apply(self, client: &mut Client) -> Reply {
-        let min = client.server.config.min_client_version;
+        let min = client.server.config.load().min_client_version;
         if self.version < min {
             reject(
                 "client_too_old",

@@ -40,10 +40,11 @@ impl Admission {
         {
             return Err(reject::BLOCKED);
         }
+        let max_connections = inner.max_connections.load(Ordering::Acquire);
         inner
             .live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
-                (live < inner.max_connections).then_some(live + 1)
+                (live < max_connections).then_some(live + 1)
             })
             .map_err(|_| reject::MAX_CONNECTIONS)?;
         Ok(FrontPermit {

@@ -12,13 +12,14 @@ mod front;
 mod per_ip;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use ipnet::IpNet;
 use limits::{Rate, RateTable};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
 use crate::metrics::reject;
@@ -62,20 +63,44 @@ const RATE_SLOTS_MAX: usize = 1 << 20;
 struct Inner {
     /// Static and run-time blocks.
     blocks: RwLock<BlockList>,
-    /// Per-IP connection rate, keyed by canonical IP; `None` when unlimited.
-    rate: Option<RateTable<IpAddr>>,
+    /// Per-IP connection rate, keyed by canonical IP; `None` when unlimited. Replaced
+    /// whole when the rate changes at run time (one pointer load per admission).
+    rate: ArcSwapOption<RateTable<IpAddr>>,
+    /// The rate and burst `rate` was built with, and its slot count: what `set_limits`
+    /// compares against. Only reloads take it.
+    rate_params: Mutex<RateParams>,
     /// Live sessions per IP; always counted, because the cap can change at run time.
     per_ip: PerIpCounts,
-    /// `Config::max_conn_per_ip`.
-    max_per_ip: u32,
+    /// `Config::max_conn_per_ip`, as in force now.
+    max_per_ip: AtomicU32,
     /// Admitted connections not yet released.
     live: AtomicUsize,
-    /// `Config::max_connections`.
-    max_connections: usize,
+    /// `Config::max_connections`, as in force now.
+    max_connections: AtomicUsize,
     /// `Config::max_runtime_blocks`, for the log line when the table is full.
     max_runtime_blocks: usize,
     /// Allow list, strict limits and the refusal observer, set at run time.
     live_policy: allow::Live,
+}
+
+/// How the per-IP rate table is built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RateParams {
+    /// Connections per second (0 = unlimited, no table).
+    per_sec: u32,
+    /// Burst (0 = `per_sec`).
+    burst: u32,
+    /// Slots of the table.
+    slots: usize,
+}
+
+impl RateParams {
+    fn table(self) -> Option<Arc<RateTable<IpAddr>>> {
+        (self.per_sec > 0).then(|| {
+            let rate = Rate::new(self.per_sec, Duration::from_secs(1), self.burst);
+            Arc::new(RateTable::new(rate, self.slots))
+        })
+    }
 }
 
 /// Admission control, shared with the application (block or unblock at run time).
@@ -124,33 +149,66 @@ fn release(inner: &Inner, ip: IpAddr) {
 
 impl Admission {
     pub(crate) fn new(config: &Config) -> Self {
-        let rate = (config.conn_rate_per_ip > 0).then(|| {
-            let slots = match config.rate_table_slots {
-                0 => config
-                    .max_connections
-                    .saturating_mul(RATE_SLOTS_PER_CONNECTION)
-                    .clamp(RATE_SLOTS_MIN, RATE_SLOTS_MAX),
-                slots => slots,
-            };
-            let rate = Rate::new(
-                config.conn_rate_per_ip,
-                Duration::from_secs(1),
-                config.conn_burst_per_ip,
-            );
-            RateTable::new(rate, slots)
-        });
+        let slots = match config.rate_table_slots {
+            0 => config
+                .max_connections
+                .saturating_mul(RATE_SLOTS_PER_CONNECTION)
+                .clamp(RATE_SLOTS_MIN, RATE_SLOTS_MAX),
+            slots => slots,
+        };
+        let params = RateParams {
+            per_sec: config.conn_rate_per_ip,
+            burst: config.conn_burst_per_ip,
+            slots,
+        };
         Admission {
             inner: Arc::new(Inner {
                 blocks: RwLock::new(BlockList::new(config.max_runtime_blocks)),
-                rate,
+                rate: ArcSwapOption::new(params.table()),
+                rate_params: Mutex::new(params),
                 per_ip: PerIpCounts::new(),
-                max_per_ip: config.max_conn_per_ip,
+                max_per_ip: AtomicU32::new(config.max_conn_per_ip),
                 live: AtomicUsize::new(0),
-                max_connections: config.max_connections,
+                max_connections: AtomicUsize::new(config.max_connections),
                 max_runtime_blocks: config.max_runtime_blocks,
                 live_policy: allow::Live::new(),
             }),
         }
+    }
+
+    /// Puts the caps and connect rate of `limits` in force for new connections (live
+    /// ones are never closed for it). The rate table is rebuilt only when the rate or
+    /// burst changed.
+    pub(crate) fn set_limits(&self, limits: &crate::tuning::LiveLimits) {
+        let inner = &self.inner;
+        inner
+            .max_connections
+            .store(limits.max_connections, Ordering::Release);
+        inner
+            .max_per_ip
+            .store(limits.max_conn_per_ip, Ordering::Release);
+        let mut params = inner.rate_params.lock();
+        let wanted = RateParams {
+            per_sec: limits.conn_rate_per_ip,
+            burst: limits.conn_burst_per_ip,
+            slots: params.slots,
+        };
+        if wanted != *params {
+            *params = wanted;
+            inner.rate.store(wanted.table());
+        }
+    }
+
+    /// `(max_connections, max_conn_per_ip, conn_rate_per_ip, conn_burst_per_ip)` in force.
+    pub(crate) fn limits(&self) -> (usize, u32, u32, u32) {
+        let inner = &self.inner;
+        let params = *inner.rate_params.lock();
+        (
+            inner.max_connections.load(Ordering::Acquire),
+            inner.max_per_ip.load(Ordering::Acquire),
+            params.per_sec,
+            params.burst,
+        )
     }
 
     /// Blocks `net` (a host or a CIDR range) for `ttl`, or until `unblock` when `None`.
@@ -213,10 +271,11 @@ impl Admission {
                 return Err(reject::BLOCKED);
             }
             let allow_listed = self.check_source(ip, now)?;
+            let max_connections = inner.max_connections.load(Ordering::Acquire);
             let took_global = inner
                 .live
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
-                    (live < inner.max_connections).then_some(live + 1)
+                    (live < max_connections).then_some(live + 1)
                 })
                 .is_ok();
             if !took_global {
@@ -248,9 +307,11 @@ impl Admission {
         if !allow_listed && inner.live_policy.allow_listed_only() {
             return Err(reject::NOT_ALLOW_LISTED);
         }
-        if let Some(rate) = inner.rate.as_ref().filter(|_| !allow_listed) {
-            if !rate.check(ip, now) {
-                return Err(reject::RATE_LIMITED);
+        if !allow_listed {
+            if let Some(rate) = inner.rate.load().as_ref() {
+                if !rate.check(ip, now) {
+                    return Err(reject::RATE_LIMITED);
+                }
             }
         }
         Ok(allow_listed)
@@ -260,7 +321,10 @@ impl Admission {
     /// allow-listed source).
     fn acquire_per_ip(&self, ip: IpAddr, allow_listed: bool) -> bool {
         let inner = &self.inner;
-        let cap = match inner.live_policy.per_ip_cap(inner.max_per_ip) {
+        let cap = match inner
+            .live_policy
+            .per_ip_cap(inner.max_per_ip.load(Ordering::Acquire))
+        {
             _ if allow_listed => u32::MAX,
             0 => u32::MAX,
             cap => cap,
@@ -299,6 +363,35 @@ mod tests {
         drop((p2, p3, p4));
         assert_eq!(adm.inner.live.load(Ordering::SeqCst), 0);
         assert_eq!(adm.connections_from(a), 0);
+    }
+
+    #[test]
+    fn lowered_caps_refuse_new_connections_and_keep_live_ones() {
+        let adm = Admission::new(&config(10, 3, 0, 0));
+        let a: IpAddr = "10.0.0.1".parse().expect("ip");
+        let b: IpAddr = "10.0.0.2".parse().expect("ip");
+        let held: Vec<_> = (0..3).map(|_| adm.admit(a).expect("under 3")).collect();
+        let limits = |max_connections, max_conn_per_ip, rate| crate::tuning::LiveLimits {
+            max_connections,
+            max_conn_per_ip,
+            conn_rate_per_ip: rate,
+            conn_burst_per_ip: rate,
+            first_packet_timeout: None,
+            idle_timeout: None,
+            max_outbound_bytes: 1,
+        };
+        adm.set_limits(&limits(10, 2, 0));
+        assert_eq!(adm.connections_from(a), 3, "nobody is closed");
+        assert_eq!(adm.admit(a).err(), Some(reject::PER_IP_LIMIT));
+        adm.set_limits(&limits(3, 0, 0));
+        assert_eq!(adm.admit(b).err(), Some(reject::MAX_CONNECTIONS));
+        drop(held);
+        adm.set_limits(&limits(10, 0, 1));
+        let _b1 = adm.admit(b).expect("rate 1: the first");
+        assert_eq!(adm.admit(b).err(), Some(reject::RATE_LIMITED));
+        adm.set_limits(&limits(10, 0, 0));
+        let _b2 = adm.admit(b).expect("rate lifted");
+        assert_eq!(adm.limits(), (10, 0, 0, 0));
     }
 
     #[test]
