@@ -113,7 +113,14 @@ fn main() -> ExitCode {
             server.shutdown().await;
             return Err(e);
         }
-        stop.await;
+        let failed = tokio::select! {
+            () = stop => false,
+            () = server.failed() => true,
+        };
+        if failed {
+            server.shutdown().await;
+            anyhow::bail!("this instance was removed from loginsrv_instances (see the log)");
+        }
         tracing::info!("signal received, shutting down");
         server.shutdown().await;
         Ok::<(), anyhow::Error>(())
