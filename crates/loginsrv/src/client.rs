@@ -106,9 +106,30 @@ impl Client {
             }
         }
         if let Some(key) = self.account.take() {
-            self.server.online.release(&key, self.token);
+            self.release_account(&key).await;
         }
         metrics::gauge!("loginsrv_clients").decrement(1.0);
+    }
+
+    /// This client no longer holds `key` (it closed, or logged in as another
+    /// account). With game servers a session id it was issued lives on in
+    /// `online_sessions` until a game server ends it.
+    pub async fn release_account(&self, key: &str) {
+        self.server.online.release(key, self.token);
+        let keep_session = self.server.game.is_some();
+        if let Err(e) = self
+            .server
+            .store
+            .release_online(
+                key,
+                self.server.cluster.instance_id,
+                self.token,
+                keep_session,
+            )
+            .await
+        {
+            self.db_error("online release", &e);
+        }
     }
 
     /// For log lines: gate, id and client address.

@@ -60,6 +60,14 @@ pub struct Config {
     pub min_client_version: i32,
     /// How long a server-selection session id stays valid for the SelGate.
     pub session_ttl_secs: u64,
+    /// An instance silent this long (no heartbeat in `loginsrv_instances`) is
+    /// dead: another instance deletes it and its online sessions. Heartbeats
+    /// come every third of it.
+    pub instance_expiry_secs: u64,
+    /// SQLite: how long to wait for another process to release the database
+    /// file (`<file>.lock`) before refusing to start; 0 refuses at once. A
+    /// restart sets it so the new process takes over when the old one exits.
+    pub sqlite_lock_wait_secs: u64,
     /// Password hashing and brute-force limits.
     pub security: SecurityConfig,
     /// Message id overrides for a client build, e.g. `CM_GETBACKPASSWORD = 2010`.
@@ -144,6 +152,8 @@ impl Default for Config {
             shutdown_grace_secs: 5,
             min_client_version: 0,
             session_ttl_secs: 60,
+            instance_expiry_secs: 30,
+            sqlite_lock_wait_secs: 0,
             security: SecurityConfig::default(),
             ids: BTreeMap::new(),
             servers: vec![ServerRoute {
@@ -286,11 +296,19 @@ impl Config {
             ("gate_idle_timeout_secs", self.gate_idle_timeout_secs),
             ("session_ttl_secs", self.session_ttl_secs),
             ("shutdown_grace_secs", self.shutdown_grace_secs),
+            ("instance_expiry_secs", self.instance_expiry_secs),
             ("security.lockout_secs", self.security.lockout_secs),
         ] {
             bootstrap::config::check_secs(key, secs, 1)?;
         }
         bootstrap::config::check_secs("stats_log_secs", self.stats_log_secs, 0)?;
+        if self.instance_expiry_secs < 3 {
+            return Err(bad(
+                "instance_expiry_secs",
+                "must be at least 3 (heartbeats come every third of it)",
+            ));
+        }
+        bootstrap::config::check_secs("sqlite_lock_wait_secs", self.sqlite_lock_wait_secs, 0)?;
         self.validate_security()?;
         self.id_table()?;
         if self.servers.is_empty() {

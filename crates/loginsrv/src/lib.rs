@@ -17,7 +17,9 @@
 
 pub mod admin;
 mod client;
+mod cluster;
 pub mod config;
+pub mod dblock;
 pub mod game;
 mod gate;
 mod handlers;
@@ -75,6 +77,8 @@ pub(crate) struct ServerState {
     pub game: Option<game::GameServers>,
     /// What the summary log line reads.
     pub summary: summary::Summary,
+    /// This instance's row in the shared database.
+    pub cluster: cluster::Cluster,
 }
 
 /// A LoginSrv serving gates.
@@ -95,6 +99,10 @@ pub struct RunningServer {
     console: Option<console::Running>,
     /// Bound game-server port, when `[game_servers]` is on.
     game_addr: Option<SocketAddr>,
+    /// Cancelled when this instance must stop (its row in the shared database is gone).
+    fatal: CancellationToken,
+    /// The SQLite file's lock, released when the server is dropped.
+    _db_lock: Option<dblock::DbLock>,
 }
 
 impl RunningServer {
@@ -108,11 +116,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     config.validate()?;
     let ids = config.id_table()?;
     let hasher = hasher::Hasher::new(&config.security)?;
+    let db_lock = lock_sqlite(&config).await?;
     let store = store::Store::open(&config.database, config.db_max_connections).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the gate listener on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
+    let cluster =
+        cluster::Cluster::join(&store, &local_addr.to_string(), config.instance_expiry_secs)
+            .await
+            .context("registering in loginsrv_instances")?;
     let game_listener = match config.game_servers.listen_addr() {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -132,7 +145,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         game_addr
             .is_none()
             .then(|| Duration::from_secs(config.session_ttl_secs)),
-    );
+    )
+    .with_slot(cluster.slot);
     let game = game_addr.map(|_| {
         game::GameServers::new(
             config.game_servers.id_set,
@@ -160,8 +174,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         hash_budget: arc_swap::ArcSwapOption::new(hash_budget),
         game,
         summary: summary::Summary::default(),
+        cluster,
     });
     let cancel = CancellationToken::new();
+    let fatal = CancellationToken::new();
     let tracker = TaskTracker::new();
     if state.config.load().stats_log_secs > 0 {
         tracker.spawn(summary::run(
@@ -170,6 +186,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             cancel.clone(),
         ));
     }
+    tracker.spawn(cluster::heartbeat(
+        state.clone(),
+        cancel.clone(),
+        fatal.clone(),
+    ));
+    tracker.spawn(cluster::listen(state.clone(), cancel.clone()));
     tracker.spawn(gate::accept_loop(
         listener,
         state.clone(),
@@ -199,7 +221,24 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         admin,
         console: None,
         game_addr,
+        fatal,
+        _db_lock: db_lock,
     })
+}
+
+/// SQLite: take the file's lock (waiting `sqlite_lock_wait_secs`), so a
+/// second instance on the same file is refused before it touches it.
+async fn lock_sqlite(config: &Config) -> anyhow::Result<Option<dblock::DbLock>> {
+    let Some(path) = store::sqlite_path(&config.database)? else {
+        return Ok(None);
+    };
+    let wait = Duration::from_secs(config.sqlite_lock_wait_secs);
+    let lock =
+        tokio::task::spawn_blocking(move || dblock::DbLock::acquire_with_timeout(&path, wait))
+            .await
+            .context("waiting for the SQLite lock")??;
+    tracing::debug!(lock = %lock.path().display(), "SQLite database locked for this process");
+    Ok(Some(lock))
 }
 
 impl RunningServer {
@@ -230,6 +269,17 @@ impl RunningServer {
             .as_ref()
             .map(game::GameServers::views)
             .unwrap_or_default()
+    }
+
+    /// Resolves when this instance must stop: its row in `loginsrv_instances`
+    /// was removed by another instance (it stalled past `instance_expiry_secs`).
+    pub async fn failed(&self) {
+        self.fatal.cancelled().await;
+    }
+
+    /// This instance's slot among the instances sharing the database.
+    pub fn instance_slot(&self) -> i64 {
+        self.state.cluster.slot
     }
 
     /// The console's view of this LoginSrv (status, account endpoints), for
@@ -295,6 +345,14 @@ impl RunningServer {
             .is_err()
         {
             tracing::warn!("LoginSrv shutdown: tasks still busy after {grace:?}");
+        }
+        if let Err(e) = self
+            .state
+            .store
+            .deregister_instance(self.state.cluster.instance_id)
+            .await
+        {
+            tracing::warn!(error = %e, "LoginSrv shutdown: instance row not removed");
         }
         self.state.store.close().await;
         tracing::info!("LoginSrv stopped");

@@ -131,6 +131,10 @@ fn main() -> ExitCode {
         loop {
             tokio::select! {
                 () = &mut stop => break,
+                () = server.failed() => {
+                    server.shutdown().await;
+                    anyhow::bail!("this instance was removed from loginsrv_instances (see the log)");
+                }
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration");
                     bootstrap::notify::reloading();

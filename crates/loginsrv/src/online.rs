@@ -1,7 +1,9 @@
-//! Accounts logged in right now, for duplicate-login detection.
+//! The login clients of this instance holding an account, to kick them.
 //!
 //! An account is "online" from a successful CM_IDPASSWORD until that client
-//! client closes on its gate (or is kicked by a newer login).
+//! closes on its gate (or is kicked by a newer login). Which client holds an
+//! account is decided in the database (`online_sessions`, shared by every
+//! instance); this map finds the gate link of the ones held here.
 
 use std::collections::HashMap;
 
@@ -23,14 +25,6 @@ pub struct Holder {
     pub token: u64,
 }
 
-/// Outcome of a login's claim on an account.
-pub enum Claim {
-    /// The caller now holds the account.
-    Claimed,
-    /// Another client held it; it was removed and must be kicked.
-    Evicted(Holder),
-}
-
 /// The registry of online accounts.
 #[derive(Default)]
 pub struct Online {
@@ -39,24 +33,15 @@ pub struct Online {
 }
 
 impl Online {
-    /// Claim `key` for `holder`. If a different client holds it, that
-    /// client is evicted and nobody holds the account afterwards: the
-    /// Delphi servers answer the new login "already logged in" and let the
-    /// player retry once the old client is gone.
-    pub fn claim(&self, key: &str, holder: Holder) -> Claim {
+    /// Record `holder` as this instance's client holding `key` (the
+    /// database granted it); returns a different client it replaces.
+    pub fn insert(&self, key: &str, holder: Holder) -> Option<Holder> {
         let mut map = self.map.lock();
-        let claim = match map.get(key) {
-            Some(old) if old.token != holder.token => match map.remove(key) {
-                Some(old) => Claim::Evicted(old),
-                None => Claim::Claimed,
-            },
-            _ => {
-                map.insert(key.to_owned(), holder);
-                Claim::Claimed
-            }
-        };
+        let old = map
+            .insert(key.to_owned(), holder.clone())
+            .filter(|old| old.token != holder.token);
         metrics::gauge!(ONLINE).set(map.len() as f64);
-        claim
+        old
     }
 
     /// Whether the client with `token` still holds `key` (false once kicked).

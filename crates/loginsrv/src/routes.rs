@@ -3,7 +3,9 @@
 //!
 //! A session id is what the client presents to the SelGate / game server,
 //! so it is random (not a counter), at least 2 (DBServer and M2Server reject
-//! lower ids), and unique among live ids. Without game servers it expires
+//! lower ids), and unique among live ids: among this instance's by the
+//! ticket table, among instances sharing a database because each id is
+//! congruent to its issuer's slot modulo `store::SLOTS`. Without game servers it expires
 //! after `session_ttl_secs`; with them it lives until a game server soft-outs
 //! it or a newer login of the account closes it, as in the Delphi LoginSrv.
 
@@ -15,6 +17,7 @@ use parking_lot::Mutex;
 use rand::Rng as _;
 
 use crate::config::{AddrRoute, SelGate, ServerRoute};
+use crate::store::SLOTS;
 
 /// Status numbers the Delphi LoginSrv (`TFrmMasSoc.ServerStatus`) sends in
 /// the server list: load against the configured limit.
@@ -76,10 +79,15 @@ pub enum Selection {
 /// Smallest session id: DBServer and M2Server reject ids below 2.
 pub const MIN_SESSION_ID: i32 = 2;
 
+/// [`SLOTS`] as a session id; ids are at least this, so at least [`MIN_SESSION_ID`].
+const SLOTS_I32: i32 = SLOTS as i32;
+
 /// Servers, their round-robin cursors and the live session ids.
 pub struct Routes {
     /// How long an id stays valid; `None` = until ended (game servers report the end).
     ttl: Option<Duration>,
+    /// This instance's slot: every id issued is congruent to it modulo `store::SLOTS`.
+    slot: i32,
     /// Mutable state behind one short-held lock.
     state: Mutex<RouteState>,
 }
@@ -122,6 +130,7 @@ impl Routes {
         let r = addr_routes.len();
         Routes {
             ttl,
+            slot: 0,
             state: Mutex::new(RouteState {
                 servers,
                 addr_routes,
@@ -133,6 +142,12 @@ impl Routes {
                 by_account: HashMap::new(),
             }),
         }
+    }
+
+    /// Issue ids congruent to `slot` modulo `store::SLOTS` (the instance's slot).
+    pub fn with_slot(mut self, slot: i64) -> Routes {
+        self.slot = i32::try_from(slot.rem_euclid(SLOTS)).unwrap_or(0);
+        self
     }
 
     /// The configured servers in list order.
@@ -267,7 +282,8 @@ impl Routes {
         let mut rng = rand::rng();
         let session_id = loop {
             // Live ids are bounded (one per account, or the capacities), far below i32::MAX: this ends.
-            let id = rng.random_range(MIN_SESSION_ID..=i32::MAX);
+            let id =
+                rng.random_range(1..=(i32::MAX - self.slot) / SLOTS_I32) * SLOTS_I32 + self.slot;
             if !st.tickets.contains_key(&id) {
                 break id;
             }
@@ -457,6 +473,18 @@ mod tests {
             2,
             "a's first id was revoked"
         );
+    }
+
+    #[test]
+    fn ids_carry_the_slot() {
+        let r = routes(1000, Duration::from_secs(60)).with_slot(5);
+        for account in ["a", "b", "c", "d"] {
+            let Selection::Ok { session_id, .. } = r.select(account, "s1", None) else {
+                panic!()
+            };
+            assert!(session_id >= MIN_SESSION_ID);
+            assert_eq!(session_id % SLOTS_I32, 5);
+        }
     }
 
     #[test]

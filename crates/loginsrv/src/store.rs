@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -27,6 +27,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Store {
     /// The backend's pool; cloning shares it.
     pool: Pool,
+    /// Where instances, online sessions and address budgets live: the same
+    /// pool on PostgreSQL (shared by every instance), an in-memory database
+    /// on SQLite (one instance owns the file, and a login then costs no
+    /// extra disk write: it still works on a full disk).
+    live: Pool,
 }
 
 /// The backend chosen by the database URL.
@@ -43,6 +48,17 @@ macro_rules! on_pool {
     ($store:expr, |$p:ident| $body:expr) => {{
         let _timer = crate::timing::Timer::db();
         match &$store.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    }};
+}
+
+/// [`on_pool!`] on the pool of instances and online sessions.
+macro_rules! on_live {
+    ($store:expr, |$p:ident| $body:expr) => {{
+        let _timer = crate::timing::Timer::db();
+        match &$store.live {
             Pool::Sqlite($p) => $body,
             Pool::Postgres($p) => $body,
         }
@@ -111,34 +127,34 @@ pub struct NewAccount {
 }
 
 impl Store {
-    /// Connect (creating a SQLite file if needed) and apply migrations.
+    /// Connect (creating a SQLite file if needed), check the database can be
+    /// read and written, and apply migrations. Errors name the file, or the
+    /// PostgreSQL host and port with the cause.
     pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Store> {
-        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect(url)
-                .await
-                .context("connecting to PostgreSQL")?;
-            Pool::Postgres(pool)
+        let (pool, live) = if is_postgres(url) {
+            let pool = Pool::Postgres(open_postgres(url, max_connections).await?);
+            (pool.clone(), pool)
         } else {
-            let opts = sqlite_options(url)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // FULL: a write the client was told about survives kill -9 and power loss.
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(SQLITE_BUSY_TIMEOUT);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(opts)
-                .await
-                .with_context(|| format!("opening SQLite database {url}"))?;
-            Pool::Sqlite(pool)
+            let pool = Pool::Sqlite(open_sqlite(url, max_connections).await?);
+            (pool, Pool::Sqlite(open_memory().await?))
         };
-        let store = Store { pool };
+        let store = Store { pool, live };
         on_pool!(store, |p| MIGRATOR.run(p).await).context("applying database migrations")?;
+        if let Pool::Sqlite(p) = &store.live {
+            MIGRATOR
+                .run(p)
+                .await
+                .context("creating the in-memory session tables")?;
+        }
         Ok(store)
+    }
+
+    /// The PostgreSQL pool, for `LISTEN` (`None` on SQLite).
+    pub fn postgres(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(p) => Some(p),
+            Pool::Sqlite(_) => None,
+        }
     }
 
     /// Short backend name for logs.
@@ -151,7 +167,8 @@ impl Store {
 
     /// Close every pooled connection.
     pub async fn close(&self) {
-        on_pool!(self, |p| p.close().await)
+        on_pool!(self, |p| p.close().await);
+        on_live!(self, |p| p.close().await);
     }
 
     /// Whether an account exists (cheap check before an expensive hash).
@@ -342,6 +359,464 @@ impl Store {
             .await
             .map(|r| r.rows_affected() == 1))
     }
+}
+
+/// Session ids carry their issuer's slot as the residue modulo this: at most
+/// this many instances share one database.
+pub const SLOTS: i64 = 64;
+
+/// A row of `online_sessions` removed by a newer login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evicted {
+    /// The instance that held it.
+    pub instance_id: i64,
+    /// Its login client's token there, if still connected.
+    pub token: Option<u64>,
+    /// The selected server, with a session id.
+    pub server: Option<String>,
+    /// The session id issued, if any.
+    pub session_id: Option<i32>,
+}
+
+/// Who asks to hold an account (see [`Store::claim_online`]).
+#[derive(Debug, Clone)]
+pub struct OnlineClaim<'a> {
+    /// Account key.
+    pub key: &'a str,
+    /// This instance.
+    pub instance_id: i64,
+    /// The login client's token.
+    pub token: u64,
+    /// Gate link address.
+    pub gate: String,
+    /// The gate's id for the client.
+    pub client_id: u32,
+    /// Client address.
+    pub client_ip: String,
+    /// Unix time.
+    pub now: i64,
+}
+
+/// Outcome of [`Store::claim_online`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnlineOutcome {
+    /// The row is now the caller's.
+    Claimed,
+    /// Another row held the account; it is gone now, and nobody holds it.
+    Evicted(Evicted),
+}
+
+impl Store {
+    /// Register this instance under the lowest free slot, after removing
+    /// instances whose heartbeat expired (and their sessions). The slot.
+    pub async fn register_instance(
+        &self,
+        instance_id: i64,
+        host: &str,
+        listen: &str,
+        now: i64,
+        expiry: i64,
+    ) -> anyhow::Result<i64> {
+        self.expire_instances(now).await?;
+        for _ in 0..SLOTS {
+            let taken: Vec<i64> = on_live!(self, |p| sqlx::query_scalar(
+                "SELECT slot FROM loginsrv_instances ORDER BY slot"
+            )
+            .fetch_all(p)
+            .await)?;
+            let Some(slot) = (0..SLOTS).find(|s| !taken.contains(s)) else {
+                anyhow::bail!(
+                    "{SLOTS} LoginSrv instances are registered on this database already \
+                     (table loginsrv_instances)"
+                );
+            };
+            let sql = "INSERT INTO loginsrv_instances \
+                       (slot, instance_id, host, listen, started_at, heartbeat_at, expires_at) \
+                       VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT DO NOTHING";
+            let inserted = on_live!(self, |p| sqlx::query(sql)
+                .bind(slot)
+                .bind(instance_id)
+                .bind(host)
+                .bind(listen)
+                .bind(now)
+                .bind(now.saturating_add(expiry))
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected() == 1))?;
+            if inserted {
+                return Ok(slot);
+            }
+        }
+        anyhow::bail!("no free instance slot after {SLOTS} tries (instances starting at once)")
+    }
+
+    /// Extend this instance's lease; `false` when its row is gone (another
+    /// instance judged it dead).
+    pub async fn heartbeat(&self, instance_id: i64, now: i64, expiry: i64) -> sqlx::Result<bool> {
+        let sql = "UPDATE loginsrv_instances SET heartbeat_at = $2, expires_at = $3 \
+                   WHERE instance_id = $1";
+        on_live!(self, |p| sqlx::query(sql)
+            .bind(instance_id)
+            .bind(now)
+            .bind(now.saturating_add(expiry))
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected() == 1))
+    }
+
+    /// Delete instances past their expiry, the sessions of instances that are
+    /// not registered, and past budget windows. Returns (instances, sessions) removed.
+    pub async fn expire_instances(&self, now: i64) -> sqlx::Result<(u64, u64)> {
+        on_live!(self, |p| {
+            let instances = sqlx::query("DELETE FROM loginsrv_instances WHERE expires_at < $1")
+                .bind(now)
+                .execute(p)
+                .await?
+                .rows_affected();
+            let sessions = sqlx::query(
+                "DELETE FROM online_sessions WHERE instance_id NOT IN \
+                 (SELECT instance_id FROM loginsrv_instances)",
+            )
+            .execute(p)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM ip_budgets WHERE window_start < $1")
+                .bind(now.saturating_sub(IP_BUDGET_WINDOW_SECS))
+                .execute(p)
+                .await?;
+            Ok((instances, sessions))
+        })
+    }
+
+    /// Remove this instance and its sessions (an orderly stop).
+    pub async fn deregister_instance(&self, instance_id: i64) -> sqlx::Result<()> {
+        on_live!(self, |p| {
+            sqlx::query("DELETE FROM online_sessions WHERE instance_id = $1")
+                .bind(instance_id)
+                .execute(p)
+                .await?;
+            sqlx::query("DELETE FROM loginsrv_instances WHERE instance_id = $1")
+                .bind(instance_id)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Claim account `c.key` for a login client. The account's row, if any,
+    /// is removed and returned (its holder must be kicked, its session closed):
+    /// nobody holds the account afterwards, as in the Delphi servers, and the
+    /// player retries. A row of this same client without a session (`keep`
+    /// decides for one with a session) is taken over instead.
+    pub async fn claim_online(
+        &self,
+        c: &OnlineClaim<'_>,
+        keep: impl Fn(&Evicted) -> bool,
+    ) -> sqlx::Result<OnlineOutcome> {
+        let insert = "INSERT INTO online_sessions \
+                      (account_key, instance_id, token, gate, client_id, client_ip, since) \
+                      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (account_key) DO NOTHING";
+        let remove = "DELETE FROM online_sessions WHERE account_key = $1 \
+                      RETURNING instance_id, token, server, session_id";
+        // A row can vanish between the two statements (its client closed): try again.
+        for _ in 0..3 {
+            let token = i64::try_from(c.token).unwrap_or(i64::MAX);
+            let inserted = on_live!(self, |p| sqlx::query(insert)
+                .bind(c.key)
+                .bind(c.instance_id)
+                .bind(token)
+                .bind(&c.gate)
+                .bind(i64::from(c.client_id))
+                .bind(&c.client_ip)
+                .bind(c.now)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected() == 1))?;
+            if inserted {
+                return Ok(OnlineOutcome::Claimed);
+            }
+            let old = on_live!(self, |p| {
+                match sqlx::query(remove).bind(c.key).fetch_optional(p).await? {
+                    None => None,
+                    Some(row) => {
+                        let token: Option<i64> = row.try_get("token")?;
+                        let session: Option<i64> = row.try_get("session_id")?;
+                        Some(Evicted {
+                            instance_id: row.try_get("instance_id")?,
+                            token: token.and_then(|t| u64::try_from(t).ok()),
+                            server: row.try_get("server")?,
+                            session_id: session.and_then(|s| i32::try_from(s).ok()),
+                        })
+                    }
+                }
+            });
+            match old {
+                None => continue,
+                Some(old)
+                    if old.instance_id == c.instance_id
+                        && old.token == Some(c.token)
+                        && keep(&old) =>
+                {
+                    continue
+                }
+                Some(old) => return Ok(OnlineOutcome::Evicted(old)),
+            }
+        }
+        Ok(OnlineOutcome::Evicted(Evicted {
+            instance_id: c.instance_id,
+            token: None,
+            server: None,
+            session_id: None,
+        }))
+    }
+
+    /// Record the session id issued to the login client holding `key`;
+    /// `false` when it no longer holds the account (evicted meanwhile).
+    pub async fn set_online_session(
+        &self,
+        key: &str,
+        instance_id: i64,
+        token: u64,
+        server: &str,
+        session_id: i32,
+    ) -> sqlx::Result<bool> {
+        let sql = "UPDATE online_sessions SET server = $4, session_id = $5 \
+                   WHERE account_key = $1 AND instance_id = $2 AND token = $3";
+        on_live!(self, |p| sqlx::query(sql)
+            .bind(key)
+            .bind(instance_id)
+            .bind(i64::try_from(token).unwrap_or(i64::MAX))
+            .bind(server)
+            .bind(i64::from(session_id))
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected() == 1))
+    }
+
+    /// The login client disconnected: its row stays while it has a session
+    /// id and `keep_session` (game servers end sessions), else goes.
+    pub async fn release_online(
+        &self,
+        key: &str,
+        instance_id: i64,
+        token: u64,
+        keep_session: bool,
+    ) -> sqlx::Result<()> {
+        let token = i64::try_from(token).unwrap_or(i64::MAX);
+        on_live!(self, |p| {
+            if keep_session {
+                let kept = sqlx::query(
+                    "UPDATE online_sessions SET token = NULL WHERE account_key = $1 \
+                     AND instance_id = $2 AND token = $3 AND session_id IS NOT NULL",
+                )
+                .bind(key)
+                .bind(instance_id)
+                .bind(token)
+                .execute(p)
+                .await?
+                .rows_affected();
+                if kept == 1 {
+                    return Ok(());
+                }
+            }
+            sqlx::query(
+                "DELETE FROM online_sessions WHERE account_key = $1 \
+                 AND instance_id = $2 AND token = $3",
+            )
+            .bind(key)
+            .bind(instance_id)
+            .bind(token)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// A game server ended session `session_id` of `key`: the row goes if
+    /// its login client is gone, else loses the session. The server it was
+    /// for; `None` when no such session is live.
+    pub async fn end_online_session(
+        &self,
+        key: &str,
+        session_id: i32,
+    ) -> sqlx::Result<Option<String>> {
+        let sid = i64::from(session_id);
+        on_live!(self, |p| {
+            let gone: Option<Option<String>> = sqlx::query_scalar(
+                "DELETE FROM online_sessions WHERE account_key = $1 AND session_id = $2 \
+                 AND token IS NULL RETURNING server",
+            )
+            .bind(key)
+            .bind(sid)
+            .fetch_optional(p)
+            .await?;
+            if let Some(server) = gone {
+                return Ok(Some(server.unwrap_or_default()));
+            }
+            // Its login client is still connected: the row stays, without the session.
+            let server: Option<Option<String>> = sqlx::query_scalar(
+                "SELECT server FROM online_sessions WHERE account_key = $1 AND session_id = $2",
+            )
+            .bind(key)
+            .bind(sid)
+            .fetch_optional(p)
+            .await?;
+            let Some(server) = server else {
+                return Ok(None);
+            };
+            sqlx::query(
+                "UPDATE online_sessions SET session_id = NULL, server = NULL \
+                 WHERE account_key = $1 AND session_id = $2",
+            )
+            .bind(key)
+            .bind(sid)
+            .execute(p)
+            .await?;
+            Ok(Some(server.unwrap_or_default()))
+        })
+    }
+
+    /// Spend one unit of `ip`'s shared budget of `per_window` per
+    /// [`IP_BUDGET_WINDOW_SECS`]; `false` when it is used up.
+    pub async fn spend_ip_budget(&self, ip: &str, per_window: i64, now: i64) -> sqlx::Result<bool> {
+        let window = now - now.rem_euclid(IP_BUDGET_WINDOW_SECS);
+        let sql = "INSERT INTO ip_budgets (ip, window_start, used) VALUES ($1, $2, 1) \
+                   ON CONFLICT (ip) DO UPDATE SET \
+                   used = CASE WHEN ip_budgets.window_start = excluded.window_start \
+                          THEN ip_budgets.used + 1 ELSE 1 END, \
+                   window_start = excluded.window_start \
+                   RETURNING used";
+        let used: i64 = on_live!(self, |p| sqlx::query_scalar(sql)
+            .bind(ip)
+            .bind(window)
+            .fetch_one(p)
+            .await)?;
+        Ok(used <= per_window)
+    }
+}
+
+/// The shared per-address budget's window (`hashes_per_ip_per_minute`).
+pub const IP_BUDGET_WINDOW_SECS: i64 = 60;
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// One connection first, so an unreachable server is reported with its host,
+/// port and the real cause (a pool only says it timed out), then the pool.
+async fn open_postgres(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    use sqlx::ConnectOptions as _;
+    let opts = PgConnectOptions::from_str(url).context("bad PostgreSQL URL in database")?;
+    let at = format!(
+        "PostgreSQL at {}:{} (database {:?}, user {:?})",
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap_or(""),
+        opts.get_username()
+    );
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, opts.connect()).await {
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+        Ok(Err(e)) => anyhow::bail!("cannot connect to {at}: {}", error_chain(&e)),
+        Err(_) => anyhow::bail!(
+            "cannot connect to {at}: no answer within {}s",
+            ACQUIRE_TIMEOUT.as_secs()
+        ),
+    }
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(opts)
+        .await
+        .with_context(|| format!("connecting to {at}"))
+}
+
+/// Open the file (WAL, synchronous=FULL), then refuse a damaged or read-only
+/// one at startup instead of at the first login: `PRAGMA quick_check`, and a
+/// write in a transaction that is rolled back.
+async fn open_sqlite(url: &str, max_connections: u32) -> anyhow::Result<SqlitePool> {
+    let opts = sqlite_options(url)?;
+    let path = opts.get_filename().display().to_string();
+    let opts = opts
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a write the client was told about survives kill -9 and power loss.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open SQLite database {path}: {}", error_chain(&e)))?;
+    let check: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
+        .fetch_all(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("SQLite database {path} is damaged: {}", error_chain(&e)))?;
+    if check.as_slice() != ["ok"] {
+        anyhow::bail!(
+            "SQLite database {path} is damaged (quick_check: {})",
+            check.join("; ")
+        );
+    }
+    let write = async {
+        let mut tx = pool.begin().await?;
+        sqlx::query("CREATE TABLE loginsrv_write_check (x INTEGER)")
+            .execute(&mut *tx)
+            .await?;
+        tx.rollback().await
+    };
+    write.await.map_err(|e| {
+        anyhow::anyhow!(
+            "SQLite database {path} cannot be written: {}",
+            error_chain(&e)
+        )
+    })?;
+    Ok(pool)
+}
+
+/// One connection kept for the process's life: an in-memory database lives
+/// as long as its connection.
+async fn open_memory() -> anyhow::Result<SqlitePool> {
+    let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
+    Ok(SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(opts)
+        .await?)
+}
+
+/// An error and its causes, `a: b: c`.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// The SQLite file a database URL names (`None` for PostgreSQL or `:memory:`).
+pub fn sqlite_path(url: &str) -> anyhow::Result<Option<std::path::PathBuf>> {
+    if is_postgres(url) {
+        return Ok(None);
+    }
+    let opts = sqlite_options(url)?;
+    let path = opts.get_filename();
+    if path.as_os_str().is_empty() || path == Path::new(":memory:") {
+        return Ok(None);
+    }
+    Ok(Some(path.to_path_buf()))
 }
 
 /// `sqlite://path`, `sqlite:path` or a bare path.

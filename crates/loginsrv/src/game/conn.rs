@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{send_close, GameServers, OUTBOUND_QUEUE};
+use super::{GameServers, OUTBOUND_QUEUE};
+use crate::cluster::{publish, Event};
 use crate::reject::reject;
 use crate::ServerState;
 
@@ -163,7 +164,7 @@ async fn write_loop(
 }
 
 /// One frame from a game server.
-fn handle(state: &ServerState, game: &GameServers, id: u64, peer: SocketAddr, frame: Bytes) {
+fn handle(state: &Arc<ServerState>, game: &GameServers, id: u64, peer: SocketAddr, frame: Bytes) {
     let msg = match GameMessage::parse(frame) {
         Ok(m) => m,
         Err(e) => {
@@ -187,7 +188,7 @@ fn handle(state: &ServerState, game: &GameServers, id: u64, peer: SocketAddr, fr
     metrics::counter!("loginsrv_game_messages_total", "kind" => kind.name()).increment(1);
     match kind {
         GameKind::ServerInfo => server_info(game, id, peer, &msg),
-        GameKind::SoftOutSession => soft_out(state, game, peer, &msg),
+        GameKind::SoftOutSession => soft_out(state, peer, &msg),
         GameKind::LoginCost => {
             // Billing minutes: the Delphi LoginSrv has no handler either; counted above.
             tracing::debug!(%peer, "SS_LOGINCOST ignored (no billing)");
@@ -229,20 +230,40 @@ fn server_info(game: &GameServers, id: u64, peer: SocketAddr, msg: &GameMessage)
     game.send_to(id, GameKind::KeepAlive, &[total.as_bytes()]);
 }
 
-/// `account/sessionId`: end the session and tell its holder.
-fn soft_out(state: &ServerState, game: &GameServers, peer: SocketAddr, msg: &GameMessage) {
+/// `account/sessionId`: end the session, whatever instance issued it, and
+/// tell every game server holding it (through every instance).
+fn soft_out(state: &Arc<ServerState>, peer: SocketAddr, msg: &GameMessage) {
     let (Some(account), Some(session)) = (msg.text(0), msg.number::<i32>(1)) else {
         return malformed(peer, GameKind::SoftOutSession, "needs account/sessionId");
     };
-    match state.routes.end_session(session, &account) {
-        Some(ticket) => {
-            metrics::counter!("loginsrv_game_soft_outs_total").increment(1);
-            tracing::info!(%account, session, %peer, "session ended by game server");
-            send_close(state, game, &ticket, session);
-        }
-        None => reject(
-            "soft_out_unknown_session",
-            format_args!("game server {peer}: no live session {session} of {account}"),
-        ),
-    }
+    let state = Arc::clone(state);
+    // The database answers on its own time; the connection goes on reading.
+    tokio::spawn(async move {
+        let server = match state.store.end_online_session(&account, session).await {
+            Ok(Some(server)) => server,
+            Ok(None) => {
+                return reject(
+                    "soft_out_unknown_session",
+                    format_args!("game server {peer}: no live session {session} of {account}"),
+                )
+            }
+            Err(e) => {
+                metrics::counter!("loginsrv_db_errors_total").increment(1);
+                tracing::error!(error = %e, %account, session, "soft-out not recorded");
+                return;
+            }
+        };
+        metrics::counter!("loginsrv_game_soft_outs_total").increment(1);
+        tracing::info!(%account, session, %peer, "session ended by game server");
+        publish(
+            &state,
+            Event::Close {
+                origin: state.cluster.instance_id,
+                server,
+                account,
+                session_id: session,
+            },
+        )
+        .await;
+    });
 }

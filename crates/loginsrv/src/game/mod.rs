@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use conn::accept_loop;
 
 use crate::reject::reject;
-use crate::routes::{status_for, Ticket};
+use crate::routes::status_for;
 use crate::ServerState;
 
 /// The server index a DBServer reports: never counted as players, receives every session.
@@ -310,24 +310,11 @@ fn deliver(c: &Conn, frame: Bytes, kind: GameKind) -> bool {
     }
 }
 
-/// End the account's live session, telling its holder; `true` if there was one.
-/// For a newer login or selection of the same account.
-pub(crate) fn close_account_session(state: &ServerState, account: &str) -> bool {
-    let Some(game) = &state.game else {
-        return false;
-    };
-    let Some((id, ticket)) = state.routes.take_account_session(account) else {
-        return false;
-    };
-    send_close(state, game, &ticket, id);
-    true
-}
-
-fn send_close(state: &ServerState, game: &GameServers, ticket: &Ticket, id: i32) {
-    let Some(server) = state.routes.server_name(ticket.server) else {
-        return;
-    };
-    let sent = game.close_session(&server, &ticket.account, id);
-    metrics::counter!("loginsrv_game_sessions_closed_total").increment(1);
-    tracing::info!(account = %ticket.account, session = id, %server, sent, "session closed");
+/// End the account's live session on this instance (a newer selection
+/// replaces it): its id and server, for the close to be sent everywhere.
+pub(crate) fn take_account_session(state: &ServerState, account: &str) -> Option<(i32, String)> {
+    state.game.as_ref()?;
+    let (id, ticket) = state.routes.take_account_session(account)?;
+    let server = state.routes.server_name(ticket.server)?.to_owned();
+    Some((id, server))
 }

@@ -7,8 +7,10 @@ use mir2_proto::text::gbk_encode;
 
 use super::{body_text, code, Malformed, Refused, Secret, Unusable, Verdict};
 use crate::client::{Client, Reply};
-use crate::online::{Claim, Holder};
+use crate::cluster::{publish, Event};
+use crate::online::Holder;
 use crate::reject::reject;
+use crate::store::{OnlineClaim, OnlineOutcome};
 use crate::validate;
 
 /// A login request.
@@ -86,48 +88,95 @@ impl Login {
         }
         if let Some(prev) = client.account.take() {
             if prev != key {
-                client.server.online.release(&prev, client.token);
+                client.release_account(&prev).await;
             }
         }
-        let holder = Holder {
-            gate: client.gate.clone(),
-            client: client.id,
-            token: client.token,
-        };
-        // A session handed out earlier (the player may be in the game by now):
-        // its holder is told to drop it, and this login is answered "already online".
-        let had_session = crate::game::close_account_session(&client.server, &key);
-        match client.server.online.claim(&key, holder) {
-            Claim::Evicted(old) => {
-                tracing::info!(account = %key, "{}: duplicate login, kicking the older client", client.who());
-                client.server.summary.login("duplicate");
-                if !old.gate.try_send(ServerFrame::Kick { id: old.client }) {
-                    // Its link is gone or stalled; the client is evicted either way.
-                    reject(
-                        "kick_not_delivered",
-                        format_args!(
-                            "gate {} client {}: kick not queued",
-                            old.gate.peer(),
-                            old.client
-                        ),
-                    );
-                }
-                fail(code::ALREADY_ONLINE)
-            }
-            Claim::Claimed if had_session => {
-                tracing::info!(account = %key, "{}: duplicate login, session closed at its game server", client.who());
-                client.server.summary.login("duplicate");
-                client.server.online.release(&key, client.token);
-                fail(code::ALREADY_ONLINE)
-            }
-            Claim::Claimed => {
-                client.server.summary.login("ok");
-                tracing::info!(account = %key, "{}: logged in", client.who());
-                client.account = Some(key);
-                server_list(client)
-            }
-        }
+        claim(client, key).await
     }
+}
+
+/// Make this client the account's holder in `online_sessions`, whatever
+/// instance holds it now. An older holder is kicked through the instance
+/// that holds it, and its session closed at the game servers; this login is
+/// then answered "already online" and the player retries, as with the
+/// Delphi servers.
+async fn claim(client: &mut Client, key: String) -> Reply {
+    let state = &client.server;
+    let me = state.cluster.instance_id;
+    let game_mode = state.game.is_some();
+    let row = OnlineClaim {
+        key: &key,
+        instance_id: me,
+        token: client.token,
+        gate: client.gate.peer().to_string(),
+        client_id: client.id,
+        client_ip: client.ip.to_string(),
+        now: super::unix_now(),
+    };
+    // The same client logging in again keeps its row, unless a game server
+    // holds a session of it (then that session is closed, as for any other).
+    let outcome = state
+        .store
+        .claim_online(&row, |old| !game_mode || old.session_id.is_none())
+        .await;
+    let old = match outcome {
+        Ok(OnlineOutcome::Claimed) => {
+            let holder = Holder {
+                gate: client.gate.clone(),
+                client: client.id,
+                token: client.token,
+            };
+            if let Some(stale) = state.online.insert(&key, holder) {
+                // Its row was taken by a login on another instance; its kick may still be on its way.
+                let _ = stale.gate.try_send(ServerFrame::Kick { id: stale.client });
+            }
+            state.summary.login("ok");
+            tracing::info!(account = %key, "{}: logged in", client.who());
+            client.account = Some(key);
+            return server_list(client);
+        }
+        Ok(OnlineOutcome::Evicted(old)) => old,
+        Err(e) => {
+            client.db_error("online claim", &e);
+            return fail(code::SERVER_ERROR);
+        }
+    };
+    state.summary.login("duplicate");
+    tracing::info!(
+        account = %key,
+        holder_instance = old.instance_id,
+        session = old.session_id,
+        "{}: duplicate login, the older client is kicked and its session closed",
+        client.who()
+    );
+    if let Some(token) = old
+        .token
+        .filter(|t| old.instance_id != me || *t != client.token)
+    {
+        publish(
+            state,
+            Event::Kick {
+                instance: old.instance_id,
+                account: key.clone(),
+                token,
+            },
+        )
+        .await;
+    }
+    if let (true, Some(server), Some(session_id)) = (game_mode, old.server, old.session_id) {
+        publish(
+            state,
+            Event::Close {
+                origin: me,
+                server,
+                account: key.clone(),
+                session_id,
+            },
+        )
+        .await;
+    }
+    state.online.release(&key, client.token);
+    fail(code::ALREADY_ONLINE)
 }
 
 /// SM_PASSOK_SELECTSERVER: series = count, body `name/status/…/`.

@@ -147,7 +147,7 @@ impl Command {
             Command::Register(c) => c.apply(client).await,
             Command::ChangePassword(c) => c.apply(client).await,
             Command::UpdateAccount(c) => c.apply(client).await,
-            Command::SelectServer(c) => c.apply(client),
+            Command::SelectServer(c) => c.apply(client).await,
             Command::RecoverPassword(c) => c.apply(client).await,
         }
     }
@@ -208,14 +208,30 @@ enum Verdict {
 }
 
 impl Client {
-    /// Spend one unit of this client address's Argon2 budget.
-    fn hash_budget(&self, what: &'static str) -> bool {
-        let allowed = self
-            .server
-            .hash_budget
-            .load()
-            .as_ref()
-            .is_none_or(|budget| budget.check(self.ip.to_canonical(), std::time::Instant::now()));
+    /// Spend one unit of this client address's Argon2 budget: in the shared
+    /// database on PostgreSQL (so every instance draws on one budget), in
+    /// this process on SQLite (one instance).
+    async fn hash_budget(&self, what: &'static str) -> bool {
+        let allowed = match (self.server.hash_budget.load_full(), self.server.store.postgres()) {
+            (None, _) => true,
+            (Some(_), Some(_)) => {
+                let per_minute = i64::from(self.server.config.load().security.hashes_per_ip_per_minute);
+                let ip = self.ip.to_canonical().to_string();
+                match self
+                    .server
+                    .store
+                    .spend_ip_budget(&ip, per_minute, unix_now())
+                    .await
+                {
+                    Ok(allowed) => allowed,
+                    Err(e) => {
+                        self.db_error("hash budget", &e);
+                        return false;
+                    }
+                }
+            }
+            (Some(budget), None) => budget.check(self.ip.to_canonical(), std::time::Instant::now()),
+        };
         if allowed {
             return true;
         }
@@ -255,7 +271,7 @@ impl Client {
         which: Secret,
         guess: String,
     ) -> Verdict {
-        if !self.hash_budget(what) {
+        if !self.hash_budget(what).await {
             return Verdict::Unavailable;
         }
         let config = self.server.config.load();

@@ -151,7 +151,7 @@ impl Register {
                 return fail(code::SERVER_ERROR);
             }
         }
-        if !client.hash_budget("CM_ADDNEWUSER") {
+        if !client.hash_budget("CM_ADDNEWUSER").await {
             return fail(code::SERVER_ERROR);
         }
         let hasher = &client.server.hasher;

@@ -5,6 +5,7 @@ use mir2_proto::packet::Packet;
 
 use super::{body_text, Refused};
 use crate::client::{Client, Reply};
+use crate::cluster::{publish, Event};
 use crate::reject::reject;
 use crate::routes::Selection;
 
@@ -28,7 +29,7 @@ impl SelectServer {
     }
 
     /// Issue a session id on that server if this client is (still) logged in.
-    pub fn apply(self, client: &mut Client) -> Reply {
+    pub async fn apply(self, client: &mut Client) -> Reply {
         let name = self.name;
         let Some(key) = client.account.clone() else {
             reject(
@@ -62,7 +63,20 @@ impl SelectServer {
                 return fail();
             }
             // Selecting again replaces the account's session: its holder drops the old one.
-            crate::game::close_account_session(&client.server, &key);
+            if let Some((session_id, server)) =
+                crate::game::take_account_session(&client.server, &key)
+            {
+                publish(
+                    &client.server,
+                    Event::Close {
+                        origin: client.server.cluster.instance_id,
+                        server,
+                        account: key.clone(),
+                        session_id,
+                    },
+                )
+                .await;
+            }
         }
         let gate = Some(client.gate.peer().ip());
         match client.server.routes.select(&key, &name, gate) {
@@ -70,10 +84,49 @@ impl SelectServer {
                 selgate,
                 session_id,
             } => {
+                let state = &client.server;
+                match state
+                    .store
+                    .set_online_session(
+                        &key,
+                        state.cluster.instance_id,
+                        client.token,
+                        &name,
+                        session_id,
+                    )
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // A newer login (on any instance) took the account meanwhile.
+                        state.routes.end_session(session_id, &key);
+                        state.online.release(&key, client.token);
+                        client.account = None;
+                        reject(
+                            "select_after_kick",
+                            format_args!("{}: CM_SELECTSERVER", client.who()),
+                        );
+                        return fail();
+                    }
+                    Err(e) => {
+                        state.routes.end_session(session_id, &key);
+                        client.db_error("session record", &e);
+                        return fail();
+                    }
+                }
                 metrics::counter!("loginsrv_sessions_issued_total").increment(1);
-                if let Some(game) = &client.server.game {
-                    let sent = game.open_session(&name, &key, session_id, client.ip);
-                    tracing::debug!(account = %key, session = session_id, sent, "SS_OPENSESSION queued");
+                if state.game.is_some() {
+                    publish(
+                        state,
+                        Event::Open {
+                            origin: state.cluster.instance_id,
+                            server: name.clone(),
+                            account: key.clone(),
+                            session_id,
+                            ip: client.ip,
+                        },
+                    )
+                    .await;
                 }
                 tracing::info!(account = %key, server = %name, %selgate, "{}: server selected", client.who());
                 let body = format!("{}/{}/{}", selgate.ip(), selgate.port(), session_id);
