@@ -152,7 +152,7 @@ impl Gate {
         #[cfg(feature = "embedded")]
         let embedded = match config.server.is_external() {
             true => None,
-            false => Some(Embedded::start(&config).await?),
+            false => Some(Embedded::start(&config, inherited.db_lock).await?),
         };
         #[allow(unused_mut)]
         let mut backends = config.server.backend_list();
@@ -211,6 +211,13 @@ impl Gate {
             .into_iter()
             .map(|fd| (fd, handover::GATE_FD_NAME))
             .collect();
+        #[cfg(feature = "embedded")]
+        if let Some(lock) = embedded.as_ref().and_then(Embedded::sqlite_lock) {
+            let fd = lock
+                .try_clone_to_owned()
+                .context("duplicating the SQLite lock")?;
+            handover_fds.push((fd, handover::DB_LOCK_FD_NAME));
+        }
         let link_stop = CancellationToken::new();
         let events = Arc::new(Events::default());
         handler.attach(admission.clone());

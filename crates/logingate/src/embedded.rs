@@ -65,7 +65,11 @@ pub struct Embedded {
 
 impl Embedded {
     /// Start the embedded LoginSrv; returns the address the link must connect to.
-    pub async fn start(config: &Config) -> anyhow::Result<Embedded> {
+    /// `inherited_lock` is the SQLite lock a predecessor handed down on a restart.
+    pub async fn start(
+        config: &Config,
+        inherited_lock: Option<std::os::fd::OwnedFd>,
+    ) -> anyhow::Result<Embedded> {
         let overrides = &config.embedded;
         let mut ls =
             loginsrv::Config::from_table(overrides.clone()).context("gate config [embedded]")?;
@@ -93,7 +97,7 @@ impl Embedded {
             }];
         }
         let database = ls.database.clone();
-        let server = loginsrv::start(ls)
+        let server = loginsrv::start_with_lock(ls, inherited_lock)
             .await
             .context("starting the embedded LoginSrv")?;
         let addr = server.local_addr();
@@ -115,6 +119,12 @@ impl Embedded {
     /// The embedded LoginSrv's console side, mounted on the gate's console.
     pub fn console(&self) -> loginsrv::admin::Console {
         self.server.console()
+    }
+
+    /// The SQLite lock's descriptor, handed to a successor so both generations
+    /// share the database during the drain.
+    pub fn sqlite_lock(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.server.sqlite_lock()
     }
 
     /// Stop the embedded LoginSrv.

@@ -33,6 +33,9 @@ pub const READY_FD_ENV: &str = "LOGINGATE_READY_FD";
 pub const GATE_FD_NAME: &str = "gate";
 /// `LISTEN_FDNAMES` entry of the console listener.
 pub const ADMIN_FD_NAME: &str = "admin";
+/// `LISTEN_FDNAMES` name of the embedded LoginSrv's SQLite lock file: the
+/// successor shares the lock instead of being refused the database.
+pub const DB_LOCK_FD_NAME: &str = "db_lock";
 /// First descriptor of the convention.
 const LISTEN_FDS_START: RawFd = 3;
 /// Most descriptors handed over (client listeners, the console, the pipe).
@@ -47,6 +50,8 @@ pub struct Inherited {
     pub admin: Option<StdListener>,
     /// Write end of the predecessor's readiness pipe: this process is a successor.
     pub ready: Option<OwnedFd>,
+    /// The embedded LoginSrv's SQLite lock, shared with the predecessor.
+    pub db_lock: Option<OwnedFd>,
 }
 
 impl Inherited {
@@ -60,10 +65,12 @@ impl Inherited {
             // descriptors from 3 on (sd-notify checked LISTEN_PID and set CLOEXEC), and
             // nothing else in the process has taken them: this runs first in `main`.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-            let listener = StdListener::from(owned);
             match name.as_str() {
-                ADMIN_FD_NAME if inherited.admin.is_none() => inherited.admin = Some(listener),
-                _ => inherited.gate.push(listener),
+                DB_LOCK_FD_NAME if inherited.db_lock.is_none() => inherited.db_lock = Some(owned),
+                ADMIN_FD_NAME if inherited.admin.is_none() => {
+                    inherited.admin = Some(StdListener::from(owned))
+                }
+                _ => inherited.gate.push(StdListener::from(owned)),
             }
         }
         if let Some(value) = std::env::var_os(READY_FD_ENV) {

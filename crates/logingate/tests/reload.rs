@@ -36,7 +36,7 @@ async fn start(config: &Path) -> (Spawned, SocketAddr, SocketAddr) {
                 };
                 addrs = Some((field("listen=[", ']'), field("admin=", ' ')));
             }
-            up |= line.contains("link: up");
+            up |= line.contains("link: connected");
             (up && addrs.is_some()).then_some(())
         });
         let (listen, admin) = addrs.unwrap();

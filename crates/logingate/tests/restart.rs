@@ -32,6 +32,8 @@ fn write_config(dir: &Path, srv: SocketAddr) -> (PathBuf, PathBuf) {
     c.gate.new_accounts_per_ip_per_hour = 0;
     c.gate.drain_timeout_secs = 15;
     c.gate.restart_ready_timeout_secs = 10;
+    // "link: up" is logged at the LoginSrv's first frame, its first heartbeat reply.
+    c.server.heartbeat_secs = 1;
     let pid = dir.join("gate.pid");
     c.gate.pid_file = pid.to_str().unwrap().to_owned();
     let file = dir.join("gate.toml");

@@ -9,13 +9,18 @@
 //! nothing could wait for it. The kernel drops a `flock` when its holder
 //! exits, kill -9 included, so a stale lock never needs cleaning.
 //!
-//! [`DbLock::acquire_with_timeout`] lets a successor wait for the holder to
-//! let go: a restart starts the new process with
-//! `sqlite_lock_wait_secs` > 0 while the old one drains; the new one opens
-//! the database the moment the old one exits (or drops its [`DbLock`]).
+//! A restart hands the lock over instead: a `flock` belongs to the open file
+//! description, so a successor that inherits the descriptor ([`DbLock::adopt`])
+//! holds the same lock while its predecessor drains, and keeps it when the
+//! predecessor exits. Only the two generations of one program share the file
+//! that way; an unrelated process is still refused.
+//! [`DbLock::acquire_with_timeout`] lets a process instead wait for the holder to
+//! let go (`sqlite_lock_wait_secs` > 0).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, Write as _};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -123,11 +128,51 @@ impl DbLock {
                 Err(e) => return Err(io(e.into())),
             }
         }
-        // The holder's pid, for the next process's message.
+        Self::held(file, path)
+    }
+
+    /// Take over the lock of `db` through `inherited`, a descriptor of its lock
+    /// file that a predecessor passed down (it shares the predecessor's lock). A
+    /// descriptor of another file is refused; the lock is then taken as by
+    /// [`DbLock::acquire_with_timeout`].
+    pub fn adopt(db: &Path, inherited: OwnedFd, wait: Duration) -> Result<DbLock, LockError> {
+        let path = Self::path_for(db);
+        let file = File::from(inherited);
+        let same = match (file.metadata(), std::fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        };
+        if !same {
+            tracing::warn!(lock = %path.display(), "an inherited lock descriptor is not this database's lock file; taking the lock anew");
+            return Self::acquire_with_timeout(db, wait);
+        }
+        // The same open file description already holds the lock: this succeeds
+        // at once, and fails only if the predecessor never held it.
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Self::held(file, path),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Self::acquire_with_timeout(db, wait),
+            Err(e) => Err(LockError::Io {
+                path,
+                error: e.into(),
+            }),
+        }
+    }
+
+    /// Records this process as the holder (for the next process's message).
+    fn held(mut file: File, path: PathBuf) -> Result<DbLock, LockError> {
+        let io = |error| LockError::Io {
+            path: path.clone(),
+            error,
+        };
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         write!(file, "{}", std::process::id()).map_err(io)?;
         Ok(DbLock { _file: file, path })
+    }
+
+    /// The lock file's descriptor, to hand the lock to a successor.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self._file.as_fd()
     }
 
     /// The lock file.
@@ -158,5 +203,26 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         drop(first);
         waiter.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn an_inherited_descriptor_shares_the_lock_and_another_file_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("accounts.db");
+        let first = DbLock::acquire(&db).unwrap();
+        let handed = first.as_fd().try_clone_to_owned().unwrap();
+        let second = DbLock::adopt(&db, handed, Duration::ZERO).unwrap();
+        // Still one lock: an unrelated opener is refused while either holds it.
+        drop(first);
+        assert!(DbLock::acquire(&db).is_err());
+        drop(second);
+        DbLock::acquire(&db).unwrap();
+
+        let holder = DbLock::acquire(&db).unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"").unwrap();
+        let stranger: OwnedFd = File::open(&other).unwrap().into();
+        assert!(DbLock::adopt(&db, stranger, Duration::ZERO).is_err());
+        drop(holder);
     }
 }

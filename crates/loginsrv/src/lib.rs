@@ -113,10 +113,20 @@ impl RunningServer {
 
 /// Open the database (migrating it), bind the listener and serve gates.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    start_with_lock(config, None).await
+}
+
+/// [`start`], taking over the SQLite lock through `inherited_lock` (a descriptor
+/// of the lock file a predecessor handed down, see [`RunningServer::sqlite_lock`])
+/// instead of taking it anew.
+pub async fn start_with_lock(
+    config: Config,
+    inherited_lock: Option<std::os::fd::OwnedFd>,
+) -> anyhow::Result<RunningServer> {
     config.validate()?;
     let ids = config.id_table()?;
     let hasher = hasher::Hasher::new(&config.security)?;
-    let db_lock = lock_sqlite(&config).await?;
+    let db_lock = lock_sqlite(&config, inherited_lock).await?;
     let store = store::Store::open(&config.database, config.db_max_connections).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -228,20 +238,31 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 
 /// SQLite: take the file's lock (waiting `sqlite_lock_wait_secs`), so a
 /// second instance on the same file is refused before it touches it.
-async fn lock_sqlite(config: &Config) -> anyhow::Result<Option<dblock::DbLock>> {
+async fn lock_sqlite(
+    config: &Config,
+    inherited: Option<std::os::fd::OwnedFd>,
+) -> anyhow::Result<Option<dblock::DbLock>> {
     let Some(path) = store::sqlite_path(&config.database)? else {
         return Ok(None);
     };
     let wait = Duration::from_secs(config.sqlite_lock_wait_secs);
-    let lock =
-        tokio::task::spawn_blocking(move || dblock::DbLock::acquire_with_timeout(&path, wait))
-            .await
-            .context("waiting for the SQLite lock")??;
+    let lock = tokio::task::spawn_blocking(move || match inherited {
+        Some(fd) => dblock::DbLock::adopt(&path, fd, wait),
+        None => dblock::DbLock::acquire_with_timeout(&path, wait),
+    })
+    .await
+    .context("waiting for the SQLite lock")??;
     tracing::debug!(lock = %lock.path().display(), "SQLite database locked for this process");
     Ok(Some(lock))
 }
 
 impl RunningServer {
+    /// The SQLite lock file's descriptor (none on PostgreSQL), for a program that
+    /// hands this server's database over to its successor on a restart.
+    pub fn sqlite_lock(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self._db_lock.as_ref().map(dblock::DbLock::as_fd)
+    }
+
     /// The address gates connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

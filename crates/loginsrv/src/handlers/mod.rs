@@ -212,10 +212,14 @@ impl Client {
     /// database on PostgreSQL (so every instance draws on one budget), in
     /// this process on SQLite (one instance).
     async fn hash_budget(&self, what: &'static str) -> bool {
-        let allowed = match (self.server.hash_budget.load_full(), self.server.store.postgres()) {
+        let allowed = match (
+            self.server.hash_budget.load_full(),
+            self.server.store.postgres(),
+        ) {
             (None, _) => true,
             (Some(_), Some(_)) => {
-                let per_minute = i64::from(self.server.config.load().security.hashes_per_ip_per_minute);
+                let per_minute =
+                    i64::from(self.server.config.load().security.hashes_per_ip_per_minute);
                 let ip = self.ip.to_canonical().to_string();
                 match self
                     .server
