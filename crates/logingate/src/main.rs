@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.print_config {
-        print!("{}", config.to_toml());
+        print!("{}", config.effective_toml());
         return ExitCode::SUCCESS;
     }
     bootstrap::logging::init(config.log_format);
