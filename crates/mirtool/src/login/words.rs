@@ -226,7 +226,8 @@ mod tests {
     #[test]
     fn every_reply_code_has_its_own_words_in_both_languages() {
         for lang in [Lang::En, Lang::Zh] {
-            let sets: [(&str, Vec<i32>, fn(Lang, i32) -> String); 3] = [
+            type Words = fn(Lang, i32) -> String;
+            let sets: [(&str, Vec<i32>, Words); 3] = [
                 ("login", vec![0, -1, -2, -3, -4, -5], Lang::login),
                 ("register", vec![0, -1, -5], Lang::register),
                 ("change", vec![0, -1, -2, -5, -6], Lang::change_password),
