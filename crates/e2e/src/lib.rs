@@ -72,7 +72,23 @@ pub fn mirtool_command() -> Command {
         .parent()
         .and_then(std::path::Path::parent)
         .expect("target directory");
-    Command::new(dir.join(format!("e2e-mirtool{}", std::env::consts::EXE_SUFFIX)))
+    let mut cmd = Command::new(dir.join(format!("e2e-mirtool{}", std::env::consts::EXE_SUFFIX)));
+    // Its refusals follow the locale: tests read the English ones unless they pass --lang.
+    cmd.env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("LANG", "C");
+    cmd
+}
+
+/// A binary this package builds from another crate's `main.rs`
+/// (`e2e-logingate`, `e2e-loginsrv`): the real program, built for these tests.
+pub fn sibling_binary(name: &str) -> Command {
+    let test = std::env::current_exe().expect("test binary path");
+    let dir = test
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target directory");
+    Command::new(dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
 }
 
 /// Runs mirtool with `args` to the end, off the reactor (the gate and the

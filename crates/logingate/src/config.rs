@@ -519,6 +519,28 @@ impl Config {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
     }
 
+    /// What `--print-config` shows: [`Config::to_toml`] with the embedded
+    /// LoginSrv's table in effect (its defaults under the file's keys), one
+    /// help comment per `[embedded]` key. Parses back to the same behaviour.
+    pub fn effective_toml(&self) -> String {
+        #[cfg(feature = "embedded")]
+        if let Some(table) = crate::embedded::effective_table(self) {
+            let full = Config {
+                embedded: table,
+                ..self.clone()
+            };
+            let text = full.to_toml();
+            return match text.parse::<toml_edit::DocumentMut>() {
+                Ok(mut doc) => {
+                    crate::embedded::annotate(&mut doc);
+                    doc.to_string()
+                }
+                Err(_) => text,
+            };
+        }
+        self.to_toml()
+    }
+
     /// Check every range; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let g = &self.gate;
@@ -881,7 +903,7 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
 }
 
 /// Lays `over` onto `base`: tables merge key by key, anything else replaces.
-fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+pub(crate) fn merge_tables(base: &mut toml::Table, over: toml::Table) {
     for (key, value) in over {
         match (base.get_mut(&key), value) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),

@@ -132,3 +132,265 @@ impl Embedded {
         self.server.shutdown().await;
     }
 }
+
+/// Keys of the LoginSrv's schema the gate sets itself: the link is
+/// loopback-ephemeral in the gate's dialect and block letter, the console is
+/// the gate's, and the database follows `data_dir` unless `database` is given.
+const GATE_OWNED: [&str; 5] = [
+    "listen",
+    "default_dialect",
+    "temporary_block",
+    "admin",
+    "database",
+];
+
+/// The `[embedded]` table in effect: the LoginSrv's defaults (with the
+/// gate's demo route) under the keys the file sets. `None` when
+/// `server.addr` is set and the table is not used.
+pub(crate) fn effective_table(config: &Config) -> Option<toml::Table> {
+    if config.server.addr.is_some() {
+        return None;
+    }
+    let mut table = match toml::Value::try_from(loginsrv::Config::default()) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    };
+    for key in GATE_OWNED {
+        table.remove(key);
+    }
+    crate::config::merge_tables(&mut table, config.embedded.clone());
+    Some(table)
+}
+
+/// One line of help per key of the embedded LoginSrv's schema, by dotted
+/// path (array-of-table entries share their array's path). A unit test
+/// keeps it complete.
+const KEY_HELP: &[(&str, &str)] = &[
+    (
+        "database",
+        "sqlite://PATH, a path, or postgres://user:pw@host/db; absent = <data_dir>/accounts.db",
+    ),
+    ("db_max_connections", "database pool size"),
+    (
+        "allow_gates",
+        "gate networks the LoginSrv accepts (the embedded one sees only this gate)",
+    ),
+    ("max_gates", "gate links at once"),
+    ("max_clients_per_gate", "clients per gate; more are kicked"),
+    ("max_link_frame_bytes", "longest %…$ frame from a gate"),
+    (
+        "max_client_message_bytes",
+        "longest #…! message inside a frame",
+    ),
+    (
+        "client_queue_messages",
+        "messages queued per client while one is handled",
+    ),
+    (
+        "gate_idle_timeout_secs",
+        "a gate silent (no heartbeat) or not reading this long is dropped",
+    ),
+    (
+        "gate_outbound_queue",
+        "replies queued per gate before its clients wait",
+    ),
+    (
+        "shutdown_grace_secs",
+        "time in-flight messages get on shutdown",
+    ),
+    (
+        "min_client_version",
+        "oldest CM_PROTOCOL build date (yyyymmdd) accepted; 0 = all",
+    ),
+    (
+        "session_ttl_secs",
+        "life of a server-selection session id without game servers",
+    ),
+    ("security", "password hashing and brute-force limits"),
+    (
+        "security.argon2_m_kib",
+        "Argon2id memory per hash, KiB (OWASP: 19456)",
+    ),
+    ("security.argon2_t", "Argon2id iterations"),
+    ("security.argon2_p", "Argon2id lanes"),
+    (
+        "security.max_concurrent_hashes",
+        "hashes at once, each holding argon2_m_kib; 0 = CPUs",
+    ),
+    (
+        "security.max_failed_logins",
+        "wrong passwords in a row before the account locks",
+    ),
+    (
+        "security.lockout_secs",
+        "how long a locked account refuses logins",
+    ),
+    (
+        "security.min_password_len",
+        "shortest new password (the client allows 10 bytes)",
+    ),
+    (
+        "security.hashes_per_ip_per_minute",
+        "logins, registrations, password changes per client IP per minute; 0 = off",
+    ),
+    (
+        "ids",
+        "message ids of the client build, NAME = id (e.g. CM_GETBACKPASSWORD = 2010)",
+    ),
+    (
+        "servers",
+        "one [[embedded.servers]] per entry of the client's server list",
+    ),
+    ("servers.name", "name in the server list (1..=30 GBK bytes)"),
+    (
+        "servers.selgates",
+        "SelGates handed out round-robin (\"*ip:port\" = kept, not handed out)",
+    ),
+    (
+        "servers.max_users",
+        "players at most: list status and SM_STARTFAIL",
+    ),
+    (
+        "servers.public_addr",
+        "IP given to clients instead of each SelGate's own",
+    ),
+    (
+        "game_servers",
+        "the port M2Server and DBServer connect to (Delphi 5600)",
+    ),
+    ("game_servers.listen", "IP:PORT; \"\" = off"),
+    (
+        "game_servers.allow",
+        "game-server networks; others are closed at once",
+    ),
+    (
+        "game_servers.id_set",
+        "\"100\" (original, OpenMir2) or \"1000\" (circulated Delphi build)",
+    ),
+    (
+        "game_servers.keepalive_timeout_secs",
+        "a game server silent this long is shown timed out",
+    ),
+    (
+        "game_servers.max_frame_bytes",
+        "longest (…) frame; longer closes that connection",
+    ),
+    (
+        "game_servers.max_servers",
+        "game-server connections at once",
+    ),
+    ("routes", "per-gate SelGates (Delphi !addrtable.txt)"),
+    ("routes.gate", "the gate link's source IP"),
+    (
+        "routes.public",
+        "the gate's public address, for the operator only",
+    ),
+    ("routes.server", "server name the route applies to"),
+    ("routes.selgates", "SelGates for clients of that gate"),
+];
+
+fn help(path: &str) -> Option<&'static str> {
+    KEY_HELP.iter().find(|(k, _)| *k == path).map(|(_, h)| *h)
+}
+
+/// Puts each key's help line after it, in the `[embedded]` table of a
+/// printed configuration.
+pub(crate) fn annotate(doc: &mut toml_edit::DocumentMut) {
+    let Some(table) = doc.get_mut("embedded").and_then(|t| t.as_table_mut()) else {
+        return;
+    };
+    table.decor_mut().set_suffix(
+        "  # the embedded LoginSrv's keys (crates/loginsrv/README.md); \
+         listen, admin and the dialect are the gate's",
+    );
+    if !table.contains_key("database") {
+        let first = table.iter().next().map(|(k, _)| k.to_owned());
+        let line = "# database = \"sqlite://<data_dir>/accounts.db\"  # absent: in data_dir; \
+                    or postgres://user:pw@host/db\n";
+        match first.and_then(|k| table.key_mut(&k)) {
+            Some(mut key) => key.leaf_decor_mut().set_prefix(line),
+            None => table.decor_mut().set_suffix(format!(
+                "  # the embedded LoginSrv's keys (crates/loginsrv/README.md)\n{}",
+                line.trim_end()
+            )),
+        }
+    }
+    annotate_table(table, "");
+}
+
+fn annotate_table(table: &mut toml_edit::Table, prefix: &str) {
+    for (key, item) in table.iter_mut() {
+        let path = format!("{prefix}{}", key.get());
+        let note = help(&path).map(|h| format!("  # {h}"));
+        match item {
+            toml_edit::Item::Value(v) => {
+                if let Some(note) = note {
+                    v.decor_mut().set_suffix(note);
+                }
+            }
+            toml_edit::Item::Table(t) => {
+                if let Some(note) = note {
+                    t.decor_mut().set_suffix(note);
+                }
+                annotate_table(t, &format!("{path}."));
+            }
+            toml_edit::Item::ArrayOfTables(a) => {
+                for (i, t) in a.iter_mut().enumerate() {
+                    if i == 0 {
+                        if let Some(note) = &note {
+                            t.decor_mut().set_suffix(note.clone());
+                        }
+                    }
+                    annotate_table(t, &format!("{path}."));
+                }
+            }
+            toml_edit::Item::None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Every dotted key of a table, array-of-table entries under their array's path.
+    fn paths(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = format!("{prefix}{key}");
+            match value {
+                toml::Value::Table(t) => paths(t, &format!("{path}."), out),
+                toml::Value::Array(a) if a.iter().all(toml::Value::is_table) && !a.is_empty() => {
+                    for t in a.iter().filter_map(toml::Value::as_table) {
+                        paths(t, &format!("{path}."), out);
+                    }
+                }
+                _ => {}
+            }
+            out.push(path);
+        }
+    }
+
+    #[test]
+    fn every_embedded_key_has_a_help_line() {
+        // Every optional entry present, so its keys are printed too.
+        let full = "[[servers]]\nname = \"a\"\nselgates = [\"127.0.0.1:7100\"]\npublic_addr = \"192.0.2.1\"\n\
+                    [[routes]]\ngate = \"127.0.0.1\"\npublic = \"192.0.2.1\"\nserver = \"a\"\n\
+                    selgates = [\"127.0.0.1:7101\"]\n";
+        let ls = loginsrv::Config::from_toml(full).unwrap();
+        let toml::Value::Table(table) = toml::Value::try_from(ls).unwrap() else {
+            panic!("a table")
+        };
+        let mut all = Vec::new();
+        paths(&table, "", &mut all);
+        for path in all {
+            let owned = GATE_OWNED
+                .iter()
+                .any(|k| path == *k || path.starts_with(&format!("{k}.")));
+            if owned && path != "database" {
+                continue;
+            }
+            assert!(help(&path).is_some(), "no help line for embedded.{path}");
+        }
+    }
+}

@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if cli.print_config {
-        print!("{}", config.to_toml());
+        print!("{}", config.effective_toml());
         return ExitCode::SUCCESS;
     }
     // Before any thread exists: it clears the convention's environment variables.

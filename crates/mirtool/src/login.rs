@@ -5,9 +5,12 @@
 //! CM_IDPASSWORD, the server list and CM_SELECTSERVER. Each step is printed;
 //! the last line names the SelGate and the session id.
 //! Exit 0 on success, 1 when the server refuses (with its reason), 2 on a
-//! usage, connection or timeout error.
+//! usage, connection or timeout error, or when the gate closes the
+//! connection (with what that close means). Refusals are worded in English
+//! or Chinese (`--lang`, default from the locale).
 
 pub mod conn;
+pub mod words;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,6 +20,7 @@ use mir2_proto::records::{UserEntry, UserEntryAdd};
 use mir2_proto::text::{gbk_decode_lossy, gbk_encode};
 
 use conn::Conn;
+pub use words::Lang;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,6 +54,9 @@ pub struct Args {
     /// Per-build id override NAME=ID (repeatable), e.g. CM_GETBACKPASSWORD=2010.
     #[arg(long = "id", value_name = "NAME=ID")]
     ids: Vec<String>,
+    /// Language of refusals: en or zh (default: from LC_ALL, LC_MESSAGES or LANG).
+    #[arg(long, value_enum)]
+    lang: Option<Lang>,
     /// A PROXY protocol header before the first message, as a front would send.
     #[command(flatten)]
     proxy: crate::proxy::ProxyArgs,
@@ -77,10 +84,13 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(walk(&args)) {
+    let lang = args
+        .lang
+        .unwrap_or_else(|| Lang::from_locale(|name| std::env::var(name).ok()));
+    match runtime.block_on(walk(&args, lang)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Refused(why)) => {
-            println!("refused: {why}");
+            println!("{}", lang.refused(&why));
             ExitCode::from(1)
         }
         Err(Failure::Connection(why) | Failure::Ended(why)) => {
@@ -105,12 +115,22 @@ fn id_table(overrides: &[String]) -> Result<IdTable, Failure> {
     Ok(table)
 }
 
-async fn walk(args: &Args) -> Result<(), Failure> {
+async fn walk(args: &Args, lang: Lang) -> Result<(), Failure> {
     let ids = id_table(&args.ids)?;
     let timeout = Duration::from_secs(args.timeout_secs);
     let mut conn = Conn::connect(&args.addr, ids, timeout, args.proxy).await?;
     println!("connected to {}", args.addr);
+    match steps(&mut conn, args, lang).await {
+        Err(Failure::Ended(detail)) => Err(Failure::Ended(lang.closed(conn.answered(), &detail))),
+        Err(Failure::Refused(why)) if why == conn::OUT_OF_CONNECTION => {
+            Err(Failure::Refused(lang.out_of_connection()))
+        }
+        other => other,
+    }
+}
 
+/// The login path on an open connection.
+async fn steps(conn: &mut Conn, args: &Args, lang: Lang) -> Result<(), Failure> {
     if !args.no_protocol {
         conn.send(MsgKind::CmProtocol, args.client_version, &[])
             .await?;
@@ -121,16 +141,13 @@ async fn walk(args: &Args) -> Result<(), Failure> {
             ])
             .await?;
         if r.kind == Some(MsgKind::SmCertificationFail) {
-            return Err(Failure::Refused(format!(
-                "client version {} is too old",
-                args.client_version
-            )));
+            return Err(Failure::Refused(lang.version_too_old(args.client_version)));
         }
         println!("client version {} accepted", args.client_version);
     }
 
     if args.register {
-        register(&mut conn, args).await?;
+        register(conn, args, lang).await?;
     }
 
     let mut password = args.password.as_str();
@@ -141,7 +158,7 @@ async fn walk(args: &Args) -> Result<(), Failure> {
             .reply(&[MsgKind::SmChgPasswdSuccess, MsgKind::SmChgPasswdFail])
             .await?;
         if r.kind == Some(MsgKind::SmChgPasswdFail) {
-            return Err(Failure::Refused(change_reason(r.header.recog)));
+            return Err(Failure::Refused(lang.change_password(r.header.recog)));
         }
         println!("password changed");
         password = new;
@@ -153,18 +170,18 @@ async fn walk(args: &Args) -> Result<(), Failure> {
         .reply(&[MsgKind::SmPassOkSelectServer, MsgKind::SmPasswdFail])
         .await?;
     if r.kind == Some(MsgKind::SmPasswdFail) {
-        return Err(Failure::Refused(login_reason(r.header.recog)));
+        return Err(Failure::Refused(lang.login(r.header.recog)));
     }
     let servers = parse_servers(&gbk_decode_lossy(&r.body));
     println!("logged in as {}; {} server(s):", args.user, servers.len());
     for (name, status) in &servers {
-        println!("  {name} ({})", status_word(status));
+        println!("  {name} ({})", lang.status(status));
     }
 
     let name = match (&args.server, servers.first()) {
         (Some(n), _) => n.clone(),
         (None, Some((n, _))) => n.clone(),
-        (None, None) => return Err(Failure::Refused("the server list is empty".into())),
+        (None, None) => return Err(Failure::Refused(lang.empty_list())),
     };
     conn.send(MsgKind::CmSelectServer, 0, &[&text(&name)?])
         .await?;
@@ -172,9 +189,7 @@ async fn walk(args: &Args) -> Result<(), Failure> {
         .reply(&[MsgKind::SmSelectServerOk, MsgKind::SmStartFail])
         .await?;
     if r.kind == Some(MsgKind::SmStartFail) {
-        return Err(Failure::Refused(format!(
-            "server {name:?} is full or unknown (SM_STARTFAIL)"
-        )));
+        return Err(Failure::Refused(lang.start_fail(&name)));
     }
     let body = gbk_decode_lossy(&r.body);
     let mut parts = body.split('/');
@@ -187,7 +202,7 @@ async fn walk(args: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn register(conn: &mut Conn, args: &Args) -> Result<(), Failure> {
+async fn register(conn: &mut Conn, args: &Args, lang: Lang) -> Result<(), Failure> {
     let entry = UserEntry {
         account: args.user.clone(),
         password: args.password.clone(),
@@ -206,12 +221,7 @@ async fn register(conn: &mut Conn, args: &Args) -> Result<(), Failure> {
         .reply(&[MsgKind::SmNewIdSuccess, MsgKind::SmNewIdFail])
         .await?;
     if r.kind == Some(MsgKind::SmNewIdFail) {
-        let why = match r.header.recog {
-            0 => "account name already taken".to_owned(),
-            -1 => "account name or password not accepted".to_owned(),
-            c => format!("new account refused (code {c})"),
-        };
-        return Err(Failure::Refused(why));
+        return Err(Failure::Refused(lang.register(r.header.recog)));
     }
     println!("account {} created", args.user);
     Ok(())
@@ -233,39 +243,6 @@ fn parse_servers(list: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The Delphi LoginSrv's list status numbers.
-fn status_word(status: &str) -> String {
-    match status {
-        "0" => "offline".into(),
-        "1" => "idle 空闲".into(),
-        "2" => "good 良好".into(),
-        "3" => "busy 繁忙".into(),
-        "4" => "full 满员".into(),
-        other => format!("status {other}"),
-    }
-}
-
-fn login_reason(code: i32) -> String {
-    match code {
-        0 => "no such account".into(),
-        -1 => "wrong password".into(),
-        -2 => "account locked after repeated failures; try again later".into(),
-        -3 => "account already logged in; the old session was kicked, try again".into(),
-        -4 => "login request not understood by the server".into(),
-        -5 => "server error".into(),
-        c => format!("login refused (code {c})"),
-    }
-}
-
-fn change_reason(code: i32) -> String {
-    match code {
-        0 => "password not changed: no such account or new password not accepted".into(),
-        -1 => "password not changed: wrong current password".into(),
-        -2 => "password not changed: account locked".into(),
-        c => format!("password change refused (code {c})"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,7 +254,7 @@ mod tests {
             vec![("demo".into(), "1".into()), ("传奇".into(), "4".into())]
         );
         assert!(parse_servers("").is_empty());
-        assert_eq!(status_word("4"), "full 满员");
+        assert_eq!(Lang::En.status("4"), "full 满员");
     }
 
     #[test]

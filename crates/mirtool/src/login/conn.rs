@@ -15,6 +15,10 @@ use super::Failure;
 /// Largest reply accepted from the gate (real ones are under 500 bytes).
 const MAX_REPLY_BYTES: usize = 8 * 1024;
 
+/// What [`Conn::reply`] refuses with on SM_OUTOFCONNECTION (the login
+/// command words it in the operator's language).
+pub const OUT_OF_CONNECTION: &str = "the gate is closing the connection (SM_OUTOFCONNECTION)";
+
 /// One decoded reply.
 pub struct Reply {
     /// The message kind, if the id table knows it.
@@ -39,6 +43,9 @@ pub struct Conn {
     framer: ClientFramer,
     /// Bytes read but not yet framed.
     buf: BytesMut,
+    /// Whether any reply arrived: a close before the first one is the
+    /// gate refusing the connection, a later one ends a session.
+    answered: bool,
 }
 
 impl Conn {
@@ -66,6 +73,7 @@ impl Conn {
             seq: 0,
             framer: ClientFramer::new(MAX_REPLY_BYTES),
             buf: BytesMut::with_capacity(1024),
+            answered: false,
         })
     }
 
@@ -78,7 +86,13 @@ impl Conn {
             seq: 0,
             framer: ClientFramer::new(MAX_REPLY_BYTES),
             buf: BytesMut::with_capacity(1024),
+            answered: false,
         }
+    }
+
+    /// Whether the gate has sent any reply on this connection.
+    pub fn answered(&self) -> bool {
+        self.answered
     }
 
     /// Send one message; body parts are 6-bit encoded separately.
@@ -95,7 +109,8 @@ impl Conn {
         tokio::time::timeout(self.timeout, self.stream.write_all(&out))
             .await
             .map_err(|_| Failure::Connection(format!("sending {} timed out", kind.name())))?
-            .map_err(|e| Failure::Connection(format!("sending {}: {e}", kind.name())))
+            // The gate closed first (a refused connection is closed at once).
+            .map_err(|e| Failure::Ended(format!("sending {}: {e}", kind.name())))
     }
 
     /// The next reply whose kind is in `expect`; others are skipped, except
@@ -105,9 +120,7 @@ impl Conn {
         loop {
             let reply = self.next_before(deadline).await?;
             if reply.kind == Some(MsgKind::SmOutOfConnection) {
-                return Err(Failure::Refused(
-                    "the gate is closing the connection (SM_OUTOFCONNECTION)".into(),
-                ));
+                return Err(Failure::Refused(OUT_OF_CONNECTION.into()));
             }
             if reply.kind.is_some_and(|k| expect.contains(&k)) {
                 return Ok(reply);
@@ -138,6 +151,7 @@ impl Conn {
                 let body = packet
                     .body_decoded()
                     .map_err(|e| Failure::Connection(format!("bad reply body: {e}")))?;
+                self.answered = true;
                 return Ok(Reply {
                     kind: self.ids.kind(packet.header.ident),
                     header: packet.header,
