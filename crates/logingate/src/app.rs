@@ -17,7 +17,9 @@ use tracing::{info, warn};
 use crate::admin::{self, Console, GateView};
 use crate::attack::{self, AttackMode};
 use crate::client::GateHandler;
-use crate::config::{optional_secs, Backend, Config};
+#[cfg(feature = "embedded")]
+use crate::config::Backend;
+use crate::config::{optional_secs, Config};
 use crate::dispatch::NetDispatch;
 #[cfg(feature = "embedded")]
 use crate::embedded::Embedded;

@@ -148,7 +148,7 @@ const GATE_OWNED: [&str; 5] = [
 /// gate's demo route) under the keys the file sets. `None` when
 /// `server.addr` is set and the table is not used.
 pub(crate) fn effective_table(config: &Config) -> Option<toml::Table> {
-    if config.server.addr.is_some() {
+    if config.server.is_external() {
         return None;
     }
     let mut table = match toml::Value::try_from(loginsrv::Config::default()) {
