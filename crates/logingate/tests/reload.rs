@@ -16,34 +16,10 @@ use testkit::process::Spawned;
 const BIN: &str = env!("CARGO_BIN_EXE_logingate");
 
 /// Start the binary with `config`; returns it with its client and console addresses
-/// once the link is up.
+/// once the link is connected.
 async fn start(config: &Path) -> (Spawned, SocketAddr, SocketAddr) {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1");
-    let mut gate = Spawned::logs(cmd);
-    tokio::task::spawn_blocking(move || {
-        let mut addrs = None;
-        let mut up = false;
-        gate.wait_for("startup and link-up lines", |line| {
-            if line.contains("logingate started") {
-                let field = |name: &str, end: char| {
-                    let start = line.find(name).unwrap() + name.len();
-                    let stop = start + line[start..].find(end).unwrap();
-                    line[start..stop].parse::<SocketAddr>().unwrap()
-                };
-                addrs = Some((field("listen=[", ']'), field("admin=", ' ')));
-            }
-            up |= line.contains("link: connected");
-            (up && addrs.is_some()).then_some(())
-        });
-        let (listen, admin) = addrs.unwrap();
-        (gate, listen, admin)
-    })
-    .await
-    .unwrap()
+    let (gate, addrs) = testkit::process::start_gate(BIN, config, "link: connected").await;
+    (gate, addrs.listen, addrs.admin.expect("the console runs"))
 }
 
 fn hangup(gate: &Spawned) {

@@ -7,7 +7,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,28 +43,8 @@ fn write_config(dir: &Path, srv: SocketAddr) -> (PathBuf, PathBuf) {
 /// Start the binary; returns it once its startup line named the listener and the
 /// link is up.
 async fn start(config: &Path) -> (Spawned, SocketAddr) {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1");
-    let mut gate = Spawned::logs(cmd);
-    tokio::task::spawn_blocking(move || {
-        let mut addr = None;
-        let mut up = false;
-        gate.wait_for("startup and link-up lines", |line| {
-            if line.contains("logingate started") {
-                let start = line.find("listen=[").unwrap() + "listen=[".len();
-                let end = start + line[start..].find(']').unwrap();
-                addr = Some(line[start..end].parse::<SocketAddr>().unwrap());
-            }
-            up |= line.contains("link: up");
-            (up && addr.is_some()).then_some(())
-        });
-        (gate, addr.unwrap())
-    })
-    .await
-    .unwrap()
+    let (gate, addrs) = testkit::process::start_gate(BIN, config, "link: up").await;
+    (gate, addrs.listen)
 }
 
 /// Reads the gate's log (both processes write to it) until a line contains `needle`.

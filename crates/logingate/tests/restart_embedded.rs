@@ -118,28 +118,8 @@ async fn both_processes_share_the_accounts_during_the_drain() {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1");
-    let mut gate = Spawned::logs(cmd);
-    let (gate, addr) = tokio::task::spawn_blocking(move || {
-        let mut addr = None;
-        let mut up = false;
-        gate.wait_for("startup and link-up lines", |line| {
-            if line.contains("logingate started") {
-                let start = line.find("listen=[").unwrap() + "listen=[".len();
-                let end = start + line[start..].find(']').unwrap();
-                addr = Some(line[start..end].parse::<SocketAddr>().unwrap());
-            }
-            up |= line.contains("link: up");
-            (up && addr.is_some()).then_some(())
-        });
-        (gate, addr.unwrap())
-    })
-    .await
-    .unwrap();
+    let (gate, addrs) = testkit::process::start_gate(BIN, &config, "link: up").await;
+    let addr = addrs.listen;
     let old = gate.id();
     eventually("pid file", || {
         logingate::handover::read_pid_file(&pid_file).ok() == Some(old)

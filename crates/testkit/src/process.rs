@@ -120,6 +120,58 @@ impl Spawned {
     }
 }
 
+/// Where a started gate serves, read from its startup line.
+#[derive(Debug, Clone, Copy)]
+pub struct GateAddrs {
+    /// The first client listener (`listen=[…]`).
+    pub listen: std::net::SocketAddr,
+    /// The console (`admin=…`), when it runs.
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+/// Starts the `logingate` binary `bin` with `--config config` and text logs, and
+/// reads its log until the startup line has named its addresses and a line
+/// contains `link_line` (`"link: connected"`, or `"link: up"` once the LoginSrv
+/// has answered).
+pub async fn start_gate(
+    bin: &str,
+    config: &std::path::Path,
+    link_line: &'static str,
+) -> (Spawned, GateAddrs) {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    let mut gate = Spawned::logs(cmd);
+    tokio::task::spawn_blocking(move || {
+        let mut addrs = None;
+        let mut linked = false;
+        let found = gate.wait_for("startup and link lines", |line| {
+            if line.contains("logingate started") {
+                let field = |name: &str, end: char| {
+                    let start = line.find(name)? + name.len();
+                    let stop = start + line[start..].find(end)?;
+                    line[start..stop].parse().ok()
+                };
+                addrs = Some(GateAddrs {
+                    listen: field("listen=[", ']').expect("a listen address"),
+                    admin: field("admin=", ' '),
+                });
+            }
+            linked |= line.contains(link_line);
+            if linked {
+                addrs
+            } else {
+                None
+            }
+        });
+        (gate, found)
+    })
+    .await
+    .expect("the log reader")
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
