@@ -135,13 +135,15 @@ impl Embedded {
 
 /// Keys of the LoginSrv's schema the gate sets itself: the link is
 /// loopback-ephemeral in the gate's dialect and block letter, the console is
-/// the gate's, and the database follows `data_dir` unless `database` is given.
-const GATE_OWNED: [&str; 5] = [
+/// the gate's, the log lines are the gate's (its `log_timestamps`), and the
+/// database follows `data_dir` unless `database` is given.
+const GATE_OWNED: [&str; 6] = [
     "listen",
     "default_dialect",
     "temporary_block",
     "admin",
     "database",
+    "log_timestamps",
 ];
 
 /// The `[embedded]` table in effect: the LoginSrv's defaults (with the
@@ -171,6 +173,18 @@ const KEY_HELP: &[(&str, &str)] = &[
         "sqlite://PATH, a path, or postgres://user:pw@host/db; absent = <data_dir>/accounts.db",
     ),
     ("db_max_connections", "database pool size"),
+    (
+        "stats_log_secs",
+        "the LoginSrv's `summary` log line every this many seconds; 0 = off",
+    ),
+    (
+        "instance_expiry_secs",
+        "PostgreSQL: an instance silent this long is dead and its sessions are removed",
+    ),
+    (
+        "sqlite_lock_wait_secs",
+        "SQLite: wait this long for another process to release the database (0 = refuse)",
+    ),
     (
         "allow_gates",
         "gate networks the LoginSrv accepts (the embedded one sees only this gate)",
