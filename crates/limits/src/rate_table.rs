@@ -6,9 +6,17 @@
 //! full (a refilled bucket carries no information, so forgetting it is free). A hot key
 //! therefore keeps its debt unless two hotter keys share its set, and a flood of distinct
 //! keys can only evict entries, never grow the table.
+//!
+//! A slot holds the key's 64-bit keyed hash, not the key: 16 bytes whatever the key type,
+//! and an all-zero slot is a free one, so the table is allocated zeroed and its pages
+//! become resident only as keys land in them. A table sized for a large connection cap
+//! costs nothing until sources arrive; a flood pays at most the fixed size. Two keys
+//! share a bucket only if their keyed hashes are equal (about 2⁻⁶⁴ per pair), and then
+//! they are limited together: stricter, never looser.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -20,17 +28,17 @@ const SHARDS: usize = 64;
 /// Slots per set.
 const WAYS: usize = 2;
 
-/// One bucket: the key it belongs to and its theoretical arrival time.
-#[derive(Clone, Copy)]
-struct Slot<K> {
-    /// `None` while the slot is free.
-    key: Option<K>,
-    /// GCRA theoretical arrival time, in nanoseconds since `RateTable::epoch`.
-    tat: u64,
-}
+/// One bucket, all zero while free: `[tag, tat]`, where `tag` is the owning key's hash
+/// with its low bit set (so never 0) and `tat` the GCRA theoretical arrival time in
+/// nanoseconds since `RateTable::epoch`. Kept as plain integers so `vec![FREE; n]`
+/// allocates zeroed memory.
+type Slot = [u64; 2];
+const FREE: Slot = [0, 0];
+const TAG: usize = 0;
+const TAT: usize = 1;
 
 /// One shard: `sets_per_shard × WAYS` slots under one lock.
-type Shard<K> = Mutex<Box<[Slot<K>]>>;
+type Shard = Mutex<Box<[Slot]>>;
 
 /// A token bucket per key in fixed memory (see the module docs for eviction).
 pub struct RateTable<K> {
@@ -41,9 +49,11 @@ pub struct RateTable<K> {
     /// Keyed hashing so sources cannot aim at one set.
     hasher: RandomState,
     /// `SHARDS` locked arrays of `sets_per_shard × WAYS` slots.
-    shards: Box<[Shard<K>]>,
+    shards: Box<[Shard]>,
     /// Sets per shard (a power of two).
     sets_per_shard: usize,
+    /// Keys are hashed, never stored.
+    keys: PhantomData<fn(K)>,
 }
 
 impl<K> std::fmt::Debug for RateTable<K> {
@@ -55,31 +65,35 @@ impl<K> std::fmt::Debug for RateTable<K> {
     }
 }
 
-impl<K: Hash + Eq + Copy> RateTable<K> {
+impl<K: Hash> RateTable<K> {
     /// Most slots a table holds, whatever was asked for.
     pub const MAX_SLOTS: usize = 1 << 24;
 
+    /// Bytes of one slot.
+    pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+
     /// A table of about `slots` buckets (rounded up to a power of two, at least 128,
-    /// at most [`Self::MAX_SLOTS`]), all allocated now, each limited to `rate`.
+    /// at most [`Self::MAX_SLOTS`]), all allocated now (zeroed, so resident only once
+    /// used), each limited to `rate`.
     pub fn new(rate: Rate, slots: usize) -> Self {
         let sets_per_shard = (slots.min(Self::MAX_SLOTS) / (SHARDS * WAYS))
             .max(1)
             .next_power_of_two();
-        let free = Slot { key: None, tat: 0 };
         RateTable {
             rate,
             epoch: Instant::now(),
             hasher: RandomState::new(),
             shards: (0..SHARDS)
-                .map(|_| Mutex::new(vec![free; sets_per_shard * WAYS].into_boxed_slice()))
+                .map(|_| Mutex::new(vec![FREE; sets_per_shard * WAYS].into_boxed_slice()))
                 .collect(),
             sets_per_shard,
+            keys: PhantomData,
         }
     }
 
-    /// Bytes the table holds; fixed for its life.
+    /// Bytes the table can hold; fixed for its life (resident as keys arrive).
     pub fn memory_bytes(&self) -> usize {
-        SHARDS * self.sets_per_shard * WAYS * std::mem::size_of::<Slot<K>>()
+        SHARDS * self.sets_per_shard * WAYS * Self::SLOT_BYTES
     }
 
     /// Whether an event for `key` at `now` conforms to the rate; a conforming event
@@ -91,21 +105,28 @@ impl<K: Hash + Eq + Copy> RateTable<K> {
         let now_ns =
             u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
 
+        // The shard index uses the low bits, so keys of one set agree on bit 0: setting
+        // it to keep 0 for "free" loses nothing that tells them apart.
+        let tag = hash | 1;
+
         let mut slots = shard.lock();
         let ways = &mut slots[set * WAYS..(set + 1) * WAYS];
-        let index = match ways.iter().position(|s| s.key == Some(key)) {
+        let index = match ways.iter().position(|s| s[TAG] == tag) {
             Some(index) => index,
             None => {
-                let cost = |s: &Slot<K>| s.key.map_or(0, |_| Rate::debt(s.tat, now_ns));
-                let victim = (0..WAYS).min_by_key(|&i| cost(&ways[i])).unwrap_or(0);
-                ways[victim] = Slot {
-                    key: Some(key),
-                    tat: now_ns,
+                let cost = |s: &Slot| {
+                    if s[TAG] == 0 {
+                        0
+                    } else {
+                        Rate::debt(s[TAT], now_ns)
+                    }
                 };
+                let victim = (0..WAYS).min_by_key(|&i| cost(&ways[i])).unwrap_or(0);
+                ways[victim] = [tag, now_ns];
                 victim
             }
         };
-        self.rate.conform(&mut ways[index].tat, now_ns)
+        self.rate.conform(&mut ways[index][TAT], now_ns)
     }
 }
 
@@ -146,14 +167,10 @@ mod tests {
     #[test]
     fn size_is_rounded_and_bounded() {
         let small = RateTable::<u32>::new(per_second(1, 1), 0);
-        assert_eq!(small.memory_bytes(), 128 * std::mem::size_of::<Slot<u32>>());
+        assert_eq!(small.memory_bytes(), 128 * 16);
         let odd = RateTable::<u32>::new(per_second(1, 1), 5000);
-        assert_eq!(odd.memory_bytes(), 8192 * std::mem::size_of::<Slot<u32>>());
-        assert_eq!(
-            std::mem::size_of::<Slot<IpAddr>>(),
-            32,
-            "documented slot size"
-        );
+        assert_eq!(odd.memory_bytes(), 8192 * 16);
+        assert_eq!(RateTable::<IpAddr>::SLOT_BYTES, 16, "documented slot size");
     }
 
     #[test]
@@ -165,12 +182,39 @@ mod tests {
             table.check(IpAddr::from(i.to_be_bytes()), t0);
         }
         assert_eq!(table.memory_bytes(), before);
-        assert!(before <= 4096 * 32, "4096 slots of 32 bytes");
+        assert!(before <= 4096 * 16, "4096 slots of 16 bytes");
         // A hot source inserted now is still limited despite the churn that follows
         // in other sets, and exactly within its own.
         let hot: IpAddr = "203.0.113.9".parse().expect("ip");
         assert!(table.check(hot, t0));
         assert!(!table.check(hot, t0));
+    }
+
+    /// Resident set of this process, in bytes (Linux).
+    #[cfg(target_os = "linux")]
+    fn resident_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+        let pages: usize = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .expect("resident pages");
+        pages * 4096
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_unused_table_is_not_resident() {
+        // The largest table: 256 MiB reserved. Zeroed allocation leaves its pages to the
+        // kernel until keys land in them; a few keys touch a few pages.
+        let before = resident_bytes();
+        let table = RateTable::<u32>::new(per_second(1, 1), RateTable::<u32>::MAX_SLOTS);
+        assert_eq!(table.memory_bytes(), 256 << 20);
+        for k in 0..100 {
+            table.check(k, Instant::now());
+        }
+        let grown = resident_bytes().saturating_sub(before);
+        assert!(grown < 16 << 20, "{grown} bytes resident after 100 keys");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use limits::{Rate, RateTable};
 use mir2_proto::ids::{IdTable, MsgKind};
 use mir2_proto::MsgHeader;
 
-/// Rate-table slots (about 32 bytes each) per allowed connection, within the bounds below:
+/// Rate-table slots (16 bytes each, resident once used) per allowed connection, within the bounds below:
 /// room for every live source and as many recent ones.
 const SLOTS_PER_CONNECTION: usize = 2;
 const SLOTS_MIN: usize = 4096;

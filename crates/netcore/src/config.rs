@@ -24,7 +24,7 @@ pub struct Config {
     pub conn_rate_per_ip: u32,
     /// Burst of the per-IP token bucket; 0 = `conn_rate_per_ip`.
     pub conn_burst_per_ip: u32,
-    /// Slots (32 bytes each) of the fixed-size per-IP rate table, allocated at start;
+    /// Slots (16 bytes each) of the fixed-size per-IP rate table, allocated at start;
     /// 0 = 2 × `max_connections`, clamped to 4,096..=1,048,576.
     pub rate_table_slots: usize,
     /// Most run-time block-list entries; when full, expired entries are purged, then

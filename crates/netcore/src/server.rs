@@ -247,7 +247,7 @@ impl<H: Handler> Server<H> {
     }
 }
 
-/// Upper bound for `Config::rate_table_slots` (32 bytes each).
+/// Upper bound for `Config::rate_table_slots` (16 bytes each).
 const MAX_RATE_TABLE_SLOTS: usize = 1 << 24;
 
 fn validate(config: &Config, inherited: usize) -> io::Result<()> {

@@ -56,7 +56,7 @@ pub enum BlockKind {
 /// Default rate-table slots per allowed connection: room for the live sources plus
 /// as many recent ones, so legitimate reconnects rarely collide.
 const RATE_SLOTS_PER_CONNECTION: usize = 2;
-/// Bounds of the derived rate-table size, in slots (32 bytes each).
+/// Bounds of the derived rate-table size, in slots (16 bytes each).
 const RATE_SLOTS_MIN: usize = 4096;
 const RATE_SLOTS_MAX: usize = 1 << 20;
 
