@@ -68,6 +68,8 @@ impl<H: Handler> Conn<H> {
 
 impl<H: Handler> Drop for Conn<H> {
     fn drop(&mut self) {
+        // Before `stream` (dropped after this body) closes the descriptor.
+        self.session.detach_socket();
         self.deregister();
         self.session.forget_waker();
         if self.opened {
@@ -111,6 +113,9 @@ pub(crate) fn serve<H: Handler>(
         let Some(mut state) = open(&mut conn) else {
             return;
         };
+        // From here senders may write replies straight to the socket (see `Session::send`).
+        conn.session
+            .attach_socket(std::os::fd::AsRawFd::as_raw_fd(&conn.stream));
         // The session's only timer: first-packet / idle deadline, then the flush deadline.
         let timer = sleep_until(after(Instant::now(), FAR_FUTURE));
         tokio::pin!(timer);

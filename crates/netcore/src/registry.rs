@@ -175,7 +175,11 @@ mod tests {
 
     fn make(id: SessionId) -> Session {
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let limits = crate::session::SendLimits::new(1024, metrics::Counter::noop());
+        let limits = crate::session::SendLimits::new(
+            1024,
+            metrics::Counter::noop(),
+            metrics::Counter::noop(),
+        );
         Session::new(id, addr, addr, Arc::new(limits))
     }
 

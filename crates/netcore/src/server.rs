@@ -147,6 +147,7 @@ impl<H: Handler> Server<H> {
         let send_limits = Arc::new(SendLimits::new(
             config.max_outbound_bytes,
             metrics.queue_overflows.clone(),
+            metrics.bytes_out.clone(),
         ));
         let token = CancellationToken::new();
         let core = Core {

@@ -4,10 +4,20 @@
 //! the waker of the session's own task. Unlike CIOCPServer's `SendText`, which
 //! allocated a buffer per send and failed silently, a send either lands in the queue
 //! (and will be written in order, coalesced with its neighbours) or returns an error.
+//!
+//! A send that finds the queue empty first tries the socket itself, non-blocking, from
+//! the sending task (the gate's link reader, typically): when the kernel takes every
+//! byte, the reply costs one system call and no wake-up, scheduler round or poll of the
+//! session task. Whatever the socket does not take (full, partial write, error) goes to
+//! the queue and wakes the task, exactly as before, so order, the byte bound, the
+//! slow-reader close and error handling stay in one place. The write happens under the
+//! queue lock, which the session task also holds while it writes, so the two never
+//! interleave.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -53,7 +63,6 @@ impl fmt::Display for SessionId {
 
 /// The outbound queue and the close decision, under one lock so that "closed"
 /// and "accepts bytes" can never disagree.
-#[derive(Default)]
 pub(crate) struct Outbound {
     /// Bytes waiting to be written, in send order.
     pub(crate) chunks: VecDeque<Bytes>,
@@ -66,6 +75,28 @@ pub(crate) struct Outbound {
     /// The session task's waker while it waits. A plain slot instead of a `Notify`: one
     /// waiter only, and the wait future then costs the task nothing.
     waker: Option<Waker>,
+    /// The socket, for direct writes by senders; [`NO_SOCKET`] until the task attaches
+    /// it and again before the task closes it. Only read under this lock, which is what
+    /// keeps the descriptor alive while a sender writes to it. A bare `RawFd`, not an
+    /// `Option`, so it packs beside `woken` (the whole `Shared` stays in a smaller
+    /// allocator size class, which idle memory per session measures).
+    socket: RawFd,
+}
+
+/// `Outbound::socket` when senders must not write directly.
+const NO_SOCKET: RawFd = -1;
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Outbound {
+            chunks: VecDeque::new(),
+            bytes: 0,
+            close: None,
+            woken: false,
+            waker: None,
+            socket: NO_SOCKET,
+        }
+    }
 }
 
 impl Outbound {
@@ -106,6 +137,27 @@ impl Outbound {
             self.chunks = VecDeque::new();
         }
     }
+}
+
+/// One non-blocking `send(2)` of `data` to `fd`; the bytes the kernel took (0 when it
+/// took none, would block, or failed: the queue and the session task deal with those).
+#[allow(unsafe_code)]
+fn write_now(fd: RawFd, data: &[u8]) -> usize {
+    // SAFETY: `fd` comes from `Outbound::socket`, read under the queue lock that the
+    // caller still holds; the session task clears that field under the same lock before
+    // it closes the descriptor, so `fd` is open and still this session's socket for the
+    // whole call. `data` is a live slice of exactly `data.len()` bytes that the kernel
+    // only reads during the call. MSG_DONTWAIT keeps the call from blocking; MSG_NOSIGNAL
+    // turns a reset peer into EPIPE instead of SIGPIPE.
+    let rc = unsafe {
+        libc::send(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(rc).unwrap_or(0)
 }
 
 fn wake(waker: Option<Waker>) {
@@ -159,13 +211,16 @@ pub(crate) struct SendLimits {
     pub(crate) max_outbound_bytes: AtomicUsize,
     /// Counts sends refused for a full queue.
     pub(crate) overflows: Counter,
+    /// The server's `bytes_out_total`, for bytes a sender writes directly.
+    pub(crate) bytes_out: Counter,
 }
 
 impl SendLimits {
-    pub(crate) fn new(max_outbound_bytes: usize, overflows: Counter) -> Self {
+    pub(crate) fn new(max_outbound_bytes: usize, overflows: Counter, bytes_out: Counter) -> Self {
         SendLimits {
             max_outbound_bytes: AtomicUsize::new(max_outbound_bytes),
             overflows,
+            bytes_out,
         }
     }
 
@@ -280,6 +335,23 @@ impl Session {
             return Err(SendError::QueueFull);
         }
         let was_empty = out.chunks.is_empty();
+        let data = if was_empty {
+            let fd = out.socket;
+            match (fd != NO_SOCKET).then(|| write_now(fd, &data)) {
+                Some(written) if written == data.len() => {
+                    drop(out);
+                    self.count_direct(written);
+                    return Ok(());
+                }
+                Some(0) | None => data,
+                Some(written) => {
+                    self.count_direct(written);
+                    data.slice(written..)
+                }
+            }
+        } else {
+            data
+        };
         out.bytes += data.len();
         out.chunks.push_back(data);
         // A non-empty queue is already the task's business: it drains until empty or
@@ -288,6 +360,23 @@ impl Session {
         drop(out);
         wake(waker);
         Ok(())
+    }
+
+    fn count_direct(&self, written: usize) {
+        self.shared.limits.bytes_out.increment(written as u64);
+        self.add_bytes_out(written);
+    }
+
+    /// Lets senders write to `socket` directly while the queue is empty. The session
+    /// task calls it once the socket is registered and must call
+    /// [`Session::detach_socket`] before it closes the descriptor.
+    pub(crate) fn attach_socket(&self, socket: RawFd) {
+        self.shared.out.lock().socket = socket;
+    }
+
+    /// Ends direct writes: after this returns no sender touches the descriptor.
+    pub(crate) fn detach_socket(&self) {
+        self.shared.out.lock().socket = NO_SOCKET;
     }
 
     /// Asks the session to close: reading stops, what is queued is flushed (bounded by
@@ -361,7 +450,7 @@ mod tests {
 
     fn session(max: usize) -> Session {
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let limits = SendLimits::new(max, Counter::noop());
+        let limits = SendLimits::new(max, Counter::noop(), Counter::noop());
         Session::new(SessionId::new(1), addr, addr, Arc::new(limits))
     }
 
@@ -387,6 +476,14 @@ mod tests {
         assert_eq!(s.close_reason(), Some(CloseReason::Kicked));
         assert_eq!(s.outbound().bytes, 3, "kept for the flush");
         assert_eq!(s.send(Bytes::from_static(b"x")), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn shared_state_stays_small() {
+        // One per session, idle ones included: 216 bytes plus the `Arc` counts is the
+        // allocator's 240-byte class; 8 more bytes would cost 16 per session.
+        let size = std::mem::size_of::<Shared>();
+        assert!(size <= 216, "session state grew to {size} bytes");
     }
 
     #[test]
