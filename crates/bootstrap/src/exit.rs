@@ -20,17 +20,28 @@ pub const EXIT_CONFIG: u8 = 2;
 /// list read stuck on a dead mount) may delay the exit.
 const BLOCKING_GRACE: Duration = Duration::from_secs(1);
 
-/// Build the multi-threaded runtime, run `main` on it and map the outcome to
-/// an exit code, logging a failure as `<name> failed: <cause chain>`.
-pub fn run_main<F, E>(name: &str, main: F) -> ExitCode
+/// Build the runtime, run `main` on it and map the outcome to an exit code,
+/// logging a failure as `<name> failed: <cause chain>`.
+///
+/// `threads` is the number of threads running tasks: 1 builds a current-thread
+/// runtime (every task on the calling thread, so a wake-up never crosses threads);
+/// 0 one worker per core; any other n a multi-threaded runtime of n workers.
+/// Blocking work (`spawn_blocking`) has its own pool in every case.
+pub fn run_main<F, E>(name: &str, threads: usize, main: F) -> ExitCode
 where
     F: Future<Output = Result<(), E>>,
     E: fmt::Display,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{name}: cannot start the runtime: {e}");

@@ -103,6 +103,9 @@ pub struct GateConfig {
     pub pid_file: String,
     /// Interval of the summary log line (sessions, link batching, closes; 0 = off).
     pub stats_log_secs: u64,
+    /// Threads running the gate's tasks: 1 = one thread for everything (the link
+    /// and every session: no wake-up crosses threads), 0 = one per core, n = n.
+    pub worker_threads: usize,
     /// PROXY protocol a trusted front sends: `off`, `v1`, `v2` or `any` (either,
     /// recognised per connection).
     #[serde(with = "proxy_protocol_name")]
@@ -357,6 +360,7 @@ impl Default for GateConfig {
             restart_ready_timeout_secs: 30,
             pid_file: String::new(),
             stats_log_secs: 60,
+            worker_threads: 1,
             proxy_protocol: ProxyProtocol::Off,
             trusted_proxies: Vec::new(),
             proxy_header_timeout_secs: 5,
@@ -596,6 +600,15 @@ impl Config {
         }
         if g.listen.is_empty() {
             return Err(invalid("gate.listen", "needs at least one address"));
+        }
+        if g.worker_threads > MAX_WORKER_THREADS {
+            return Err(invalid(
+                "gate.worker_threads",
+                format!(
+                    "must be at most {MAX_WORKER_THREADS} (got {}); 0 = one per core",
+                    g.worker_threads
+                ),
+            ));
         }
         if g.restart_ready_timeout_secs == 0 {
             return Err(invalid(
@@ -859,11 +872,14 @@ impl Config {
     }
 }
 
+/// Most runtime threads `gate.worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 256;
+
 /// Keys a running gate cannot change in place: the sockets it listens on and how it
 /// accepts, the LoginSrv it links to and how it frames the link, its console's
-/// address, the embedded LoginSrv and the log format. A reload reports them as
-/// "changed; applies on restart" (a zero-downtime restart applies them). A key is
-/// restart-only when it equals an entry or lies under one (`embedded.…`).
+/// address, the embedded LoginSrv, the runtime's threads and the log format. A reload
+/// reports them as "changed; applies on restart" (a zero-downtime restart applies
+/// them). A key is restart-only when it equals an entry or lies under one (`embedded.…`).
 pub const RESTART_ONLY: &[&str] = &[
     "role",
     "log_format",
@@ -879,6 +895,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "gate.allow_sources",
     "gate.stats_log_secs",
     "gate.pid_file",
+    "gate.worker_threads",
     "server.addr",
     "server.backends",
     "server.dialect",

@@ -72,5 +72,6 @@ fn main() -> ExitCode {
         log: Some(log),
         accept_once_linked: false,
     };
-    bootstrap::run_main("logingate", logingate::app::run(config, startup))
+    let threads = config.gate.worker_threads;
+    bootstrap::run_main("logingate", threads, logingate::app::run(config, startup))
 }

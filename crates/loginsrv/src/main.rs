@@ -106,7 +106,7 @@ fn main() -> ExitCode {
     }
     bootstrap::logging::init_with(cli.log_format, config.log_timestamps, "");
     let cli = std::sync::Arc::new(cli);
-    bootstrap::run_main("loginsrv", async move {
+    bootstrap::run_main("loginsrv", 0, async move {
         // Polled once before anything starts, so the handlers are installed: a
         // signal while the server starts stops it in order instead of killing it.
         let mut stop = std::pin::pin!(bootstrap::shutdown_signal());
