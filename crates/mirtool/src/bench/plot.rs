@@ -48,14 +48,14 @@ fn load_series(text: &str) -> anyhow::Result<Vec<(String, [u64; 5])>> {
                 .iter()
                 .map(|r| {
                     (
-                        format!("{} (peak)", r.report.target_label),
+                        format!("{} {} (peak)", r.report.target_label, r.report.clients),
                         points(&r.report.latency_us),
                     )
                 })
                 .collect();
             out.extend(results.relay_half.iter().map(|r| {
                 (
-                    format!("{} (half rate)", r.report.target_label),
+                    format!("{} {} (half rate)", r.report.target_label, r.report.clients),
                     points(&r.report.latency_us),
                 )
             }));

@@ -55,10 +55,11 @@ pub struct Results {
 pub struct RelayRun {
     /// What the load generator measured.
     pub report: Report,
-    /// Proxy process CPU seconds (utime+stime) over the run; absent for direct.
+    /// CPU seconds (utime+stime) over the run of the proxy, or for direct of the echo
+    /// backend (the floor: one read and one write per message).
     #[serde(default)]
     pub proxy_cpu_s: Option<f64>,
-    /// Proxy VmRSS at the end of the run, KiB.
+    /// VmRSS at the end of the run of the same process, KiB.
     #[serde(default)]
     pub proxy_rss_kib: Option<u64>,
 }
@@ -130,24 +131,37 @@ fn goal(ok: Option<bool>) -> &'static str {
     }
 }
 
-pub fn render(r: &Results) -> String {
-    let mut out = String::new();
-    if !r.command.is_empty() {
-        let _ = writeln!(
-            out,
-            "`{}` — {} — {} — load average {}\n",
-            r.command, r.date, r.machine, r.load_average
-        );
-    }
-    let rounds = if r.relay_rounds > 1 {
-        format!(", median of {} rounds", r.relay_rounds)
-    } else {
-        String::new()
-    };
-    let _ = writeln!(out, "### Relay (peak, closed loop{rounds})\n");
-    let _ = writeln!(out, "| target | clients×depth | msgs/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | proxy CPU µs/msg | proxy RSS MiB | lost/reord/corrupt |");
+/// The ratios of one peak relay load.
+struct Peak {
+    clients: u64,
+    tput_vs_haproxy: Option<f64>,
+    cpu_vs_floor: Option<f64>,
+}
+
+/// The ratios of one half-rate relay load.
+struct Half {
+    clients: u64,
+    p99_vs_direct: Option<f64>,
+    cpu_vs_floor: Option<f64>,
+}
+
+fn runs_at(runs: &[RelayRun], clients: u64) -> impl Iterator<Item = &RelayRun> {
+    runs.iter().filter(move |x| x.report.clients == clients)
+}
+
+fn label_at<'a>(runs: &'a [RelayRun], clients: u64, label: &str) -> Option<&'a RelayRun> {
+    runs_at(runs, clients).find(|x| x.report.target_label == label)
+}
+
+/// The peak relay table of the runs with `clients` clients, and its ratios.
+fn relay_section(out: &mut String, r: &Results, clients: u64, rounds: &str) -> Peak {
+    let _ = writeln!(
+        out,
+        "### Relay, {clients} clients (peak, closed loop{rounds})\n"
+    );
+    let _ = writeln!(out, "| target | clients×depth | msgs/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | CPU µs/msg | RSS MiB | lost/reord/corrupt |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for run in &r.relay {
+    for run in runs_at(&r.relay, clients) {
         let rep = &run.report;
         let l = &rep.latency_us;
         let _ = writeln!(
@@ -169,56 +183,102 @@ pub fn render(r: &Results) -> String {
             rep.corrupted
         );
     }
-    let relay = |label: &str| find(&r.relay, label, |x| &x.report.target_label);
+    let relay = |label: &str| label_at(&r.relay, clients, label);
     let (gate, haproxy, direct) = (relay("logingate"), relay("haproxy"), relay("direct"));
     let tput = |x: Option<&RelayRun>| x.map(|x| x.report.msgs_per_sec);
     let cpu = |x: Option<&RelayRun>| x.and_then(cpu_us_per_msg);
-    let tput_ratio = ratio(tput(gate), tput(haproxy));
-    let cpu_ratio = ratio(cpu(gate), cpu(haproxy));
+    let peak = Peak {
+        clients,
+        tput_vs_haproxy: ratio(tput(gate), tput(haproxy)),
+        cpu_vs_floor: ratio(cpu(gate), cpu(direct)),
+    };
     let _ = writeln!(
         out,
-        "\nRatios: msgs/s gate/haproxy **{}**, gate/direct **{}**; CPU per msg gate/haproxy **{}**.\n",
-        opt(tput_ratio, 2),
+        "\nCPU µs/msg is the proxy's; for direct it is the echo backend's, the floor ({} µs/msg).\n\
+         Ratios: msgs/s gate/haproxy **{}**, gate/direct **{}**; CPU per msg gate/haproxy **{}**, \
+         gate/floor **{}**.\n",
+        opt(cpu(direct), 2),
+        opt(peak.tput_vs_haproxy, 2),
         opt(ratio(tput(gate), tput(direct)), 2),
-        opt(cpu_ratio, 2)
+        opt(ratio(cpu(gate), cpu(haproxy)), 2),
+        opt(peak.cpu_vs_floor, 2)
     );
+    peak
+}
 
-    let mut p99_ratio = None;
-    if !r.relay_half.is_empty() {
+/// The half-rate relay table of the runs with `clients` clients, and its ratios.
+fn half_section(out: &mut String, r: &Results, clients: u64, rounds: &str) -> Half {
+    let mut half = Half {
+        clients,
+        p99_vs_direct: None,
+        cpu_vs_floor: None,
+    };
+    if runs_at(&r.relay_half, clients).next().is_none() {
+        return half;
+    }
+    let _ = writeln!(
+        out,
+        "### Relay at half the gate's peak rate, {clients} clients (open loop{rounds})\n"
+    );
+    let _ = writeln!(out, "| target | offered msgs/s | achieved msgs/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | CPU µs/msg |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for run in runs_at(&r.relay_half, clients) {
+        let rep = &run.report;
+        let l = &rep.latency_us;
         let _ = writeln!(
             out,
-            "### Relay at half the gate's peak rate (open loop{rounds})\n"
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            rep.target_label,
+            opt(rep.rate, 0),
+            rep.msgs_per_sec,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max,
+            opt(cpu_us_per_msg(run), 2)
         );
-        let _ = writeln!(out, "| target | offered msgs/s | achieved msgs/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | proxy CPU µs/msg |");
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for run in &r.relay_half {
-            let rep = &run.report;
-            let l = &rep.latency_us;
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
-                rep.target_label,
-                opt(rep.rate, 0),
-                rep.msgs_per_sec,
-                l.p50,
-                l.p90,
-                l.p99,
-                l.p999,
-                l.max,
-                opt(cpu_us_per_msg(run), 2)
-            );
-        }
-        let half = |label: &str| {
-            find(&r.relay_half, label, |x| &x.report.target_label)
-                .map(|x| x.report.latency_us.p99 as f64)
-        };
-        p99_ratio = ratio(half("logingate"), half("direct"));
+    }
+    let run = |label: &str| label_at(&r.relay_half, clients, label);
+    let p99 = |label: &str| run(label).map(|x| x.report.latency_us.p99 as f64);
+    let cpu = |label: &str| run(label).and_then(cpu_us_per_msg);
+    half.p99_vs_direct = ratio(p99("logingate"), p99("direct"));
+    half.cpu_vs_floor = ratio(cpu("logingate"), cpu("direct"));
+    let _ = writeln!(
+        out,
+        "\nRatios: p99 gate/direct **{}**, gate/haproxy **{}**; CPU per msg gate/floor **{}**, \
+         gate/haproxy **{}**.\n",
+        opt(half.p99_vs_direct, 2),
+        opt(ratio(p99("logingate"), p99("haproxy")), 2),
+        opt(half.cpu_vs_floor, 2),
+        opt(ratio(cpu("logingate"), cpu("haproxy")), 2)
+    );
+    half
+}
+
+pub fn render(r: &Results) -> String {
+    let mut out = String::new();
+    if !r.command.is_empty() {
         let _ = writeln!(
             out,
-            "\nRatios: p99 gate/direct **{}**, gate/haproxy **{}**.\n",
-            opt(p99_ratio, 2),
-            opt(ratio(half("logingate"), half("haproxy")), 2)
+            "`{}` — {} — {} — load average {}\n",
+            r.command, r.date, r.machine, r.load_average
         );
+    }
+    let rounds = if r.relay_rounds > 1 {
+        format!(", median of {} rounds", r.relay_rounds)
+    } else {
+        String::new()
+    };
+    let mut loads: Vec<u64> = r.relay.iter().map(|x| x.report.clients).collect();
+    loads.dedup();
+    let mut peak = Vec::new();
+    for &clients in &loads {
+        peak.push(relay_section(&mut out, r, clients, &rounds));
+    }
+    let mut half = Vec::new();
+    for &clients in &loads {
+        half.push(half_section(&mut out, r, clients, &rounds));
     }
 
     let mut gate_idle_bytes = None;
@@ -314,27 +374,57 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(out, "### Goals\n");
     let _ = writeln!(out, "| goal | measured | status |");
     let _ = writeln!(out, "|---|---|---|");
-    let _ = writeln!(
-        out,
-        "| gate msgs/s ≥ 1.5 × HAProxy | {}× | {} |",
-        opt(tput_ratio, 2),
-        goal(tput_ratio.map(|x| x >= 1.5))
+    let at = |clients: u64| peak.iter().find(|p| p.clients == clients);
+    let half_at = |clients: u64| half.iter().find(|p| p.clients == clients);
+    let mut row = |name: String, value: Option<f64>, unit: &str, ok: fn(f64) -> bool| {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} |",
+            value.map_or_else(|| "–".to_string(), |v| format!("{v:.2}{unit}")),
+            goal(value.map(ok))
+        );
+    };
+    row(
+        "gate msgs/s ≥ 2.5 × HAProxy at 1000×1".into(),
+        at(1000).and_then(|p| p.tput_vs_haproxy),
+        "×",
+        |x| x >= 2.5,
     );
-    let _ = writeln!(
-        out,
-        "| gate CPU/msg ≤ 0.5 × HAProxy | {}× | {} |",
-        opt(cpu_ratio, 2),
-        goal(cpu_ratio.map(|x| x <= 0.5))
+    row(
+        "gate msgs/s ≥ 2 × HAProxy at 200×1".into(),
+        at(200).and_then(|p| p.tput_vs_haproxy),
+        "×",
+        |x| x >= 2.0,
     );
-    let _ = writeln!(
-        out,
-        "| gate p99 ≤ 1.5 × direct at half peak | {}× | {} |",
-        opt(p99_ratio, 2),
-        goal(p99_ratio.map(|x| x <= 1.5))
+    row(
+        "gate CPU/msg ≤ 1.1 × floor at 1000×1".into(),
+        at(1000).and_then(|p| p.cpu_vs_floor),
+        "×",
+        |x| x <= 1.1,
     );
+    row(
+        "gate CPU/msg ≤ 1.2 × floor at 200×1".into(),
+        at(200).and_then(|p| p.cpu_vs_floor),
+        "×",
+        |x| x <= 1.2,
+    );
+    for clients in [1000, 200] {
+        row(
+            format!("gate CPU/msg ≤ 1.4 × floor at half peak, {clients} clients"),
+            half_at(clients).and_then(|h| h.cpu_vs_floor),
+            "×",
+            |x| x <= 1.4,
+        );
+        row(
+            format!("gate p99 ≤ 1.5 × direct at half peak, {clients} clients"),
+            half_at(clients).and_then(|h| h.p99_vs_direct),
+            "×",
+            |x| x <= 1.5,
+        );
+    }
     let _ = writeln!(
         out,
-        "| ≤ 1 KiB RSS per idle client (100k extrapolated) | {} B/conn | {} |",
+        "| ≤ 1 KiB RSS per idle client | {} B/conn | {} |",
         opt(gate_idle_bytes, 0),
         goal(gate_idle_bytes.map(|b| b <= 1024.0))
     );
@@ -346,36 +436,77 @@ pub fn render(r: &Results) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ratios_and_goals_come_from_the_runs() {
-        let mk = |label: &str, mps: f64, cpu: Option<f64>| RelayRun {
-            report: Report {
-                target_label: label.into(),
-                msgs_per_sec: mps,
-                messages: 1_000_000,
-                ..Report::default()
-            },
-            proxy_cpu_s: cpu,
-            proxy_rss_kib: Some(2048),
+    fn run(label: &str, clients: u64, mps: f64, cpu_s: f64, p99: u64) -> RelayRun {
+        let mut report = Report {
+            target_label: label.into(),
+            clients,
+            depth: 1,
+            msgs_per_sec: mps,
+            messages: 1_000_000,
+            ..Report::default()
         };
+        report.latency_us.p99 = p99;
+        RelayRun {
+            report,
+            proxy_cpu_s: Some(cpu_s),
+            proxy_rss_kib: Some(2048),
+        }
+    }
+
+    #[test]
+    fn ratios_and_goals_come_from_the_runs_of_each_load() {
         let r = Results {
             relay: vec![
-                mk("direct", 300_000.0, None),
-                mk("haproxy", 100_000.0, Some(4.0)),
-                mk("logingate", 200_000.0, Some(1.0)),
+                run("direct", 1000, 300_000.0, 2.0, 100),
+                run("haproxy", 1000, 100_000.0, 4.0, 100),
+                run("logingate", 1000, 260_000.0, 2.1, 100),
+                run("direct", 200, 200_000.0, 2.0, 100),
+                run("haproxy", 200, 100_000.0, 4.0, 100),
+                run("logingate", 200, 150_000.0, 3.0, 100),
+            ],
+            relay_half: vec![
+                run("direct", 200, 75_000.0, 2.0, 1000),
+                run("haproxy", 200, 75_000.0, 5.0, 9000),
+                run("logingate", 200, 75_000.0, 2.6, 1400),
             ],
             ..Results::default()
         };
         let t = render(&r);
-        assert!(t.contains("gate/haproxy **2.00**"), "{t}");
-        assert!(t.contains("CPU per msg gate/haproxy **0.25**"), "{t}");
-        assert!(
-            t.contains("| gate msgs/s ≥ 1.5 × HAProxy | 2.00× | met |"),
-            "{t}"
+        assert!(t.contains("### Relay, 1000 clients"), "{t}");
+        assert!(t.contains("### Relay, 200 clients"), "{t}");
+        assert!(t.contains("the floor (2.00 µs/msg)"), "{t}");
+        assert!(t.contains("gate/haproxy **2.60**"), "{t}");
+        assert!(t.contains("gate/floor **1.05**"), "{t}");
+        assert!(t.contains("gate/floor **1.50**"), "{t}");
+        let goal_row = |name: &str| {
+            t.lines()
+                .find(|l| l.starts_with(&format!("| {name} |")))
+                .unwrap_or_else(|| panic!("no goal row {name}: {t}"))
+                .to_string()
+        };
+        assert_eq!(
+            goal_row("gate msgs/s ≥ 2.5 × HAProxy at 1000×1"),
+            "| gate msgs/s ≥ 2.5 × HAProxy at 1000×1 | 2.60× | met |"
         );
-        assert!(
-            t.contains("| gate CPU/msg ≤ 0.5 × HAProxy | 0.25× | met |"),
-            "{t}"
+        assert_eq!(
+            goal_row("gate msgs/s ≥ 2 × HAProxy at 200×1"),
+            "| gate msgs/s ≥ 2 × HAProxy at 200×1 | 1.50× | MISSED |"
+        );
+        assert_eq!(
+            goal_row("gate CPU/msg ≤ 1.1 × floor at 1000×1"),
+            "| gate CPU/msg ≤ 1.1 × floor at 1000×1 | 1.05× | met |"
+        );
+        assert_eq!(
+            goal_row("gate CPU/msg ≤ 1.4 × floor at half peak, 200 clients"),
+            "| gate CPU/msg ≤ 1.4 × floor at half peak, 200 clients | 1.30× | met |"
+        );
+        assert_eq!(
+            goal_row("gate p99 ≤ 1.5 × direct at half peak, 200 clients"),
+            "| gate p99 ≤ 1.5 × direct at half peak, 200 clients | 1.40× | met |"
+        );
+        assert_eq!(
+            goal_row("gate p99 ≤ 1.5 × direct at half peak, 1000 clients"),
+            "| gate p99 ≤ 1.5 × direct at half peak, 1000 clients | – | not measured |"
         );
     }
 }
