@@ -36,10 +36,12 @@ mod reason;
 mod registry;
 mod server;
 mod session;
+mod timer;
 mod tuning;
 
 pub use admission::{Admission, Block, BlockKind, RejectObserver, StrictLimits};
 pub use config::Config;
+pub use conn::session_future_bytes;
 pub use counts::{Counts, CountsSnapshot};
 pub use ipnet::IpNet;
 pub use proxy::{ProxyConfig, ProxyProtocol};

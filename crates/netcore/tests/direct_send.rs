@@ -34,7 +34,9 @@ async fn a_send_on_an_empty_queue_is_written_before_send_returns() {
         c.read_exact(&mut back).await.unwrap();
         assert_eq!(back, msg.as_bytes());
     }
-    let total: u64 = (0..100u32).map(|i| format!("reply {i}\n").len() as u64).sum();
+    let total: u64 = (0..100u32)
+        .map(|i| format!("reply {i}\n").len() as u64)
+        .sum();
     assert_eq!(session.stats().bytes_out, total);
     assert_eq!(h.counter("bytes_out_total", None), total);
     drop(c);
