@@ -299,3 +299,18 @@ impl Handler for GateHandler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_idle_session_fits_the_384_byte_task_class() {
+        // Tokio rounds a task to 128-byte multiples; its own fields take ~104 bytes and
+        // the task tracker 8, so a future over 272 bytes costs every idle client 128
+        // more (see `netcore::session_future_bytes`).
+        let future = netcore::session_future_bytes::<super::GateHandler>();
+        assert!(
+            future <= 272,
+            "the gate's session future grew to {future} bytes"
+        );
+    }
+}
