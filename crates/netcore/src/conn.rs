@@ -23,6 +23,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -361,7 +362,7 @@ fn read_and_dispatch<H: Handler>(
     if buf.capacity() - buf.len() < room {
         buf.reserve(room); // reclaims in place when the handler kept no slice of it
     }
-    let read = match stream.try_read_buf(&mut (&mut *buf).limit(room)) {
+    let read = match read_once(stream, &mut (&mut *buf).limit(room), room) {
         Ok(0) => return Err(CloseReason::PeerClosed),
         Ok(n) => n,
         Err(e)
@@ -380,6 +381,29 @@ fn read_and_dispatch<H: Handler>(
     }
     release_if_drained(core, session, rx);
     Ok(progress)
+}
+
+/// One non-blocking read of at most `room` bytes. A short read means the kernel's
+/// receive queue is empty (the socket is edge-triggered), so it also clears the
+/// socket's read readiness: the next wait parks at once instead of paying a `recv`
+/// that can only return `EAGAIN`, which halves the receive calls of a session that
+/// gets one message at a time. The readiness cleared is the one observed before the
+/// read, so an edge that arrived meanwhile is kept (as tokio's own `poll_read` does;
+/// `try_read_buf` alone clears only on `WouldBlock`).
+fn read_once(stream: &TcpStream, buf: &mut impl BufMut, room: usize) -> io::Result<usize> {
+    let mut drained = None;
+    let outcome = stream.try_io(Interest::READABLE, || {
+        let n = stream.try_read_buf(buf)?;
+        if n > 0 && n < room {
+            drained = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match drained {
+        Some(n) => Ok(n),
+        None => outcome,
+    }
 }
 
 fn release_if_drained<H: Handler>(core: &Core<H>, session: &Session, rx: &mut Option<BytesMut>) {
