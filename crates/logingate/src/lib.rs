@@ -18,6 +18,12 @@
 //! - `embedded` (cargo feature `embedded`, on by default): the reference
 //!   LoginSrv started in-process when `server.addr` is absent.
 
+/// jemalloc for every binary built with this crate's `jemalloc` feature (the gate, its
+/// tests, the end-to-end binary): see the feature in Cargo.toml for why.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 pub mod account_ops;
 pub mod admin;
 pub mod allowlist;

@@ -7,11 +7,6 @@ use bootstrap::EXIT_CONFIG;
 use clap::Parser;
 use logingate::cli::{Cli, Command};
 
-/// See the `jemalloc` feature in Cargo.toml for why.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Restart { pid_file }) = &cli.command {
