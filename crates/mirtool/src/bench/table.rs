@@ -145,6 +145,11 @@ struct Half {
     cpu_vs_floor: Option<f64>,
 }
 
+/// The p50, p90, p99, p99.9 and max cells of a table row.
+fn percentiles(l: &super::report::Latency) -> String {
+    format!("{} | {} | {} | {} | {}", l.p50, l.p90, l.p99, l.p999, l.max)
+}
+
 fn runs_at(runs: &[RelayRun], clients: u64) -> impl Iterator<Item = &RelayRun> {
     runs.iter().filter(move |x| x.report.clients == clients)
 }
@@ -163,19 +168,14 @@ fn relay_section(out: &mut String, r: &Results, clients: u64, rounds: &str) -> P
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for run in runs_at(&r.relay, clients) {
         let rep = &run.report;
-        let l = &rep.latency_us;
         let _ = writeln!(
             out,
-            "| {} | {}×{} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {}/{}/{} |",
+            "| {} | {}×{} | {:.0} | {} | {} | {} | {}/{}/{} |",
             rep.target_label,
             rep.clients,
             rep.depth,
             rep.msgs_per_sec,
-            l.p50,
-            l.p90,
-            l.p99,
-            l.p999,
-            l.max,
+            percentiles(&rep.latency_us),
             opt(cpu_us_per_msg(run), 2),
             opt(run.proxy_rss_kib.map(|k| k as f64 / 1024.0), 1),
             rep.lost,
@@ -224,18 +224,13 @@ fn half_section(out: &mut String, r: &Results, clients: u64, rounds: &str) -> Ha
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for run in runs_at(&r.relay_half, clients) {
         let rep = &run.report;
-        let l = &rep.latency_us;
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} |",
             rep.target_label,
             opt(rep.rate, 0),
             rep.msgs_per_sec,
-            l.p50,
-            l.p90,
-            l.p99,
-            l.p999,
-            l.max,
+            percentiles(&rep.latency_us),
             opt(cpu_us_per_msg(run), 2)
         );
     }
