@@ -6,7 +6,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use logingate::config::{Config, Dialect};
@@ -145,18 +144,7 @@ fn check_config_exits_0_for_a_good_file_and_2_naming_the_key() {
         "[gate]\nmax_conn_per_ip = 3\n[server]\naddr = \"127.0.0.1:5500\"\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .arg("--check-config")
-        .arg("--config")
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    testkit::process::assert_check_config(BIN, &good, None);
     for (text, key) in [
         ("[gate]\nmax_conections = 3\n", "gate.max_conections"),
         (
@@ -167,14 +155,7 @@ fn check_config_exits_0_for_a_good_file_and_2_naming_the_key() {
     ] {
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, text).unwrap();
-        let out = Command::new(BIN)
-            .args(["--check-config", "--config"])
-            .arg(&bad)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{text}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+        testkit::process::assert_check_config(BIN, &bad, Some(key));
     }
 }
 

@@ -159,17 +159,7 @@ fn check_config_exits_0_for_a_good_file_and_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("loginsrv.toml");
     std::fs::write(&file, "max_gates = 3\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["--check-config", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    testkit::process::assert_check_config(BIN, &file, None);
     for (text, key) in [
         ("max_gates = 0\n", "max_gates"),
         (
@@ -179,13 +169,6 @@ fn check_config_exits_0_for_a_good_file_and_2_naming_the_key() {
         ("nonsense = true\n", "nonsense"),
     ] {
         std::fs::write(&file, text).unwrap();
-        let out = Command::new(BIN)
-            .args(["--check-config", "--config"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{text}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+        testkit::process::assert_check_config(BIN, &file, Some(key));
     }
 }

@@ -178,3 +178,21 @@ impl Drop for Spawned {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `bin --check-config --config <config>`: asserts exit 0 when `bad_key` is
+/// `None`, else exit 2 with the stderr naming `` `bad_key` `` (as both binaries word it).
+pub fn assert_check_config(bin: &str, config: &std::path::Path, bad_key: Option<&str>) {
+    let out = Command::new(bin)
+        .args(["--check-config", "--config"])
+        .arg(config)
+        .output()
+        .expect("run --check-config");
+    let err = String::from_utf8_lossy(&out.stderr);
+    match bad_key {
+        None => assert_eq!(out.status.code(), Some(0), "{err}"),
+        Some(key) => {
+            assert_eq!(out.status.code(), Some(2), "{key}: {err}");
+            assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+        }
+    }
+}
